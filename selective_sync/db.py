@@ -1,0 +1,85 @@
+"""The one engine factory, and the checks that turn driver errors into plain messages."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from .errors import BadInput, DatabaseUnavailable, SchemaMissing
+from .schema import district_metadata, state_metadata
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_S = 5
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to log or show."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str, *, must_exist: bool = True) -> Engine:
+    """Create an engine for ``url``. SQLite gets foreign keys on and a busy timeout.
+
+    With ``must_exist`` a SQLite file that does not exist is an error rather than being
+    silently created empty.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise BadInput(f"not a database URL: {mask_url(url)}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if must_exist and database and database != ":memory:" and not Path(database).exists():
+            raise DatabaseUnavailable(
+                f"database file {database} does not exist (run `selective-sync demo` to make "
+                "the demo databases, or set SELECTIVE_SYNC_DISTRICT_URL / _STATE_URL)"
+            )
+        engine = create_engine(
+            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_pre_ping=False
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True, pool_recycle=1800)
+    except NoSuchModuleError as exc:
+        raise BadInput(f"unsupported database URL scheme in {mask_url(url)}") from exc
+    except ModuleNotFoundError as exc:
+        raise BadInput(f"database driver missing for {mask_url(url)}: {exc.name}") from exc
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def check_schema(engine: Engine, side: str) -> None:
+    """Raise a clear error when the database is unreachable or lacks this side's tables."""
+    metadata = district_metadata if side == "district" else state_metadata
+    try:
+        with engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())
+    except OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot reach the {side} database {mask_url(str(engine.url))}: "
+            f"{_first_line(exc.orig or exc)}"
+        ) from exc
+    missing = sorted(set(metadata.tables) - present)
+    if missing:
+        raise SchemaMissing(
+            f"the {side} database {mask_url(str(engine.url))} is missing tables: "
+            + ", ".join(missing)
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,68 @@
+"""All configuration, read from the environment (prefix ``SELECTIVE_SYNC_``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".selective-sync"
+DEMO_DISTRICT_NUMBER = 275
+DEMO_DISTRICT_NAME = "MAPLE VALLEY"
+
+
+class Settings(BaseSettings):
+    """Every setting of the tool; with nothing set, the embedded demo databases are used."""
+
+    model_config = SettingsConfigDict(env_prefix="SELECTIVE_SYNC_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Folder holding the demo SQLite databases, manifest and reports.",
+    )
+    district_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the district database (default: demo)."
+    )
+    state_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the state database (default: demo)."
+    )
+    district_number: int = Field(default=DEMO_DISTRICT_NUMBER, gt=0)
+    district_name: str = Field(default=DEMO_DISTRICT_NAME, min_length=1)
+    verify_chunk_rows: int = Field(
+        default=20_000, gt=0, description="Rows fetched per round trip while verifying."
+    )
+    task_runner: Literal["thread", "dask"] = "thread"
+    max_workers: int = Field(default=8, gt=0, description="Bound on concurrent sync tasks.")
+    dask_address: str | None = None
+    per_key_task_limit: int = Field(
+        default=200,
+        gt=0,
+        description="Up to this many keys get one task run each; above it keys are batched.",
+    )
+    report_dir: Path | None = Field(
+        default=None, description="Where reports are stored (default: DATA_DIR/reports)."
+    )
+
+    @cached_property
+    def resolved_district_url(self) -> str:
+        return self.district_url or sqlite_url(self.data_dir / "district.db")
+
+    @cached_property
+    def resolved_state_url(self) -> str:
+        return self.state_url or sqlite_url(self.data_dir / "state.db")
+
+    @cached_property
+    def resolved_report_dir(self) -> Path:
+        return self.report_dir or self.data_dir / "reports"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def get_settings() -> Settings:
+    """Read settings afresh from the environment (cheap; callers may keep the result)."""
+    return Settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -11,10 +12,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from .errors import BadInput, DatabaseUnavailable, SchemaMissing
 from .schema import district_metadata, state_metadata
+from .settings import get_settings
 
 log = logging.getLogger(__name__)
-
-SQLITE_BUSY_TIMEOUT_S = 5
 
 
 def mask_url(url: str) -> str:
@@ -43,7 +43,9 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
                 "the demo databases, or set SELECTIVE_SYNC_DISTRICT_URL / _STATE_URL)"
             )
         engine = create_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_pre_ping=False
+            parsed,
+            connect_args={"timeout": get_settings().sqlite_busy_timeout_s},
+            pool_pre_ping=False,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
@@ -58,6 +60,13 @@ def make_engine(url: str, *, must_exist: bool = True) -> Engine:
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets readers run beside a writer, and with synchronous=NORMAL a commit costs no
+    # fsync (still crash-safe: a power cut can lose only the last commits, never corrupt).
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        log.debug("could not switch %s to WAL; keeping its journal mode", dbapi_connection)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -107,6 +107,8 @@ class KeyOutcome:
     attempts: int = 1
     parents_synced: list[str] = field(default_factory=list)
     changes: list[RowChange] = field(default_factory=list)
+    # True when the key failed on a database fault (not a refusal by the state).
+    transient: bool = False
 
 
 @dataclass

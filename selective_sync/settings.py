@@ -6,12 +6,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".selective-sync"
 DEMO_DISTRICT_NUMBER = 275
 DEMO_DISTRICT_NAME = "MAPLE VALLEY"
+
+
+class DistrictConfig(BaseModel):
+    """One district this installation serves: its number, name and database URL."""
+
+    number: int = Field(gt=0)
+    name: str = Field(min_length=1)
+    url: str
 
 
 class Settings(BaseSettings):
@@ -31,6 +39,13 @@ class Settings(BaseSettings):
     )
     district_number: int = Field(default=DEMO_DISTRICT_NUMBER, gt=0)
     district_name: str = Field(default=DEMO_DISTRICT_NAME, min_length=1)
+    districts: list[DistrictConfig] = Field(
+        default_factory=list,
+        description='More districts, as JSON: [{"number": 276, "name": "...", "url": ...}].',
+    )
+    sqlite_busy_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a SQLite writer waits for a lock."
+    )
     verify_chunk_rows: int = Field(
         default=20_000, gt=0, description="Rows fetched per round trip while verifying."
     )
@@ -41,6 +56,13 @@ class Settings(BaseSettings):
         default=200,
         gt=0,
         description="Up to this many keys get one task run each; above it keys are batched.",
+    )
+    rights_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the rights store "
+            "(default: the state database, or DATA_DIR/rights.db for the demo)."
+        ),
     )
     report_dir: Path | None = Field(
         default=None, description="Where reports are stored (default: DATA_DIR/reports)."
@@ -53,6 +75,16 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_state_url(self) -> str:
         return self.state_url or sqlite_url(self.data_dir / "state.db")
+
+    @cached_property
+    def resolved_rights_url(self) -> str:
+        # With a real state database every worker reaches it, so rights live there; the
+        # embedded demo keeps them beside it so regenerating the demo keeps the rights.
+        if self.rights_url:
+            return self.rights_url
+        if self.state_url:
+            return self.state_url
+        return sqlite_url(self.data_dir / "rights.db")
 
     @cached_property
     def resolved_report_dir(self) -> Path:

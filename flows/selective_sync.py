@@ -1,0 +1,165 @@
+"""The Selective Sync flow: re-send exactly the records an administrator names."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+
+from selective_sync.districts import resolve_district
+from selective_sync.errors import SelectiveSyncError
+from selective_sync.history_format import request_status
+from selective_sync.models import KeyOutcome, SyncResult
+from selective_sync.outcomes import apply_after_verification, failure_outcome
+from selective_sync.registry import ObjectName, get_object
+from selective_sync.settings import get_settings
+from selective_sync.sync import is_transient
+from tasks.history import publish_history, start_progress, update_progress
+from tasks.retry import TRANSIENT_RETRIES
+from tasks.sync import parse_ids_task, sync_batch_task, sync_key_task
+from tasks.verify import verify_object_task
+
+from .runner import make_task_runner
+
+
+def count_id_tokens(ids: object) -> int:
+    if isinstance(ids, str):
+        return len([t for t in re.split(r"[\s,;]+", ids) if t])
+    return len(ids) if isinstance(ids, list) else 0
+
+
+def _run_name() -> str:
+    params = flow_run.get_parameters()
+    obj = params.get("object")
+    obj = getattr(obj, "value", obj)
+    return f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
+
+
+class RequestFailed(SelectiveSyncError):
+    """The request could not be processed (every key hit a database fault)."""
+
+
+@flow(
+    name="selective-sync",
+    flow_run_name=_run_name,
+    task_runner=make_task_runner(),
+    validate_parameters=True,
+)
+def selective_sync(
+    object: ObjectName,
+    ids: str | list[int],
+    requested_by: str,
+    district: int | None = None,
+    check_dependencies: bool = False,
+    dry_run: bool = False,
+) -> SyncResult:
+    """Re-send the named records, with the objects they carry, from district to state.
+
+    Args:
+        object: The object to sync; its hierarchy (e.g. a person's identities) comes along.
+        ids: District IDs (personIDs, enrollmentIDs, ...): a list, or pasted text separated
+            by commas, spaces, semicolons or new lines.
+        requested_by: Who asks for the sync; needs the W right on the tool.
+        district: District number (default: the district this deployment serves).
+        check_dependencies: Sync a missing or different parent first (e.g. an enrollment's
+            person), then the record.
+        dry_run: Only verify and show what would change; write nothing.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    spec = get_object(object)
+    config = resolve_district(settings, district)
+    requested_at = datetime.now(UTC)
+    authorise_sync(requested_by)
+    keys = parse_ids_task(ids)
+    logger.info("%s keys of %s requested by %s", len(keys), spec.name, requested_by)
+
+    before = verify_object_task(spec.name, config.number, keys)
+    logger.info(
+        "Before: %s missing at state, %s mismatched, %s missing at district",
+        len(before.missing_at_state),
+        len(before.mismatched),
+        len(before.missing_at_district),
+    )
+
+    progress_id = start_progress(config.number)
+    outcomes = fan_out(spec.name, config.number, keys, check_dependencies, dry_run, progress_id)
+
+    if not dry_run:
+        after = verify_object_task(spec.name, config.number, keys)
+        apply_after_verification(outcomes, after)
+    result = SyncResult(
+        object=spec.name,
+        district_number=config.number,
+        district_name=config.name,
+        requested_by=requested_by,
+        requested_at=requested_at,
+        completed_at=datetime.now(UTC),
+        check_dependencies=check_dependencies,
+        dry_run=dry_run,
+        keys=[outcomes[k] for k in keys],
+    )
+    publish_history(result)
+    logger.info("Records %s/%s succeeded", result.succeeded, result.total)
+    if request_status(result) == "Failed":
+        raise RequestFailed(
+            f"the request could not be processed: every key failed on a database fault "
+            f"({result.keys[0].reason})"
+        )
+    return result
+
+
+def authorise_sync(requested_by: str) -> None:
+    """Refuse a requester without the W right before anything is read or written."""
+    from selective_sync.rights import Right, require
+
+    require(requested_by, Right.W)
+
+
+def fan_out(
+    object_name: str,
+    district: int,
+    keys: list[int],
+    check_dependencies: bool,
+    dry_run: bool,
+    progress_id,
+) -> dict[int, KeyOutcome]:
+    """One task per key up to the configured limit; above it, batches of keys."""
+    settings = get_settings()
+    outcomes: dict[int, KeyOutcome] = {}
+    if len(keys) <= settings.per_key_task_limit:
+        futures = {
+            sync_key_task.submit(object_name, district, key, check_dependencies, dry_run): [key]
+            for key in keys
+        }
+    else:
+        batches = settings.max_workers * 4
+        size = math.ceil(len(keys) / batches)
+        chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+        futures = {
+            sync_batch_task.submit(
+                object_name, district, chunk, number, check_dependencies, dry_run
+            ): chunk
+            for number, chunk in enumerate(chunks, start=1)
+        }
+    done = 0
+    for future in as_completed(list(futures)):
+        batch_keys = futures[future]
+        value = future.result(raise_on_failure=False)
+        if isinstance(value, BaseException):
+            attempts = 1 + TRANSIENT_RETRIES if is_transient(value) else 1
+            for outcome in getattr(value, "outcomes", None) or []:
+                outcomes[outcome.key] = outcome  # keys a failed batch finished
+            for key in batch_keys:
+                if key not in outcomes:
+                    outcomes[key] = failure_outcome(key, value, attempts)
+        else:
+            for outcome in value if isinstance(value, list) else [value]:
+                outcomes[outcome.key] = outcome
+        done += len(batch_keys)
+        update_progress(progress_id, 100.0 * done / max(len(keys), 1))
+    return outcomes

@@ -1,0 +1,28 @@
+"""The ``selective-sync`` command line: one Typer app, one sub-module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from .common import run_cli
+
+app = typer.Typer(
+    help="Find and fix drift between a district's database and the state's.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from . import demo, rights, summary, sync
+
+    app.command()(demo.demo)
+    app.command()(summary.summary)
+    app.command()(sync.sync)
+    app.add_typer(rights.app, name="rights")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    run_cli(app)

@@ -1,0 +1,45 @@
+"""Turning task failures and the after-sync verification into honest per-key outcomes."""
+
+from __future__ import annotations
+
+from .models import KeyOutcome, ObjectVerification, Outcome
+from .sync import is_transient
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def failure_outcome(key: int, exc: BaseException, attempts: int) -> KeyOutcome:
+    """A key whose task failed outright (its retries, if any, are spent)."""
+    transient = is_transient(exc)
+    prefix = f"database fault after {attempts} attempts" if transient else "error"
+    return KeyOutcome(
+        key=key,
+        outcome=Outcome.FAILED,
+        reason=f"{prefix}: {first_line(exc)}",
+        attempts=attempts,
+        transient=transient,
+    )
+
+
+def apply_after_verification(
+    outcomes: dict[int, KeyOutcome], after: ObjectVerification
+) -> list[int]:
+    """Fail any key reported synced/unchanged that still differs; return those keys."""
+    still_differs: list[int] = []
+    for issue in after.issues:
+        outcome = outcomes.get(issue.key)
+        if outcome is None or not outcome.outcome.succeeded:
+            continue
+        if issue.issue == "mismatched":
+            detail = "; ".join(
+                f"{d.column}: district {d.district!r}, state {d.state!r}" for d in issue.diffs
+            )
+        else:
+            detail = issue.issue.replace("_", " ")
+        outcome.outcome = Outcome.FAILED
+        outcome.reason = f"still differs after sync: {detail}"
+        still_differs.append(issue.key)
+    return still_differs

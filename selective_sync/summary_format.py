@@ -1,0 +1,38 @@
+"""Plain-data forms of the Verification Summary (JSON output, artifacts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import DistrictVerification
+
+
+def summary_to_dict(summary: DistrictVerification) -> dict[str, Any]:
+    """The ``summary --json`` document."""
+    return {
+        "district": {
+            "number": summary.district_number,
+            "name": summary.district_name,
+            "overall_accuracy": round(summary.overall_accuracy, 2),
+        },
+        "objects": [
+            {
+                "object": o.object,
+                "accuracy": round(o.accuracy, 2),
+                "verified_at": o.verified_at.isoformat(),
+                "distinct": o.distinct,
+                "at_district": o.at_district,
+                "at_state": o.at_state,
+                "errors": o.errors,
+                "missing_at_state": o.missing_at_state,
+                "missing_at_district": o.missing_at_district,
+                "mismatched": o.mismatched,
+            }
+            for o in summary.objects
+        ],
+    }
+
+
+def percent(value: float) -> str:
+    """Accuracy as the product prints it: two decimals and a percent sign."""
+    return f"{value:.2f}%"

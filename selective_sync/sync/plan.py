@@ -1,0 +1,336 @@
+"""Read one object's rows on both sides and plan the changes that make the state equal.
+
+Planning is pure: it takes rows (dicts keyed by column name) and returns RowChanges. The
+same plan drives a real sync and a dry run, so a dry run shows exactly what a sync writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+    select,
+    type_coerce,
+    union_all,
+)
+
+from ..models import ColumnDiff, RowChange
+from ..registry import Normaliser, ObjectSpec, Part
+from ..schema import district_table, state_table
+
+Row = dict[str, Any]
+RowsByTable = dict[str, list[Row]]
+"""One object's rows, by district table name (``person``, ``identity`` ...)."""
+
+IN_CHUNK = 500
+"""Bound parameters per IN list: well under every backend's limit (SQLite 999 old)."""
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """A part with its district and state tables and the columns copied between them."""
+
+    part: Part
+    district: Table
+    state: Table
+    columns: tuple[str, ...]
+    """District columns that the state table also has (everything copied)."""
+    normalisers: tuple[tuple[str, Normaliser], ...]
+
+    @property
+    def name(self) -> str:
+        return self.part.table
+
+
+@cache
+def part_infos(spec: ObjectSpec) -> tuple[PartInfo, ...]:
+    """The object's parts, root first (parents are written before their children)."""
+    declared = {(c.table, c.column): c.normalise for c in spec.compared}
+    infos = []
+    for part in sorted(spec.parts, key=lambda p: p.table != spec.root):
+        dtab, stab = district_table(part.table), state_table(part.table)
+        columns = tuple(c.name for c in dtab.columns if c.name in stab.c)
+        norms = tuple(
+            (name, declared.get((part.table, name)) or _default_normaliser(dtab.c[name].type))
+            for name in columns
+        )
+        infos.append(PartInfo(part, dtab, stab, columns, norms))
+    return tuple(infos)
+
+
+def _default_normaliser(type_: Any) -> Normaliser:
+    # Columns the registry does not compare are still copied and compared: by type, and
+    # strings exactly (only the registry may declare that white space does not count).
+    if isinstance(type_, (Date, DateTime)):
+        return "date"
+    if isinstance(type_, Integer):
+        return "int"
+    if isinstance(type_, String):
+        return "exact"
+    return "exact"
+
+
+def normalise(value: Any, how: Normaliser) -> Any:
+    """A value as compared: NULL stays NULL (and never equals '')."""
+    if value is None:
+        return None
+    if how == "trim":
+        # Spaces only, as SQL TRIM does in verification (selective_sync.normalise): a tab
+        # that verification sees as a difference must not be called equal here.
+        return value.strip(" ") if isinstance(value, str) else value
+    if how == "date":
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip()[:10])
+            except ValueError:
+                return value
+        return value
+    if how == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+# ------------------------------------------------------------------ reading rows
+
+
+class _LenientDate(TypeDecorator):
+    """Reads a DATE column whatever the storage: SQLAlchemy's SQLite Date refuses text
+    such as '2010-05-01 00:00:00' (written by another tool); this gives a date for it."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip()[:10])
+            except ValueError:
+                return value  # kept as stored: it compares unequal and gets rewritten
+        return value
+
+
+def _selected(table: Table, columns: Iterable[str]) -> list:
+    return [
+        type_coerce(table.c[c], _LenientDate()).label(c)
+        if isinstance(table.c[c].type, Date) and not isinstance(table.c[c].type, DateTime)
+        else table.c[c]
+        for c in columns
+    ]
+
+
+def read_district(
+    conn: Connection, spec: ObjectSpec, keys: Sequence[int]
+) -> dict[int, RowsByTable]:
+    """Every row each key carries at the district: one query per part per 500 keys.
+
+    Keys with no root row are absent from the result (not found at the district).
+    """
+    found: dict[int, RowsByTable] = {}
+    infos = part_infos(spec)
+    for chunk in _chunks(keys, IN_CHUNK):
+        by_key: dict[int, RowsByTable] = {}
+        for info in infos:
+            link = info.part.link
+            for row in conn.execute(_district_select(info), {"keys": chunk}).mappings():
+                rows = by_key.setdefault(row[link], {})
+                rows.setdefault(info.name, []).append(dict(row))
+        root = spec.root
+        for key in chunk:
+            rows = by_key.get(key)
+            if rows and rows.get(root):
+                for info in infos:
+                    rows.setdefault(info.name, [])
+                found[key] = rows
+    return found
+
+
+def read_state(
+    conn: Connection, spec: ObjectSpec, district_number: int, key: int, district_rows: RowsByTable
+) -> RowsByTable:
+    """The state's rows for (district, key), plus rows the district rows would overwrite.
+
+    Rows are found by the link column (rows this key holds at the state now) or by id
+    (a row the district has moved to this key from another one): both must be planned.
+    Only ``district_number``'s rows are ever read.
+    """
+    result: RowsByTable = {}
+    for info in part_infos(spec):
+        id_name = info.part.id_column
+        ids = [r[id_name] for r in district_rows.get(info.name, ())]
+        by_id = bool(ids) and info.part.link != id_name
+        params = {"district_number": district_number, "key": key}
+        if by_id:
+            params["ids"] = ids
+        rows: dict[Any, Row] = {}
+        for row in conn.execute(_state_select(info, by_id), params).mappings():
+            rows.setdefault(row[id_name], dict(row))
+        result[info.name] = list(rows.values())
+    return result
+
+
+def read_state_many(
+    conn: Connection,
+    spec: ObjectSpec,
+    district_number: int,
+    district_rows: Mapping[int, RowsByTable],
+) -> dict[int, RowsByTable]:
+    """``read_state`` for many keys at once: per part, one query per 500 keys (and one
+    per 500 child ids).
+
+    A snapshot: callers use it to find keys already equal at the state without a query
+    per key, and re-read inside the transaction for keys that need writing.
+    """
+    result: dict[int, RowsByTable] = {}
+    infos = part_infos(spec)
+    for chunk in _chunks(list(district_rows), IN_CHUNK):
+        per_key = {k: {info.name: {} for info in infos} for k in chunk}
+        for info in infos:
+            id_name, link = info.part.id_column, info.part.link
+            owner = {r[id_name]: k for k in chunk for r in district_rows[k].get(info.name, ())}
+            queries = [(_state_select_many(info, link), {"values": chunk})]
+            if owner and link != id_name:
+                queries += [
+                    (_state_select_many(info, id_name), {"values": ids})
+                    for ids in _chunks(list(owner), IN_CHUNK)
+                ]
+            for stmt, params in queries:
+                params["district_number"] = district_number
+                for row in conn.execute(stmt, params).mappings():
+                    for k in {row[link], owner.get(row[id_name])}:
+                        if k in per_key:
+                            per_key[k][info.name].setdefault(row[id_name], dict(row))
+        for k, tables in per_key.items():
+            result[k] = {name: list(rows.values()) for name, rows in tables.items()}
+    return result
+
+
+# Statements are built once and reused with bound parameters: building a SQLAlchemy
+# statement per key costs more than running it on SQLite.
+
+
+@cache
+def _district_select(info: PartInfo):
+    tab = info.district
+    return (
+        select(*_selected(tab, info.columns))
+        .where(tab.c[info.part.link].in_(bindparam("keys", expanding=True)))
+        .order_by(tab.c[info.part.id_column])
+    )
+
+
+@cache
+def _state_select(info: PartInfo, by_id: bool):
+    tab = info.state
+    columns = _selected(tab, info.columns)
+    mine = tab.c.district_number == bindparam("district_number")
+    stmt = select(*columns).where(mine, tab.c[info.part.link] == bindparam("key"))
+    if by_id:
+        # UNION ALL, not OR: each half uses its own index (an OR falls back to scanning
+        # all of the district's rows, which grows with the district).
+        by_ids = tab.c[info.part.id_column].in_(bindparam("ids", expanding=True))
+        stmt = union_all(stmt, select(*columns).where(mine, by_ids))
+    return stmt
+
+
+def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(seq), size):
+        yield list(seq[start : start + size])
+
+
+# ------------------------------------------------------------------ planning
+
+
+@dataclass
+class Plan:
+    """What to write for one key: deletes (children first) and upserts (root first)."""
+
+    changes: list[RowChange]
+    upserts: dict[str, list[Row]]
+    deletes: dict[str, list[int]]
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> str:
+        """e.g. ``3 rows (1 insert, 1 update, 1 delete)``."""
+        counts = {"insert": 0, "update": 0, "delete": 0}
+        for change in self.changes:
+            counts[change.action] += 1
+        parts = [f"{n} {action}" for action, n in counts.items() if n]
+        total = len(self.changes)
+        return f"{total} row{'s' if total != 1 else ''} ({', '.join(parts)})"
+
+
+def plan_changes(
+    spec: ObjectSpec, key: int, district_rows: Mapping[str, list[Row]], state_rows: RowsByTable
+) -> Plan:
+    """The changes that make the state's rows of ``key`` equal the district's."""
+    changes: list[RowChange] = []
+    upserts: dict[str, list[Row]] = {}
+    deletes: dict[str, list[int]] = {}
+    infos = part_infos(spec)
+    # Deletes first and children before the root: a removed child never blocks anything.
+    for info in reversed(infos):
+        id_name, link_name = info.part.id_column, info.part.link
+        wanted = {r[id_name] for r in district_rows.get(info.name, ())}
+        gone = sorted(
+            r[id_name]
+            for r in state_rows.get(info.name, ())
+            if r[id_name] not in wanted and r[link_name] == key
+        )
+        if gone:
+            deletes[info.name] = gone
+            changes.extend(RowChange(info.name, rid, "delete") for rid in gone)
+    for info in infos:
+        id_name = info.part.id_column
+        current = {r[id_name]: r for r in state_rows.get(info.name, ())}
+        for row in district_rows.get(info.name, ()):
+            old = current.get(row[id_name])
+            if old is None:
+                cols = tuple(
+                    ColumnDiff(c, row[c], None)
+                    for c in info.columns
+                    if c != id_name and row[c] is not None
+                )
+                changes.append(RowChange(info.name, row[id_name], "insert", cols))
+            else:
+                cols = tuple(
+                    ColumnDiff(c, row[c], old.get(c))
+                    for c, how in info.normalisers
+                    if normalise(row[c], how) != normalise(old.get(c), how)
+                )
+                if not cols:
+                    continue
+                changes.append(RowChange(info.name, row[id_name], "update", cols))
+            upserts.setdefault(info.name, []).append(row)
+    return Plan(changes, upserts, deletes)
+
+
+@cache
+def _state_select_many(info: PartInfo, column: str):
+    tab = info.state
+    return select(*_selected(tab, info.columns)).where(
+        tab.c.district_number == bindparam("district_number"),
+        tab.c[column].in_(bindparam("values", expanding=True)),
+    )

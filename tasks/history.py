@@ -1,0 +1,47 @@
+"""Artifacts that make a selective sync run its Sync History entry."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+
+from selective_sync.history_format import history_key, history_markdown, outcome_rows
+from selective_sync.models import SyncResult
+from selective_sync.progress import report as report_progress
+
+
+def start_progress(district_number: int) -> UUID:
+    return create_progress_artifact(
+        progress=0.0,
+        key=history_key(district_number, "progress"),
+        description="Progress of the selective sync request",
+    )
+
+
+def update_progress(artifact_id: UUID, progress: float) -> None:
+    progress = min(progress, 100.0)
+    update_progress_artifact(artifact_id=artifact_id, progress=progress)
+    report_progress(progress)
+
+
+@task(name="publish_history", task_run_name="publish-history", cache_policy=NO_CACHE)
+def publish_history(result: SyncResult) -> None:
+    """Store the request's summary and per-key outcomes as this run's history artifacts."""
+    create_markdown_artifact(
+        key=history_key(result.district_number),
+        markdown=history_markdown(result),
+        description=f"{result.object} sync by {result.requested_by}",
+    )
+    create_table_artifact(
+        key=history_key(result.district_number, "outcomes"),
+        table=outcome_rows(result),
+        description=f"Per-key outcomes of the {result.object} sync",
+    )

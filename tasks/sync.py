@@ -1,0 +1,82 @@
+"""Sync tasks: one key per task run, or a batch of keys with per-key transactions."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from selective_sync.districts import resolve_district
+from selective_sync.models import KeyOutcome
+from selective_sync.registry import get_object
+from selective_sync.settings import get_settings
+from selective_sync.sync import parse_ids, sync_key, sync_keys, sync_with_dependencies
+
+from .engines import engine_for
+from .retry import RETRY_DELAYS, RETRY_JITTER, TRANSIENT_RETRIES, retry_on_transient
+
+
+@task(name="parse_ids", task_run_name="parse-ids", cache_policy=NO_CACHE)
+def parse_ids_task(ids: str | list[int] | list[str]) -> list[int]:
+    """Parse and de-duplicate the requested IDs, refusing every bad token at once."""
+    return parse_ids(ids)
+
+
+@task(
+    name="sync_key",
+    task_run_name="sync-{object_name}-{key}",
+    cache_policy=NO_CACHE,
+    retries=TRANSIENT_RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_on_transient,
+)
+def sync_key_task(
+    object_name: str, district: int, key: int, check_dependencies: bool, dry_run: bool
+) -> KeyOutcome:
+    """Copy one key with its whole hierarchy from district to state in one transaction."""
+    settings = get_settings()
+    config = resolve_district(settings, district)
+    engines = (engine_for(config.url), engine_for(settings.resolved_state_url))
+    spec = get_object(object_name)
+    if check_dependencies:
+        outcome = sync_with_dependencies(*engines, spec, config.number, key, dry_run=dry_run)
+    else:
+        outcome = sync_key(*engines, spec, config.number, key, dry_run=dry_run)
+    context = TaskRunContext.get()
+    if context is not None:
+        outcome.attempts = context.task_run.run_count
+    return outcome
+
+
+@task(
+    name="sync_batch",
+    task_run_name="sync-{object_name}-batch-{batch_number}",
+    cache_policy=NO_CACHE,
+    # Each key retries inside the batch; a batch that keeps hitting faults is retried whole
+    # (keys already done come back unchanged).
+    retries=TRANSIENT_RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_on_transient,
+)
+def sync_batch_task(
+    object_name: str,
+    district: int,
+    keys: list[int],
+    batch_number: int,
+    check_dependencies: bool,
+    dry_run: bool,
+) -> list[KeyOutcome]:
+    """Sync a batch of keys, each in its own transaction with its own retry budget."""
+    settings = get_settings()
+    config = resolve_district(settings, district)
+    return sync_keys(
+        engine_for(config.url),
+        engine_for(settings.resolved_state_url),
+        get_object(object_name),
+        config.number,
+        keys,
+        check_dependencies=check_dependencies,
+        dry_run=dry_run,
+    )

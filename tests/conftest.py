@@ -1,0 +1,74 @@
+"""Shared fixtures: a demo district made once per session and copied per test, and a real
+Prefect API (prefect_test_harness) started once per session for the flow tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+DEMO_PERSONS = 400
+ADMIN = "test-admin"
+
+
+@dataclass
+class Demo:
+    dir: Path
+    manifest: dict
+
+    @property
+    def district_url(self) -> str:
+        return f"sqlite:///{self.dir / 'district.db'}"
+
+    @property
+    def state_url(self) -> str:
+        return f"sqlite:///{self.dir / 'state.db'}"
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """A small demo generated once; tests copy it so each gets its own databases."""
+    from selective_sync.demo import generate_demo
+
+    directory = tmp_path_factory.mktemp("demo-template")
+    generate_demo(directory, persons=DEMO_PERSONS, seed=7)
+    return directory
+
+
+@pytest.fixture
+def demo(demo_template, tmp_path, monkeypatch) -> Demo:
+    """This test's own copy of the demo, configured through SELECTIVE_SYNC_* env vars."""
+    directory = tmp_path / "data"
+    shutil.copytree(demo_template, directory)
+    for name in list(os.environ):
+        if name.startswith("SELECTIVE_SYNC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SELECTIVE_SYNC_DATA_DIR", str(directory))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return Demo(directory, manifest)
+
+
+@pytest.fixture
+def admin(demo) -> str:
+    """A user holding every right in this test's rights store."""
+    from selective_sync.rights import RightsStore
+
+    with RightsStore.from_settings() as store:
+        store.bootstrap_admin(ADMIN)
+    return ADMIN
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API for the whole session (starting one costs ~20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,58 @@
+"""Test helpers: checksums of database contents, so 'nothing changed' is checked exactly."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import create_engine, inspect
+
+from selective_sync.schema import state_metadata
+
+
+def rows_checksum(url: str, district_number: int | None = None, tables=None) -> str:
+    """sha256 over every row of the state tables (optionally one district's rows only)."""
+    engine = create_engine(url)
+    digest = hashlib.sha256()
+    try:
+        with engine.connect() as conn:
+            names = tables or sorted(
+                n for n in inspect(conn).get_table_names() if n in state_metadata.tables
+            )
+            for name in names:
+                table = state_metadata.tables[name]
+                # Raw driver values: a hand-edited SQLite date ('2010-05-01 00:00:00') would
+                # break SQLAlchemy's Date processor, and raw is what "unchanged" means anyway.
+                order = ", ".join(c.name for c in table.primary_key.columns)
+                where, params = "", ()
+                if district_number is not None and "district_number" in table.c:
+                    where, params = f" WHERE district_number = {_param(conn)}", (district_number,)
+                rows = conn.exec_driver_sql(f"SELECT * FROM {name}{where} ORDER BY {order}", params)
+                digest.update(name.encode())
+                for row in rows:
+                    digest.update(repr(tuple(row)).encode())
+    finally:
+        engine.dispose()
+    return digest.hexdigest()
+
+
+def whole_database_checksum(url: str) -> str:
+    """sha256 over every row of every table (any schema)."""
+    engine = create_engine(url)
+    digest = hashlib.sha256()
+    try:
+        with engine.connect() as conn:
+            for name in sorted(inspect(conn).get_table_names()):
+                digest.update(name.encode())
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                rows = sorted(
+                    repr(tuple(r)) for r in conn.exec_driver_sql(f"SELECT * FROM {quoted}")
+                )
+                for row in rows:
+                    digest.update(row.encode())
+    finally:
+        engine.dispose()
+    return digest.hexdigest()
+
+
+def _param(conn) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"

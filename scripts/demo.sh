@@ -7,21 +7,23 @@ cd "$(dirname "$0")/.."
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 export SELECTIVE_SYNC_DATA_DIR=${SELECTIVE_SYNC_DATA_DIR:-$PWD/.demo-data}
 ss=.venv/bin/selective-sync
-step() { printf '\n\033[1m$ selective-sync %s\033[0m\n' "$*"; "$ss" "$@"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; export COLUMNS=${COLUMNS:-150}; fi
+step() { printf '\n%s$ selective-sync %s%s\n' "$bold" "$*" "$plain"; "$ss" "$@"; }
 pick() { .venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" \
   "$SELECTIVE_SYNC_DATA_DIR/manifest.json" "$1"; }
 
 step demo --persons 2000
-step rights bootstrap demo-admin
+# The first administrator (kept in $SELECTIVE_SYNC_DATA_DIR/rights.db across demo runs).
+"$ss" rights list --user demo-admin >/dev/null 2>&1 || step rights bootstrap demo-admin
 step summary
 
-mismatched=$(pick 'm["PersonIdentity"]["mismatched"][0]')
-missing=$(pick 'm["PersonIdentity"]["missing_at_state"][0]')
 orphan=$(pick 'm["will_fail"]["Enrollment"]["parent_missing"][0]')
-echo; echo "# A mismatched person, a person missing at the state, and an ID that does not exist:"
-step sync PersonIdentity "$mismatched, $missing, 99999999" --user demo-admin
+mismatched=$(pick 'm["PersonIdentity"]["mismatched"][0]')
+missing=$(pick 'm["PersonIdentity"]["missing_at_state"][-1]')
 echo; echo "# An enrollment whose person is not at the state fails with its reason ..."
 step sync Enrollment "$orphan" --user demo-admin
 echo; echo "# ... and succeeds with --check-dependencies, which syncs the person first:"
 step sync Enrollment "$orphan" --user demo-admin --check-dependencies
+echo; echo "# A mismatched person, a person missing at the state, and an ID that does not exist:"
+step sync PersonIdentity "$mismatched, $missing, 99999999" --user demo-admin
 step summary

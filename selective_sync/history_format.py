@@ -1,13 +1,20 @@
-"""The Sync History entry's content (artifact markdown and outcome table), from a SyncResult."""
+"""The Sync History entry's content (artifact markdown and outcome table), from a SyncResult,
+and the inverse readers the history uses to get it back from the artifacts."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
-from .models import Outcome, SyncResult
+from .models import KeyOutcome, Outcome, SyncResult
 
 KEYS_SHOWN = 50
+HISTORY_KINDS = ("history", "outcomes", "progress")
+_KEY = re.compile(r"^sync-(?P<kind>[a-z]+)-(?P<district>[0-9]+)$")
+# Characters that would turn text in a markdown table cell into markup (or end the cell).
+_MD_ACTIVE = re.compile(r"([\\`*_\[\]<>|~&])")
+_MD_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
 def format_timestamp(moment: datetime | None) -> str:
@@ -29,9 +36,35 @@ def history_key(district_number: int, kind: str = "history") -> str:
     return f"sync-{kind}-{district_number}"
 
 
+def parse_history_key(key: str | None) -> tuple[str, int] | None:
+    """``("history", 275)`` for ``sync-history-275``; None for any other artifact key."""
+    match = _KEY.match(key or "")
+    if not match or match["kind"] not in HISTORY_KINDS:
+        return None
+    return match["kind"], int(match["district"])
+
+
 def _md(text: object) -> str:
-    # Markdown table cells: keep a pipe or newline in a name from breaking the table.
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Markdown table cells show user-supplied text (names, reasons) literally: a pipe or a
+    # newline would break the table, and * _ < [ ... would become markup in the UI.
+    return _MD_ACTIVE.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
+
+
+def _unmd(text: str) -> str:
+    return _MD_ESCAPED.sub(r"\1", text)
+
+
+def parse_summary(markdown: str) -> dict[str, str]:
+    """The ``| Name | value |`` rows of a :func:`history_markdown` summary, unescaped."""
+    rows: dict[str, str] = {}
+    for line in markdown.splitlines():
+        # Every pipe inside a cell is escaped (``\|``), so " | " only ever separates cells.
+        if not (line.startswith("| ") and line.endswith(" |")):
+            continue
+        cells = line[2:-2].split(" | ")
+        if len(cells) == 2 and cells[0]:
+            rows[_unmd(cells[0])] = _unmd(cells[1])
+    return rows
 
 
 def history_markdown(result: SyncResult, status: str | None = None) -> str:
@@ -74,4 +107,18 @@ def outcome_rows(result: SyncResult) -> list[dict[str, Any]]:
             "parents_synced": ", ".join(k.parents_synced),
         }
         for k in result.keys
+    ]
+
+
+def outcomes_from_rows(rows: list[dict[str, Any]]) -> list[KeyOutcome]:
+    """The per-key outcomes back from :func:`outcome_rows` (the table artifact's data)."""
+    return [
+        KeyOutcome(
+            key=int(row["key"]),
+            outcome=Outcome(row["outcome"]),
+            reason=row.get("reason") or None,
+            attempts=int(row.get("attempts") or 1),
+            parents_synced=[p for p in (row.get("parents_synced") or "").split(", ") if p],
+        )
+        for row in rows
     ]

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, Select
 from .db import check_schema
 from .errors import BadInput
 from .models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
-from .normalise import Side, compared_labels, compared_select, key_column
+from .normalise import Side, compared_labels, compared_select, key_column, packed_select, unpack
 from .registry import ObjectSpec, get_object, object_names
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 IN_BATCH = 500
 """Keys per ``IN (...)`` query: well under every driver's bound-parameter limit."""
 
-_LEAF_ROWS = 64
+_LEAF_ROWS = 32
 """Unequal windows are bisected until both halves together hold at most this many rows."""
 
 _PREFETCH_DEPTH = 1
@@ -106,9 +106,12 @@ def _side_chunks(
     district_number: int,
     keys: list[int] | None,
     chunk_rows: int,
+    packed: bool = True,
 ) -> Iterator[list[Row]]:
-    """Non-empty lists of normalised rows ``(key, *compared)`` of one side, ascending by key."""
-    base = compared_select(spec, side, district_number, engine.dialect.name)
+    """Non-empty lists of rows of one side, ascending by key: packed ``(key, text)`` rows,
+    or with ``packed=False`` the typed ``(key, *compared values)``."""
+    build = packed_select if packed else compared_select
+    base = build(spec, side, district_number, engine.dialect.name)
     key_col = key_column(spec, side)
     with engine.connect() as conn:
         if keys is None:
@@ -218,9 +221,12 @@ class _Prefetch:
 class _Collector:
     """Accumulates the three key sets, the counts and the record issues, in key order."""
 
-    def __init__(self, labels: tuple[str, ...], with_diffs: bool) -> None:
-        self.labels = labels
+    def __init__(self, spec: ObjectSpec, with_diffs: bool, packed: bool = True) -> None:
+        self.spec = spec
+        self.labels = compared_labels(spec)
         self.with_diffs = with_diffs
+        self.packed = packed
+        self.undecoded: list[int] = []  # indexes in issues of mismatches to diff from typed rows
         self.at_district = 0
         self.at_state = 0
         self.missing_at_state: list[int] = []
@@ -275,16 +281,30 @@ class _Collector:
         getattr(self, kind).append(key)
         self.issues.append(RecordIssue(key, kind))
 
+    def _values(self, row: Row) -> tuple[Any, ...] | None:
+        return unpack(self.spec, row[1]) if self.packed else row[1:]
+
     def _mismatch(self, key: int, d_row: Row, s_row: Row) -> None:
         self.mismatched.append(key)
         diffs: tuple[ColumnDiff, ...] = ()
         if self.with_diffs:
-            diffs = tuple(
-                ColumnDiff(label, d_val, s_val)
-                for label, d_val, s_val in zip(self.labels, d_row[1:], s_row[1:], strict=True)
-                if d_val != s_val
-            )
+            d_values, s_values = self._values(d_row), self._values(s_row)
+            if d_values is None or s_values is None:
+                self.undecoded.append(len(self.issues))
+            else:
+                diffs = column_diffs(self.labels, d_values, s_values)
         self.issues.append(RecordIssue(key, "mismatched", diffs))
+
+
+def column_diffs(
+    labels: Sequence[str], district: Sequence[Any], state: Sequence[Any]
+) -> tuple[ColumnDiff, ...]:
+    """The compared columns whose normalised values differ, in registry order."""
+    return tuple(
+        ColumnDiff(label, d_val, s_val)
+        for label, d_val, s_val in zip(labels, district, state, strict=True)
+        if d_val != s_val
+    )
 
 
 def _merge(
@@ -356,7 +376,7 @@ def verify_object(
     key_list = None if keys is None else _clean_keys(keys)
     started = time.perf_counter()
     verified_at = datetime.now(UTC)
-    sink = _Collector(compared_labels(spec), with_diffs)
+    sink = _Collector(spec, with_diffs)
     if key_list is None or key_list:
 
         def reader(engine: Engine, side: Side) -> _Inline | _Prefetch:
@@ -374,6 +394,8 @@ def verify_object(
                 state_reader.close()
         finally:
             district_reader.close()
+    if sink.undecoded:
+        _diff_from_typed_rows(district_engine, state_engine, spec, district_number, sink)
     result = ObjectVerification(
         object=spec.name,
         district_number=district_number,
@@ -397,6 +419,25 @@ def verify_object(
         time.perf_counter() - started,
     )
     return result
+
+
+def _diff_from_typed_rows(
+    district_engine: Engine,
+    state_engine: Engine,
+    spec: ObjectSpec,
+    district_number: int,
+    sink: _Collector,
+) -> None:
+    """Column differences of mismatches whose packed row did not split (a value held the
+    separator): read those keys' typed rows again and compare them column by column."""
+    keys = [sink.issues[i].key for i in sink.undecoded]
+    district = fetch_compared_rows(district_engine, spec, "district", district_number, keys)
+    state = fetch_compared_rows(state_engine, spec, "state", district_number, keys)
+    for index in sink.undecoded:
+        key = sink.issues[index].key
+        if key in district and key in state:  # else it changed since: keep it without diffs
+            diffs = column_diffs(sink.labels, district[key], state[key])
+            sink.issues[index] = RecordIssue(key, "mismatched", diffs)
 
 
 def verify_district(
@@ -430,8 +471,5 @@ def fetch_compared_rows(
     key_list = _clean_keys(keys)
     if not key_list:
         return {}
-    return {
-        row[0]: tuple(row[1:])
-        for chunk in _side_chunks(engine, spec, side, district_number, key_list, IN_BATCH)
-        for row in chunk
-    }
+    chunks = _side_chunks(engine, spec, side, district_number, key_list, IN_BATCH, packed=False)
+    return {row[0]: tuple(row[1:]) for chunk in chunks for row in chunk}

@@ -31,6 +31,7 @@ from selective_sync.reports import (
     format_timestamp,
     render_docx,
     render_pdf,
+    render_report,
     sync_report_from_result,
     verification_csv,
     verification_report_from_result,
@@ -598,6 +599,69 @@ def test_verification_pdf(verification_files):
     for _, key, issue, column, district, state in EXPECTED_ISSUES:
         expected = " ".join(f"{key} {issue} {column} {district} {state}".split())
         assert expected in lines, expected
+
+
+ISSUE_RE = re.compile(
+    r"(\d+)\s{2,}(Missing at state|Missing at district|Mismatched)"
+    r"(?:\s{2,}([a-z_]+)\s{2,}(\S+)\s{2,}(\S+))?"
+)
+
+
+def test_long_verification_in_both_formats(tmp_path):
+    """200 keys with issues: the PDF (two issues a line, landscape) lists each one line per
+    differing column, exactly as the DOCX table does."""
+    issues, mas, mad, mis = [], [], [], []
+    for i in range(200):
+        key = 5000 + i
+        if i % 3 == 0:
+            issues.append(RecordIssue(key, "missing_at_state"))
+            mas.append(key)
+        elif i % 3 == 1:
+            issues.append(RecordIssue(key, "missing_at_district"))
+            mad.append(key)
+        else:
+            diffs = [ColumnDiff("school_id", i, i + 1)]
+            if i % 5 == 0:
+                diffs.append(ColumnDiff("end_date", dt.date(2026, 6, 1), None))
+            issues.append(RecordIssue(key, "mismatched", tuple(diffs)))
+            mis.append(key)
+    ov = ObjectVerification("Enrollment", 275, NOW, 10_000, 9_990, mas, mad, mis, issues)
+    report = verification_report_from_result(DistrictVerification(275, "Maple Valley", [ov]), NOW)
+    render_pdf(report, tmp_path / "v.pdf")
+    render_docx(report, tmp_path / "v.docx")
+
+    page = PdfReader(tmp_path / "v.pdf").pages[0]
+    assert page.mediabox.width > page.mediabox.height  # landscape
+    pages = pdf_page_texts(tmp_path / "v.pdf")
+    assert len(pages) >= 2
+    for number, text in enumerate(pages, start=1):
+        assert f"Page {number} of {len(pages)}" in text
+    pdf_rows = []
+    for line in pdf_body_lines(pages, report.district_line):
+        for m in ISSUE_RE.finditer(line):
+            pdf_rows.append(tuple(g or "" for g in m.groups()))
+    assert max(len(ISSUE_RE.findall(line)) for line in pdf_body_lines(pages, "")) == 2
+
+    tables = [v for k, v in docx_blocks(tmp_path / "v.docx") if k == "table"]
+    docx_rows = [tuple(r) for r in tables[2][1:]]
+    assert pdf_rows == docx_rows
+    assert len(docx_rows) == 200 + len([i for i in range(200) if i % 3 == 2 and i % 5 == 0])
+    assert ("5002", "Mismatched", "school_id", "2", "3") in docx_rows
+    assert ("5000", "Missing at state", "", "", "") in docx_rows
+    assert Document(str(tmp_path / "v.docx")).sections[0].orientation == 1  # landscape
+
+
+def test_render_report_formats(tmp_path):
+    sync = sync_report_from_result(make_result(8), NOW)
+    ver = verification_report_from_result(make_verification(), NOW)
+    assert render_report(sync, tmp_path / "s.pdf", "PDF").read_bytes()[:5] == b"%PDF-"
+    assert render_report(sync, tmp_path / "s.docx", ".docx").read_bytes()[:2] == b"PK"
+    assert render_report(ver, tmp_path / "v.csv", "csv").read_bytes().startswith(b"object,")
+    with pytest.raises(BadInput, match="unknown report format 'html'"):
+        render_report(sync, tmp_path / "s.html", "html")
+    with pytest.raises(BadInput, match="Verification Summary only"):
+        render_report(sync, tmp_path / "s.csv", "csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.docx", "s.pdf", "v.csv"]
 
 
 def test_format_accuracy_and_timestamp():

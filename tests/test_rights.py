@@ -249,14 +249,22 @@ def test_parse_rights():
 # ---------------------------------------------------------------- where the store lives
 
 
-def test_default_store_is_the_state_database_which_must_exist(tmp_path, monkeypatch):
+def test_default_store_is_beside_the_demo_or_in_the_state_database(tmp_path, monkeypatch):
     monkeypatch.delenv("SELECTIVE_SYNC_RIGHTS_URL", raising=False)
     monkeypatch.delenv("SELECTIVE_SYNC_STATE_URL", raising=False)
     monkeypatch.setenv("SELECTIVE_SYNC_DATA_DIR", str(tmp_path / "data"))
-    # Never creates a stray empty state database (the demo generator makes it).
+    # The demo keeps rights in DATA_DIR/rights.db (so regenerating the demo keeps them) and
+    # never creates a stray empty state database.
+    with pytest.raises(RightsError, match="alice"):
+        require("alice", Right.R)
+    assert (tmp_path / "data" / "rights.db").exists()
+    assert not (tmp_path / "data" / "state.db").exists()
+
+    # With a real state database configured, rights live there, and it must exist.
+    monkeypatch.setenv("SELECTIVE_SYNC_STATE_URL", sqlite_url(tmp_path / "missing.db"))
     with pytest.raises(DatabaseUnavailable, match="does not exist"):
         require("alice", Right.R)
-    assert not (tmp_path / "data" / "state.db").exists()
+    assert not (tmp_path / "missing.db").exists()
 
     state = tmp_path / "state.db"
     sqlite3.connect(state).close()  # an existing (here empty) state database

@@ -12,7 +12,7 @@ from selective_sync.db import make_engine
 from selective_sync.errors import BadInput, DatabaseUnavailable, SchemaMissing
 from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.models import ISSUE_KINDS, ColumnDiff, accuracy
-from selective_sync.normalise import compared_labels
+from selective_sync.normalise import NULL_MARK, SEP, unpack
 from selective_sync.registry import REGISTRY, get_object
 from selective_sync.settings import DEMO_DISTRICT_NUMBER, sqlite_url
 from selective_sync.verify import (
@@ -177,6 +177,23 @@ def test_several_differing_columns_are_all_listed(dbs: Dbs) -> None:
         ColumnDiff("last_name", "Smith", "Smyth"),
         ColumnDiff("gender", "F", "M"),
     )
+
+
+def test_value_holding_the_separator_still_gets_its_column_diffs(dbs: Dbs) -> None:
+    """Packed rows split on U+001F; a value holding it falls back to the typed rows."""
+    dbs.add_both(
+        1, district_identity={"last_name": f"Sm{SEP}ith"}, state_identity={"last_name": "Smith"}
+    )
+    (issue,) = dbs.verify().issues
+    assert issue.diffs == (ColumnDiff("last_name", f"Sm{SEP}ith", "Smith"),)
+
+
+def test_unpack_round_trip() -> None:
+    spec = get_object("Graduation")  # person_id int, diploma_type trim, date, int
+    packed = f"12{SEP}RG{SEP}{NULL_MARK}{SEP}2025{SEP}"
+    assert unpack(spec, packed) == (12, "RG", None, 2025)
+    assert unpack(spec, f"12{SEP}{SEP}{NULL_MARK}{SEP}2025{SEP}") == (12, "", None, 2025)
+    assert unpack(spec, f"12{SEP}R{SEP}G{SEP}{NULL_MARK}{SEP}2025{SEP}") is None
 
 
 def test_current_identity_is_what_is_compared(dbs: Dbs) -> None:
@@ -429,7 +446,7 @@ def test_keys_match_naive_reference(scattered, chunk_rows: int) -> None:
 def test_read_ahead_threads_give_the_same_sets(scattered) -> None:
     """The reader used against servers (one thread per side), here on the SQLite files."""
     dbs, expected = scattered
-    sink = _Collector(compared_labels(PERSON), with_diffs=True)
+    sink = _Collector(PERSON, with_diffs=True)
     readers = [
         _Prefetch(lambda e=engine, s=side: _side_chunks(e, PERSON, s, DISTRICT, None, 5), side)
         for engine, side in ((dbs.district, "district"), (dbs.state, "state"))

@@ -14,12 +14,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import demo, rights, summary, sync
+    from . import demo, history, rights, summary, sync
 
     app.command()(demo.demo)
     app.command()(summary.summary)
     app.command()(sync.sync)
     app.add_typer(rights.app, name="rights")
+    app.add_typer(history.app, name="history")
 
 
 def main() -> None:

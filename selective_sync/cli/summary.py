@@ -56,7 +56,7 @@ def print_summary(result: DistrictVerification) -> None:
         table.add_row(
             o.object,
             percent(o.accuracy),
-            o.verified_at.strftime("%m/%d/%Y %I:%M %p"),
+            o.verified_at.strftime("%Y-%m-%d %H:%M"),
             f"{o.distinct:,}",
             f"{o.at_district:,}",
             f"{o.at_state:,}",

@@ -98,11 +98,7 @@ def print_result(result: SyncResult) -> None:
     for column in ("Key", "Outcome", "Attempts", "Reason"):
         table.add_column(column, overflow="fold")
     for k in result.keys:
-        reason = k.reason or ""
-        if k.parents_synced:
-            reason = (
-                (reason + "; " if reason else "") + "parents synced: " + ", ".join(k.parents_synced)
-            )
+        reason = k.reason or ""  # the core names any parents synced first
         style = OUTCOME_STYLE[k.outcome]
         table.add_row(str(k.key), f"[{style}]{k.outcome.value}[/]", str(k.attempts), escape(reason))
     console.print(table)

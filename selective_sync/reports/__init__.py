@@ -15,14 +15,19 @@ from .model import (
     verification_report_from_result,
 )
 from .pdf import render_pdf
+from .render import MEDIA_TYPES, REPORT_FORMATS, render_report, report_format
 
 __all__ = [
+    "MEDIA_TYPES",
+    "REPORT_FORMATS",
     "SyncReport",
     "VerificationReport",
     "format_accuracy",
     "format_timestamp",
     "render_docx",
     "render_pdf",
+    "render_report",
+    "report_format",
     "sync_report_from_result",
     "verification_csv",
     "verification_report_from_result",

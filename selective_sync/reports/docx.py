@@ -1,8 +1,8 @@
 """DOCX rendering with python-docx: the same content, in the same order, as the PDF.
 
-python-docx creates table cells one by one through its object model, which takes tens of
-seconds for 10,000 IDs; the big tables are written as one XML string and parsed once with
-lxml instead (about a hundred times faster).
+python-docx's object model adds table cells one at a time (measured: 6 s for 10,000 IDs,
+getting slower as the table grows); the tables are written as one XML string and parsed
+once with lxml instead (0.2-0.5 s for a whole 10,000-ID report).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from docx import Document
+from docx.enum.section import WD_ORIENT
 from docx.enum.style import WD_STYLE_TYPE
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml import parse_xml
@@ -91,13 +92,19 @@ def _split(total: int, shares: Sequence[int]) -> list[int]:
 def _field(instr: str) -> str:
     # A simple field; Word and LibreOffice compute PAGE / NUMPAGES when they lay out pages.
     return (
-        f'<w:fldSimple xmlns:w="{W_NS}" w:instr=" {instr} "><w:r><w:t>1</w:t></w:r></w:fldSimple>'
+        f'<w:fldSimple xmlns:w="{W_NS}" w:instr=" {instr} ">'
+        '<w:r><w:rPr><w:sz w:val="16"/></w:rPr><w:t>1</w:t></w:r></w:fldSimple>'
     )
 
 
 def _setup(doc, report: SyncReport | VerificationReport) -> None:
     section = doc.sections[0]
-    section.page_width, section.page_height = Mm(215.9), Mm(279.4)  # Letter
+    if isinstance(report, VerificationReport):
+        # Landscape, as in the PDF: the per-object table has ten columns.
+        section.orientation = WD_ORIENT.LANDSCAPE
+        section.page_width, section.page_height = Mm(279.4), Mm(215.9)
+    else:
+        section.page_width, section.page_height = Mm(215.9), Mm(279.4)  # Letter
     for side in ("left_margin", "right_margin", "bottom_margin"):
         setattr(section, side, MARGIN)
     section.top_margin = Mm(26)

@@ -1,0 +1,321 @@
+"""The Sync History in the Prefect API: list, show, delete and clear entries.
+
+An entry *is* a run of the ``selective-sync`` flow together with its artifacts, so the
+history lives wherever the runs live (the ephemeral API's database or a server's) and
+survives restarts of either. Every function checks the acting user's right first (R to
+read, D to delete), before anything is read or deleted.
+
+Deleting an entry deletes its artifacts and then its flow run. The run must go too: the
+entry is the run (its state, parameters and times are half of what the history shows), so
+an entry whose artifacts alone were deleted would still be listed, just emptier. Artifacts
+go first because Prefect does not delete a run's artifacts with the run: were the run
+deleted first and the artifact deletes then failed, orphaned summaries would linger in the
+UI's Artifacts page with no entry left to delete them through. An interrupted delete
+leaves the run, so the entry is still listed and deleting it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowFilter,
+    FlowFilterName,
+)
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+from prefect.exceptions import ObjectNotFound
+
+from selective_sync.districts import configured_districts, resolve_district
+from selective_sync.errors import BadInput
+from selective_sync.history import (
+    FLOW_NAME,
+    HistoryEntry,
+    HistoryUnavailable,
+    RunArtifacts,
+    RunFacts,
+    build_entry,
+)
+from selective_sync.history_format import parse_history_key, parse_summary
+from selective_sync.rights import Right, require
+from selective_sync.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import Artifact, FlowRun
+
+DEFAULT_LIMIT = 50
+# The API caps every page at PREFECT_SERVER_API_DEFAULT_LIMIT (200 by default).
+PAGE = 200
+MIN_ID_PREFIX = 4
+# A listing reads only these (small) artifacts; the outcome table can hold 10,000 rows.
+SUMMARY_TYPES = ["markdown", "progress"]
+
+
+@dataclass
+class ClearResult:
+    """What ``clear`` did: the entries deleted, and the unfinished ones it left alone."""
+
+    district: int
+    deleted: list[HistoryEntry] = field(default_factory=list)
+    skipped: list[HistoryEntry] = field(default_factory=list)
+
+
+def list_entries(
+    district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str
+) -> list[HistoryEntry]:
+    """The district's entries, newest first (default: the configured district). Needs R."""
+    require(user, Right.R)
+    if limit <= 0:
+        raise BadInput("limit must be positive")
+    settings = get_settings()
+    number = resolve_district(settings, district).number
+    with _client() as client:
+        return _district_entries(client, settings, number, limit)
+
+
+def get_entry(run: str, *, user: str) -> HistoryEntry:
+    """The entry of ``run`` (a run id, an id prefix or a run name), with every key. Needs R."""
+    require(user, Right.R)
+    with _client() as client:
+        flow_run = _find_run(client, run)
+        return _entries(client, get_settings(), [flow_run], with_outcomes=True)[0]
+
+
+def delete_entry(run: str, *, user: str) -> HistoryEntry:
+    """Delete one finished entry: its artifacts, then its run. Needs D. Returns the entry."""
+    require(user, Right.D)
+    with _client() as client:
+        flow_run = _find_run(client, run)
+        entry = _entries(client, get_settings(), [flow_run], with_outcomes=False)[0]
+        _refuse_unfinished(entry)
+        _delete(client, flow_run.id)
+        return entry
+
+
+def clear(district: int | None = None, *, user: str) -> ClearResult:
+    """Delete every finished entry of one district (default: the configured one). Needs D.
+
+    Entries of other districts are never touched; runs still in progress are left alone
+    (deleting a run under a running flow would orphan what it publishes next).
+    """
+    require(user, Right.D)
+    settings = get_settings()
+    number = resolve_district(settings, district).number
+    result = ClearResult(number)
+    with _client() as client:
+        # Collect first, then delete: deleting while paging would shift the pages.
+        for entry in _district_entries(client, settings, number, limit=None):
+            if entry.finished:
+                _delete(client, UUID(entry.run_id))
+                result.deleted.append(entry)
+            else:
+                result.skipped.append(entry)
+    return result
+
+
+# ---------------------------------------------------------------- reading
+
+
+@contextmanager
+def _client() -> Iterator[SyncPrefectClient]:
+    try:
+        with get_client(sync_client=True) as client:
+            yield client
+    except httpx.HTTPError as exc:
+        raise HistoryUnavailable(f"the Prefect API holding the history failed: {exc}") from exc
+
+
+def _sync_runs(client: SyncPrefectClient) -> Iterator[list[FlowRun]]:
+    """Pages of selective-sync runs, newest requested first."""
+    seen: set[UUID] = set()
+    offset = 0
+    while True:
+        page = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=PAGE,
+            offset=offset,
+        )
+        # A run created meanwhile shifts the pages by one: never yield a run twice.
+        fresh = [r for r in page if r.id not in seen]
+        seen.update(r.id for r in fresh)
+        if fresh:
+            yield fresh
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+def _district_entries(
+    client: SyncPrefectClient, settings: Settings, number: int, limit: int | None
+) -> list[HistoryEntry]:
+    found: list[HistoryEntry] = []
+    for page in _sync_runs(client):
+        entries = _entries(client, settings, page, with_outcomes=False)
+        found.extend(e for e in entries if e.district == number)
+        if limit is not None and len(found) >= limit:
+            break
+    return found[:limit] if limit is not None else found
+
+
+def _find_run(client: SyncPrefectClient, run: str) -> FlowRun:
+    """The selective-sync run named by a run id, an id prefix or a run-name prefix."""
+    text = (run or "").strip()
+    if not text:
+        raise BadInput("no run given: use a run id (or its first characters) from history list")
+    try:
+        run_id = UUID(text)
+    except ValueError:
+        return _find_by_prefix(client, text)
+    try:
+        flow_run = client.read_flow_run(run_id)
+    except ObjectNotFound:
+        raise BadInput(f"no Sync History entry has run id {text}") from None
+    flow = client.read_flow(flow_run.flow_id)
+    if flow.name != FLOW_NAME:
+        raise BadInput(
+            f"run {text} is a run of the {flow.name!r} flow, not a selective sync: "
+            "it is not a Sync History entry"
+        )
+    return flow_run
+
+
+def _find_by_prefix(client: SyncPrefectClient, text: str) -> FlowRun:
+    lowered = text.lower()
+    by_id = len(lowered) >= MIN_ID_PREFIX and all(c in "0123456789abcdef-" for c in lowered)
+    matches = [
+        r
+        for page in _sync_runs(client)
+        for r in page
+        if (by_id and str(r.id).startswith(lowered)) or r.name.startswith(text)
+    ]
+    if not matches:
+        raise BadInput(
+            f"no Sync History entry matches {text!r}: use a run id (at least "
+            f"{MIN_ID_PREFIX} characters) or a run name from history list"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(f"{str(r.id)[:8]} ({r.name})" for r in matches[:5])
+        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+        raise BadInput(
+            f"{text!r} matches {len(matches)} Sync History entries: {shown}{more}; "
+            "give more of the run id"
+        )
+    return matches[0]
+
+
+def _entries(
+    client: SyncPrefectClient, settings: Settings, runs: list[FlowRun], with_outcomes: bool
+) -> list[HistoryEntry]:
+    types = None if with_outcomes else SUMMARY_TYPES
+    by_run: dict[UUID, list[Artifact]] = defaultdict(list)
+    for artifact in _artifacts(client, [r.id for r in runs], types):
+        by_run[artifact.flow_run_id].append(artifact)
+    default = resolve_district(settings).number
+    names = {d.number: d.name for d in configured_districts(settings)}
+    entries = []
+    for flow_run in runs:
+        artifacts = by_run.get(flow_run.id, [])
+        entry = build_entry(_facts(flow_run), _contents(artifacts), default_district=default)
+        entry.district_name = entry.district_name or names.get(entry.district)
+        entries.append(entry)
+    return entries
+
+
+def _artifacts(
+    client: SyncPrefectClient, run_ids: list[UUID], types: list[str] | None = None
+) -> list[Artifact]:
+    """Every artifact of these runs (only of ``types`` when given), oldest first."""
+    if not run_ids:
+        return []
+    found: dict[UUID, Artifact] = {}
+    for start in range(0, len(run_ids), PAGE):
+        artifact_filter = ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=run_ids[start : start + PAGE]),
+            type=ArtifactFilterType(any_=types) if types else None,
+        )
+        offset = 0
+        while True:
+            page = client.read_artifacts(
+                artifact_filter=artifact_filter,
+                sort=ArtifactSort.ID_DESC,
+                limit=PAGE,
+                offset=offset,
+            )
+            found.update((a.id, a) for a in page)
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+    return sorted(found.values(), key=lambda a: a.created)
+
+
+def _facts(flow_run: FlowRun) -> RunFacts:
+    state = flow_run.state
+    return RunFacts(
+        id=str(flow_run.id),
+        name=flow_run.name,
+        state_type=flow_run.state_type.value if flow_run.state_type else None,
+        state_message=state.message if state else None,
+        parameters=dict(flow_run.parameters or {}),
+        # The expected start is when the request was made (a UI run's click, a direct
+        # call's start); it is also the order the API pages runs in.
+        requested_at=flow_run.expected_start_time or flow_run.created,
+        ended_at=flow_run.end_time,
+    )
+
+
+def _contents(artifacts: list[Artifact]) -> RunArtifacts:
+    """The history artifacts' contents; for a kind published twice, the latest wins."""
+    district = summary = rows = progress = None
+    for artifact in artifacts:  # oldest first
+        parsed = parse_history_key(artifact.key)
+        if parsed is None:
+            continue
+        kind, district = parsed
+        if kind == "history" and artifact.type == "markdown":
+            summary = parse_summary(str(artifact.data or ""))
+        elif kind == "outcomes" and artifact.type == "table":
+            rows = _table_rows(artifact.data)
+        elif kind == "progress" and artifact.type == "progress":
+            progress = float(artifact.data) if artifact.data is not None else None
+    return RunArtifacts(district=district, summary=summary, rows=rows, progress=progress)
+
+
+def _table_rows(data: Any) -> list[dict[str, Any]]:
+    # A table artifact's data is the JSON text of its rows (prefect.artifacts.TableArtifact).
+    rows = json.loads(data) if isinstance(data, str) else data
+    if not isinstance(rows, list):
+        raise HistoryUnavailable("a sync-outcomes artifact does not hold a list of rows")
+    return rows
+
+
+# ---------------------------------------------------------------- deleting
+
+
+def _refuse_unfinished(entry: HistoryEntry) -> None:
+    if not entry.finished:
+        raise BadInput(
+            f"entry {entry.short_id} ({entry.run_name}) is {entry.status}: wait for it to "
+            "finish (or cancel the run) before deleting it"
+        )
+
+
+def _delete(client: SyncPrefectClient, run_id: UUID) -> None:
+    # Artifacts first, then the run: see the module docstring.
+    # Something deleted concurrently is gone either way: not an error.
+    for artifact in _artifacts(client, [run_id]):
+        with suppress(ObjectNotFound):
+            client.delete_artifact(artifact.id)
+    with suppress(ObjectNotFound):
+        client.delete_flow_run(run_id)

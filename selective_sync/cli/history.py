@@ -1,0 +1,155 @@
+"""``selective-sync history``: list, show, delete and clear Sync History entries."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..history import HistoryEntry, detail_rows, keys_text, status_text
+from ..history_format import format_timestamp
+from .common import UserOption, console, resolve_user
+from .sync import OUTCOME_STYLE
+
+app = typer.Typer(
+    help="The Sync History: every selective sync request, its outcome and each key's.",
+    no_args_is_help=True,
+)
+
+RunArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN", help="Run id (or its first characters) or run name, from history list."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DistrictOption = Annotated[
+    int | None, typer.Option("--district", help="District number (default: configured).")
+]
+
+
+def _store():
+    # Imported only when a history command runs: importing Prefect costs seconds, and its
+    # own INFO logs (e.g. starting the ephemeral API) would clutter the output.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows import history_store
+
+    return history_store
+
+
+@app.command("list")
+def list_entries(
+    as_json: JsonOption = False,
+    district: DistrictOption = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many entries.")] = 50,
+    user: str | None = UserOption,
+) -> None:
+    """The district's entries, newest first. Needs R."""
+    entries = _store().list_entries(district, limit, user=resolve_user(user))
+    if as_json:
+        typer.echo(json.dumps([e.as_dict(with_outcomes=False) for e in entries], indent=2))
+        return
+    if not entries:
+        console.print("No Sync History entries.")
+        return
+    table = Table(title="Sync History", title_justify="left")
+    for column in ("Run", "Requested", "User", "Status", "Completed", "Object", "Keys"):
+        table.add_column(column, overflow="fold")
+    table.add_column("Records", justify="right")
+    for e in entries:
+        # Text cells, never markup: user names and run names print literally.
+        table.add_row(
+            *(
+                Text(value)
+                for value in (
+                    e.short_id,
+                    format_timestamp(e.requested_at),
+                    e.requested_by,
+                    status_text(e),
+                    format_timestamp(e.completed_at),
+                    e.object,
+                    keys_text(e.keys),
+                    e.records,
+                )
+            )
+        )
+    console.print(table)
+
+
+@app.command()
+def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption) -> None:
+    """One entry in full: the request, how it ended, and every key's outcome. Needs R."""
+    entry = _store().get_entry(run, user=resolve_user(user))
+    if as_json:
+        typer.echo(json.dumps(entry.as_dict(), indent=2))
+        return
+    print_entry(entry)
+
+
+@app.command()
+def delete(run: RunArg, user: str | None = UserOption) -> None:
+    """Delete one entry: its artifacts and its run. Needs D."""
+    entry = _store().delete_entry(run, user=resolve_user(user))
+    console.print(Text(f"deleted Sync History entry {entry.run_id} ({entry.run_name})"))
+
+
+@app.command()
+def clear(
+    district: DistrictOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    user: str | None = UserOption,
+) -> None:
+    """Delete every finished entry of one district (runs in progress are kept). Needs D."""
+    from ..districts import resolve_district
+    from ..rights import Right, require
+    from ..settings import get_settings
+
+    acting = resolve_user(user)
+    # Refuse before asking: a user without D must not be invited to confirm anything.
+    require(acting, Right.D)
+    config = resolve_district(get_settings(), district)
+    if not yes:
+        typer.confirm(
+            f"Delete every Sync History entry of district {config.number} {config.name}? "
+            "This cannot be undone",
+            abort=True,
+        )
+    result = _store().clear(config.number, user=acting)
+    console.print(
+        Text(f"deleted {len(result.deleted)} Sync History entries of district {result.district}")
+    )
+    if result.skipped:
+        console.print(
+            Text(
+                f"kept {len(result.skipped)} entries still in progress: "
+                + ", ".join(e.short_id for e in result.skipped)
+            )
+        )
+
+
+def print_entry(entry: HistoryEntry) -> None:
+    detail = Table(show_header=False, title="Sync History entry", title_justify="left")
+    detail.add_column(style="bold")
+    detail.add_column(overflow="fold")
+    for name, value in detail_rows(entry):
+        detail.add_row(name, Text(value))
+    console.print(detail)
+    if entry.outcomes is None:
+        console.print("No per-key outcomes were recorded for this run.")
+        return
+    table = Table(title=f"Outcomes: Records {entry.records}", title_justify="left")
+    for column in ("Key", "Outcome", "Attempts", "Reason", "Parents synced"):
+        table.add_column(column, overflow="fold")
+    for k in entry.outcomes:
+        table.add_row(
+            str(k.key),
+            Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome]),
+            str(k.attempts),
+            Text(k.reason or ""),
+            Text(", ".join(k.parents_synced)),
+        )
+    console.print(table)

@@ -230,7 +230,11 @@ def install_phase_timers() -> Phases:
     phases.wrap(verify_module, "verify_object", "verify core")
     phases.wrap(sync_module, "sync_keys", "sync core (batches)")
     phases.wrap(sync_module, "sync_key", "sync core (per key)")
-    phases.wrap(flow_module, "fan_out", "fan-out wall")
+    # Task calls made by the flow itself (wall time of the task run, Prefect included).
+    phases.wrap(flow_module, "parse_ids_task", "parse task")
+    phases.wrap(flow_module, "verify_object_task", "verify tasks")
+    phases.wrap(flow_module, "publish_history", "publish task")
+    phases.wrap(flow_module, "fan_out", "fan-out")
     phases.wrap(flow_module, "authorise_sync", "authorise")
     phases.wrap(history_module, "create_markdown_artifact", "history artifacts")
     phases.wrap(history_module, "create_table_artifact", "history artifacts")

@@ -1,11 +1,11 @@
 """Benchmark the streaming verification against two baselines on the same demo databases.
 
-    .venv/bin/python bench/verify.py --persons 1000000 [--dir DIR] [--seed S]
-                                     [--district-url U --state-url U]
+    .venv/bin/python bench/verify.py --persons 1000000 [--dir DIR] [--seed S] [--repeat N]
+                                     [--district-url U --state-url U [--reuse]]
 
 Builds the demo (SQLite files in DIR, default bench/out/demo-<persons>; reused when DIR
-already holds a demo of that size and seed) in a child process, so that its memory does not
-count here. Then, in this process: our PersonIdentity verification first (its peak RSS is
+already holds a demo of that size and seed; with URLs, rebuilt unless --reuse) in a child
+process, so that its memory does not count here. Then, in this process: our PersonIdentity verification first (its peak RSS is
 its own), our Enrollment verification, and two baselines over the same normalised
 projection: SQLite ATTACH + EXCEPT both ways, and a pandas full-load merge. Prints times,
 the ratio ours/EXCEPT, the process's peak RSS after each step and whether all key sets
@@ -42,6 +42,9 @@ def peak_rss_mb() -> float:
 
 
 def demo_is_reusable(directory: Path, args: argparse.Namespace) -> bool:
+    # A server database may have changed since (nothing here can tell): rebuild unless told.
+    if args.district_url and not args.reuse:
+        return False
     source = directory / "bench-source.json"
     if not (directory / "manifest.json").exists() or not source.exists():
         return False
@@ -171,6 +174,9 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=None, help="demo folder (created)")
     parser.add_argument("--district-url", default=None)
     parser.add_argument("--state-url", default=None)
+    parser.add_argument(
+        "--reuse", action="store_true", help="with URLs: trust that they still hold the demo"
+    )
     parser.add_argument("--chunk-rows", type=int, default=20_000)
     parser.add_argument(
         "--repeat", type=int, default=1, help="time ours and EXCEPT N times each, keep the best"

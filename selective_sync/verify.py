@@ -1,7 +1,8 @@
 """Streaming verification: which records of one district differ between district and state.
 
 Both databases are read as two independent streams of normalised rows ordered by key (see
-``normalise``), so the two may be different engines on different servers. The streams are
+``normalise``: each row is ``(key, packed text of the compared values)``), so the two may
+be different engines on different servers; no SQL ever spans both. The streams are
 merged in key windows: each round takes a chunk from each side, settles every key up to the
 smaller of the two chunks' last keys and carries the rest over. Equal windows are skipped
 with one C-level list comparison; unequal ones are bisected by key until the differing rows

@@ -1,0 +1,364 @@
+"""The Sync History: real selective-sync runs in a real Prefect API, read back as entries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from uuid import UUID
+
+import pytest
+
+from selective_sync.errors import BadInput
+from selective_sync.models import Outcome
+from selective_sync.rights import RightsError, RightsStore
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+ABSENT = 999_999_999
+OTHER = 312
+CLI = [sys.executable, "-m", "selective_sync.cli"]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def run_sync(object_name, ids, user, **kwargs):
+    """Run the flow; returns (flow run id, SyncResult or the exception it raised)."""
+    from flows.selective_sync import selective_sync
+
+    state = selective_sync(
+        object=object_name, ids=ids, requested_by=user, return_state=True, **kwargs
+    )
+    return str(state.state_details.flow_run_id), state.result(raise_on_failure=False)
+
+
+def artifacts_of(run_id: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+
+
+def run_exists(run_id: str) -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_flow_run(UUID(run_id))
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def entry_ids(user: str, district: int | None = None) -> list[str]:
+    from flows.history_store import list_entries
+
+    return [e.run_id for e in list_entries(district, limit=10_000, user=user)]
+
+
+def grant(admin: str, user: str, rights: str) -> None:
+    with RightsStore.from_settings() as store:
+        store.grant(admin, user, rights)
+
+
+@pytest.fixture
+def three_keys(demo):
+    """Two keys the sync fixes and one the district does not hold: Records 2/3."""
+    mismatched = demo.manifest["PersonIdentity"]["mismatched"]
+    return [mismatched[0], mismatched[1], ABSENT]
+
+
+@pytest.fixture
+def other_district(demo, monkeypatch):
+    """A second configured district (312) whose database is a copy of the demo district's."""
+    shutil.copy(demo.dir / "district.db", demo.dir / "district-312.db")
+    config = [
+        {"number": OTHER, "name": "OAK RIDGE", "url": f"sqlite:///{demo.dir}/district-312.db"}
+    ]
+    monkeypatch.setenv("SELECTIVE_SYNC_DISTRICTS", json.dumps(config))
+    return OTHER
+
+
+# ---------------------------------------------------------------- artifacts and entries
+
+
+def test_run_publishes_history_artifacts(demo, admin, three_keys):
+    run_id, result = run_sync("PersonIdentity", three_keys, admin, check_dependencies=True)
+    assert (result.succeeded, result.total) == (2, 3)
+    by_key = {a.key: a for a in artifacts_of(run_id)}
+    assert set(by_key) == {"sync-history-275", "sync-outcomes-275", "sync-progress-275"}
+
+    markdown = by_key["sync-history-275"].data
+    for row in (
+        "| Status | Complete |",
+        "| Requested | ",
+        "| Completed | ",
+        f"| Keys | {three_keys[0]}, {three_keys[1]}, {ABSENT} |",
+        "| Object | PersonIdentity |",
+        "| Records | 2/3 |",
+        f"| Requested by | {admin} |",
+        "| District | 275 MAPLE VALLEY |",
+        "| Check dependencies | yes |",
+        "| Dry run | no |",
+    ):
+        assert row in markdown, (row, markdown)
+
+    rows = json.loads(by_key["sync-outcomes-275"].data)
+    assert [r["key"] for r in rows] == three_keys
+    assert [r["outcome"] for r in rows] == ["synced", "synced", "not_found"]
+    assert all(r["attempts"] >= 1 for r in rows)
+    assert by_key["sync-progress-275"].data == 100
+
+
+def test_list_is_newest_first_and_show_has_every_key(demo, admin, three_keys):
+    from flows.history_store import get_entry, list_entries
+
+    first, _ = run_sync("PersonIdentity", three_keys, admin)
+    second, _ = run_sync(
+        "Enrollment", demo.manifest["Enrollment"]["mismatched"][:1], admin, dry_run=True
+    )
+    newest = list_entries(limit=2, user=admin)
+    assert [e.run_id for e in newest] == [second, first]
+    assert newest[1].records == "2/3" and newest[1].status == "Complete"
+    assert newest[1].requested_at <= newest[0].requested_at
+    assert newest[0].dry_run and newest[0].object == "Enrollment"
+    assert newest[1].outcomes is None  # a listing never reads the outcome tables
+
+    entry = get_entry(first[:8], user=admin)
+    assert entry.run_id == first
+    assert entry.keys == three_keys
+    assert [k.outcome for k in entry.outcomes] == [
+        Outcome.SYNCED,
+        Outcome.SYNCED,
+        Outcome.NOT_FOUND,
+    ]
+    assert (entry.requested_by, entry.district, entry.district_name) == (admin, 275, "MAPLE VALLEY")
+    assert entry.completed_at and entry.completed_at >= entry.requested_at
+    assert entry.to_sync_result().succeeded == 2
+
+
+def test_ten_thousand_keys_round_trip(demo, admin, monkeypatch):
+    from flows.history_store import get_entry
+
+    monkeypatch.setenv("SELECTIVE_SYNC_MAX_WORKERS", "4")
+    keys = demo.manifest["PersonIdentity"]["mismatched"] + list(range(10**8, 10**8 + 10_000))
+    keys = list(dict.fromkeys(keys))[:10_000]
+    run_id, result = run_sync("PersonIdentity", keys, admin, dry_run=True)
+    assert result.total == 10_000
+    entry = get_entry(run_id, user=admin)
+    assert entry.keys == keys
+    assert len(entry.outcomes) == 10_000
+    assert entry.records == f"{result.succeeded}/10000"
+
+
+def test_refused_run_is_a_failed_entry(demo, admin, three_keys):
+    from flows.history_store import get_entry
+
+    grant(admin, "reader", "R")
+    run_id, error = run_sync("PersonIdentity", three_keys, "reader")
+    assert isinstance(error, RightsError)
+    entry = get_entry(run_id, user="reader")
+    assert entry.status == "Failed" and entry.outcomes is None
+    assert "lacks the W right" in entry.failure and "Flow run" not in entry.failure
+    # What was asked comes from the run's parameters even though nothing was published.
+    assert (entry.keys, entry.records, entry.requested_by) == (three_keys, "-/3", "reader")
+
+
+def test_unknown_runs_are_refused_clearly(demo, admin):
+    from flows.history_maintenance import clear_history
+    from flows.history_store import get_entry
+
+    state = clear_history(admin, return_state=True)  # a run of another flow
+    other_flow_run = str(state.state_details.flow_run_id)
+    with pytest.raises(BadInput, match="not a selective sync"):
+        get_entry(other_flow_run, user=admin)
+    with pytest.raises(BadInput, match="no Sync History entry has run id"):
+        get_entry("00000000-0000-0000-0000-000000000000", user=admin)
+    with pytest.raises(BadInput, match="no Sync History entry matches"):
+        get_entry("zzzz-not-a-run", user=admin)
+
+
+# ---------------------------------------------------------------- delete and clear
+
+
+def test_delete_removes_exactly_one_entry_and_its_artifacts(demo, admin, three_keys):
+    from prefect.artifacts import Artifact
+
+    from flows.history_store import delete_entry
+
+    older, _ = run_sync("PersonIdentity", three_keys, admin)
+    newer, _ = run_sync("PersonIdentity", three_keys[:1], admin)
+    before = entry_ids(admin)
+    deleted = delete_entry(newer[:8], user=admin)
+    assert deleted.run_id == newer
+    after = entry_ids(admin)
+    assert after == [r for r in before if r != newer]
+    assert artifacts_of(newer) == [] and not run_exists(newer)
+    assert {a.key for a in artifacts_of(older)} >= {"sync-history-275", "sync-outcomes-275"}
+    # The UI's latest sync-history-275 is the remaining run's again.
+    assert str(Artifact.get("sync-history-275").flow_run_id) == older
+
+
+def test_clear_removes_this_districts_entries_only(demo, admin, three_keys, other_district):
+    from flows.history_maintenance import clear_history
+    from flows.history_store import clear
+
+    elsewhere, _ = run_sync("PersonIdentity", three_keys, admin, district=other_district)
+    run_sync("PersonIdentity", three_keys, admin)
+    run_sync("PersonIdentity", three_keys[:1], admin)
+    other_before = entry_ids(admin, other_district)
+    assert elsewhere in other_before and len(entry_ids(admin)) >= 2
+
+    result = clear(user=admin)
+    assert result.district == 275 and len(result.deleted) >= 2 and not result.skipped
+    assert entry_ids(admin) == []
+    assert entry_ids(admin, other_district) == other_before
+    assert {a.key for a in artifacts_of(elsewhere)} == {
+        "sync-history-312",
+        "sync-outcomes-312",
+        "sync-progress-312",
+    }
+
+    # The flow the UI runs does the same for the other district.
+    assert clear_history(admin, district=other_district) == len(other_before)
+    assert entry_ids(admin, other_district) == [] and artifacts_of(elsewhere) == []
+
+
+def test_every_refusal_changes_nothing(demo, admin, three_keys, monkeypatch):
+    from flows import history_maintenance, history_store
+
+    run_id, _ = run_sync("PersonIdentity", three_keys, admin)
+    grant(admin, "reader", "R")
+    grant(admin, "writer", "W")
+    grant(admin, "deleter", "D")  # D does not imply R: it may delete, not read
+    before = entry_ids(admin)
+    artifacts_before = len(artifacts_of(run_id))
+
+    def no_api(*_args, **_kwargs):
+        raise AssertionError("the Prefect API was used before the rights check")
+
+    monkeypatch.setattr(history_store, "get_client", no_api)
+    refusals = [
+        (lambda u: history_store.list_entries(user=u), ["nobody", "deleter"]),
+        (lambda u: history_store.get_entry(run_id, user=u), ["nobody", "deleter"]),
+        (lambda u: history_store.delete_entry(run_id, user=u), ["nobody", "reader", "writer"]),
+        (lambda u: history_store.clear(user=u), ["nobody", "reader", "writer"]),
+    ]
+    for action, users in refusals:
+        for user in users:
+            with pytest.raises(RightsError, match=f"user '{user}' lacks the"):
+                action(user)
+    monkeypatch.undo()
+
+    for user in ("nobody", "reader", "writer"):
+        with pytest.raises(RightsError, match="lacks the D right"):
+            history_maintenance.delete_history_entry(run_id, user)
+        with pytest.raises(RightsError, match="lacks the D right"):
+            history_maintenance.clear_history(user)
+    assert entry_ids(admin) == before
+    assert len(artifacts_of(run_id)) == artifacts_before
+    # W counts as R for reading.
+    assert history_store.get_entry(run_id, user="writer").run_id == run_id
+
+
+def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
+    import sqlite3
+    import threading
+    import time
+
+    from flows.history_store import clear, delete_entry, list_entries
+
+    monkeypatch.setenv("SELECTIVE_SYNC_SQLITE_BUSY_TIMEOUT_S", "0.5")
+    key = demo.manifest["PersonIdentity"]["mismatched"][0]
+    release = threading.Event()
+    locked = threading.Event()
+
+    def hold_write_lock():
+        conn = sqlite3.connect(demo.dir / "state.db", timeout=10)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(20)
+        conn.rollback()
+        conn.close()
+
+    holder = threading.Thread(target=hold_write_lock)
+    holder.start()
+    locked.wait(5)
+    done: list = []
+    runner = threading.Thread(target=lambda: done.append(run_sync("PersonIdentity", [key], admin)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            running = [e for e in list_entries(limit=5, user=admin) if e.status == "In Progress"]
+            if running:
+                break
+            time.sleep(0.2)
+        assert running, "the running request never showed as In Progress"
+        entry = running[0]
+        assert entry.completed_at is None and entry.records == "-/1"
+        with pytest.raises(BadInput, match="In Progress"):
+            delete_entry(entry.run_id, user=admin)
+        assert entry.run_id in [e.run_id for e in clear(user=admin).skipped]
+    finally:
+        release.set()
+        holder.join()
+        runner.join(60)
+    run_id, result = done[0]
+    assert run_id == entry.run_id and result.keys[0].outcome is Outcome.SYNCED
+    assert entry_ids(admin) == [run_id]
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def cli(args: list[str], env: dict[str, str], stdin: str | None = None):
+    return subprocess.run(
+        CLI + args, env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_against_the_same_api(demo, admin, three_keys):
+    import prefect.settings
+
+    # The harness points only this process at its API (a settings context, not the
+    # environment): the child processes are told explicitly.
+    env = dict(os.environ, PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(), COLUMNS="200")
+    grant(admin, "reader", "R")
+    run_id, _ = run_sync("PersonIdentity", three_keys, admin)
+    before = entry_ids(admin)
+
+    listed = cli(["history", "list", "--json", "--user", "reader"], env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["run_id"] for r in rows] == before
+    assert rows[0]["records"] == {"succeeded": 2, "total": 3}
+
+    table = cli(["history", "list", "--user", "reader"], env)
+    assert table.returncode == 0, table.stderr
+    for text in ("Requested", "User", "Status", "Completed", "Records", "2/3", run_id[:8]):
+        assert text in table.stdout, table.stdout
+
+    shown = cli(["history", "show", run_id[:8], "--user", "reader"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert all(str(k) in shown.stdout for k in three_keys) and "not_found" in shown.stdout
+
+    refused = cli(["history", "delete", run_id, "--user", "reader"], env)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: user 'reader' lacks")
+    declined = cli(["history", "clear", "--user", admin], env, stdin="n\n")
+    assert declined.returncode == 1 and "Aborted" in declined.stderr + declined.stdout
+    assert entry_ids(admin) == before
+
+    deleted = cli(["history", "delete", run_id[:8], "--user", admin], env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert entry_ids(admin) == before[1:]
+    cleared = cli(["history", "clear", "--yes", "--user", admin], env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert entry_ids(admin) == []

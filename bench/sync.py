@@ -220,6 +220,13 @@ class Phases:
         self.calls.clear()
 
 
+FLOW_PHASES = ("authorise", "parse task", "verify tasks", "fan-out", "publish task")
+
+
+def phase_text(totals: dict, calls: dict, labels) -> str:
+    return ", ".join(f"{k} {totals[k]:.2f}/{calls[k]}" for k in labels if k in totals)
+
+
 def install_phase_timers() -> Phases:
     import flows.selective_sync as flow_module
     import tasks.history as history_module
@@ -503,12 +510,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(recorded.values())}: "
             + ", ".join(f"{k} {v}" for k, v in sorted(recorded.items())),
         ),
+        ("flow thread (wall s/calls)", phase_text(breakdown, calls, FLOW_PHASES)),
         (
-            "phases (core, summed)",
-            ", ".join(
-                f"{k} {v:.2f} s/{calls[k]}"
-                for k, v in sorted(breakdown.items(), key=lambda x: -x[1])
-            ),
+            "inside (summed s/calls)",
+            phase_text(breakdown, calls, [k for k in breakdown if k not in FLOW_PHASES]),
         ),
         (
             "checks",

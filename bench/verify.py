@@ -5,11 +5,12 @@
 
 Builds the demo (SQLite files in DIR, default bench/out/demo-<persons>; reused when DIR
 already holds a demo of that size and seed; with URLs, rebuilt unless --reuse) in a child
-process, so that its memory does not count here. Then, in this process: our PersonIdentity verification first (its peak RSS is
-its own), our Enrollment verification, and two baselines over the same normalised
-projection: SQLite ATTACH + EXCEPT both ways, and a pandas full-load merge. Prints times,
-the ratio ours/EXCEPT, the process's peak RSS after each step and whether all key sets
-agree (with each other and with the demo manifest). Writes nothing outside DIR.
+process, so that its memory does not count here. Then, in this process: our PersonIdentity
+verification first (its peak RSS is its own), our Enrollment verification, and two
+baselines over the same normalised projection: SQLite ATTACH + EXCEPT both ways (SQLite
+only), and a pandas full-load merge. Prints times, the ratio ours/EXCEPT, the process's
+peak RSS after each step and whether all key sets agree (with each other and with the demo
+manifest). Writes nothing outside DIR.
 """
 
 from __future__ import annotations

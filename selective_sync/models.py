@@ -18,7 +18,7 @@ def accuracy(distinct: int, errors: int) -> float:
     return 100.0 * (distinct - errors) / distinct
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ColumnDiff:
     """One compared column that differs, with both sides' normalised values."""
 
@@ -27,7 +27,7 @@ class ColumnDiff:
     state: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordIssue:
     key: int
     issue: IssueKind

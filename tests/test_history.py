@@ -147,7 +147,6 @@ def test_list_is_newest_first_and_show_has_every_key(demo, admin, three_keys):
 def test_ten_thousand_keys_round_trip(demo, admin, monkeypatch):
     from flows.history_store import get_entry
 
-    monkeypatch.setenv("SELECTIVE_SYNC_MAX_WORKERS", "4")
     keys = demo.manifest["PersonIdentity"]["mismatched"] + list(range(10**8, 10**8 + 10_000))
     keys = list(dict.fromkeys(keys))[:10_000]
     run_id, result = run_sync("PersonIdentity", keys, admin, dry_run=True)
@@ -169,20 +168,6 @@ def test_refused_run_is_a_failed_entry(demo, admin, three_keys):
     assert "lacks the W right" in entry.failure and "Flow run" not in entry.failure
     # What was asked comes from the run's parameters even though nothing was published.
     assert (entry.keys, entry.records, entry.requested_by) == (three_keys, "-/3", "reader")
-
-
-def test_unknown_runs_are_refused_clearly(demo, admin):
-    from flows.history_maintenance import clear_history
-    from flows.history_store import get_entry
-
-    state = clear_history(admin, return_state=True)  # a run of another flow
-    other_flow_run = str(state.state_details.flow_run_id)
-    with pytest.raises(BadInput, match="not a selective sync"):
-        get_entry(other_flow_run, user=admin)
-    with pytest.raises(BadInput, match="no Sync History entry has run id"):
-        get_entry("00000000-0000-0000-0000-000000000000", user=admin)
-    with pytest.raises(BadInput, match="no Sync History entry matches"):
-        get_entry("zzzz-not-a-run", user=admin)
 
 
 # ---------------------------------------------------------------- delete and clear
@@ -244,28 +229,37 @@ def test_every_refusal_changes_nothing(demo, admin, three_keys, monkeypatch):
     def no_api(*_args, **_kwargs):
         raise AssertionError("the Prefect API was used before the rights check")
 
-    monkeypatch.setattr(history_store, "get_client", no_api)
-    refusals = [
-        (lambda u: history_store.list_entries(user=u), ["nobody", "deleter"]),
-        (lambda u: history_store.get_entry(run_id, user=u), ["nobody", "deleter"]),
-        (lambda u: history_store.delete_entry(run_id, user=u), ["nobody", "reader", "writer"]),
-        (lambda u: history_store.clear(user=u), ["nobody", "reader", "writer"]),
-    ]
-    for action, users in refusals:
-        for user in users:
-            with pytest.raises(RightsError, match=f"user '{user}' lacks the"):
-                action(user)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(history_store, "get_client", no_api)
+        refusals = [
+            (lambda u: history_store.list_entries(user=u), ["nobody", "deleter"]),
+            (lambda u: history_store.get_entry(run_id, user=u), ["nobody", "deleter"]),
+            (lambda u: history_store.delete_entry(run_id, user=u), ["nobody", "reader", "writer"]),
+            (lambda u: history_store.clear(user=u), ["nobody", "reader", "writer"]),
+        ]
+        for action, users in refusals:
+            for user in users:
+                with pytest.raises(RightsError, match=f"user '{user}' lacks the"):
+                    action(user)
 
-    for user in ("nobody", "reader", "writer"):
-        with pytest.raises(RightsError, match="lacks the D right"):
-            history_maintenance.delete_history_entry(run_id, user)
-        with pytest.raises(RightsError, match="lacks the D right"):
-            history_maintenance.clear_history(user)
+    # The UI's flows refuse the same way (one user each: the check is the same call).
+    refused = history_maintenance.delete_history_entry(run_id, "nobody", return_state=True)
+    assert refused.is_failed() and "lacks the D right" in refused.message
+    with pytest.raises(RightsError, match="user 'writer' lacks the D right"):
+        history_maintenance.clear_history("writer")
     assert entry_ids(admin) == before
     assert len(artifacts_of(run_id)) == artifacts_before
     # W counts as R for reading.
     assert history_store.get_entry(run_id, user="writer").run_id == run_id
+
+    # A run of another flow, or no run at all, is no entry.
+    other_flow_run = str(refused.state_details.flow_run_id)
+    with pytest.raises(BadInput, match="not a selective sync"):
+        history_store.get_entry(other_flow_run, user=admin)
+    with pytest.raises(BadInput, match="no Sync History entry has run id"):
+        history_store.get_entry("00000000-0000-0000-0000-000000000000", user=admin)
+    with pytest.raises(BadInput, match="no Sync History entry matches"):
+        history_store.delete_entry("zzzz-not-a-run", user=admin)
 
 
 def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
@@ -330,7 +324,7 @@ def test_cli_against_the_same_api(demo, admin, three_keys):
 
     # The harness points only this process at its API (a settings context, not the
     # environment): the child processes are told explicitly.
-    env = dict(os.environ, PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(), COLUMNS="200")
+    env = dict(os.environ, PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value())
     grant(admin, "reader", "R")
     run_id, _ = run_sync("PersonIdentity", three_keys, admin)
     before = entry_ids(admin)
@@ -341,24 +335,43 @@ def test_cli_against_the_same_api(demo, admin, three_keys):
     assert [r["run_id"] for r in rows] == before
     assert rows[0]["records"] == {"succeeded": 2, "total": 3}
 
-    table = cli(["history", "list", "--user", "reader"], env)
-    assert table.returncode == 0, table.stderr
-    for text in ("Requested", "User", "Status", "Completed", "Records", "2/3", run_id[:8]):
-        assert text in table.stdout, table.stdout
-
-    shown = cli(["history", "show", run_id[:8], "--user", "reader"], env)
-    assert shown.returncode == 0, shown.stderr
-    assert all(str(k) in shown.stdout for k in three_keys) and "not_found" in shown.stdout
-
     refused = cli(["history", "delete", run_id, "--user", "reader"], env)
     assert refused.returncode == 1 and refused.stderr.startswith("error: user 'reader' lacks")
     declined = cli(["history", "clear", "--user", admin], env, stdin="n\n")
     assert declined.returncode == 1 and "Aborted" in declined.stderr + declined.stdout
     assert entry_ids(admin) == before
 
-    deleted = cli(["history", "delete", run_id[:8], "--user", admin], env)
-    assert deleted.returncode == 0, deleted.stderr
-    assert entry_ids(admin) == before[1:]
     cleared = cli(["history", "clear", "--yes", "--user", admin], env)
     assert cleared.returncode == 0, cleared.stderr
+    assert f"deleted {len(before)} Sync History entries of district 275" in cleared.stdout
     assert entry_ids(admin) == []
+
+
+def test_cli_tables(demo, admin, three_keys, monkeypatch):
+    """The human-readable output, in-process (subprocesses cost seconds each)."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from selective_sync.cli import history
+
+    monkeypatch.setattr(history, "console", Console(width=200))
+    run_id, _ = run_sync("PersonIdentity", three_keys, admin)
+    runner = CliRunner()
+
+    table = runner.invoke(history.app, ["list", "--user", admin])
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if "Requested" in line)
+    columns = ["Run", "Requested", "User", "Status", "Completed", "Object", "Keys", "Records"]
+    assert [header.index(c) for c in columns] == sorted(header.index(c) for c in columns)
+    assert run_id[:8] in table.output and "2/3" in table.output
+
+    shown = runner.invoke(history.app, ["show", run_id[:8], "--user", admin])
+    assert shown.exit_code == 0, shown.output
+    for text in ("Complete", "PersonIdentity", admin, "Records", "2/3", "not_found"):
+        assert text in shown.output
+    outcome_lines = [line for line in shown.output.splitlines() if "synced" in line]
+    assert {str(k) for k in three_keys[:2]} <= {line.split()[1] for line in outcome_lines}
+
+    deleted = runner.invoke(history.app, ["delete", run_id[:8], "--user", admin])
+    assert deleted.exit_code == 0 and run_id in deleted.output
+    assert run_id not in entry_ids(admin)

@@ -35,6 +35,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
 from selective_sync.districts import configured_districts, resolve_district
 from selective_sync.errors import BadInput
@@ -133,7 +134,10 @@ def _client() -> Iterator[SyncPrefectClient]:
         with get_client(sync_client=True) as client:
             yield client
     except httpx.HTTPError as exc:
-        raise HistoryUnavailable(f"the Prefect API holding the history failed: {exc}") from exc
+        url = PREFECT_API_URL.value() or "the ephemeral API"
+        raise HistoryUnavailable(
+            f"the Prefect API that holds the Sync History ({url}) failed: {exc}"
+        ) from exc
 
 
 def _sync_runs(client: SyncPrefectClient) -> Iterator[list[FlowRun]]:

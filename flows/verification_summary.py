@@ -10,7 +10,7 @@ from selective_sync.districts import resolve_district
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
 from selective_sync.settings import get_settings
-from selective_sync.summary_format import percent
+from selective_sync.summary_format import md_cell, percent
 from tasks.verify import verify_object_task
 
 
@@ -60,7 +60,7 @@ def verification_summary(
 
 def summary_markdown(summary: DistrictVerification) -> str:
     lines = [
-        f"# Verification Summary: {summary.district_number} {summary.district_name}",
+        f"# Verification Summary: {summary.district_number} {md_cell(summary.district_name)}",
         "",
         f"Overall accuracy: **{percent(summary.overall_accuracy)}**",
         "",

@@ -44,9 +44,10 @@ def parse_history_key(key: str | None) -> tuple[str, int] | None:
     return match["kind"], int(match["district"])
 
 
-def _md(text: object) -> str:
-    # Markdown table cells show user-supplied text (names, reasons) literally: a pipe or a
-    # newline would break the table, and * _ < [ ... would become markup in the UI.
+def md_escape(text: object) -> str:
+    """``text`` for a markdown table cell or description, shown literally (one line)."""
+    # User-supplied text (names, reasons): a pipe or a newline would break the table, and
+    # * _ < [ ... would become markup in the UI.
     return _MD_ACTIVE.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
 
 
@@ -86,11 +87,11 @@ def history_markdown(result: SyncResult, status: str | None = None) -> str:
     ]
     counts = {o: sum(1 for k in result.keys if k.outcome is o) for o in Outcome}
     lines = [
-        f"# Sync Request History: {_md(result.object)} x{result.total}",
+        f"# Sync Request History: {md_escape(result.object)} x{result.total}",
         "",
         "| | |",
         "|---|---|",
-        *(f"| {name} | {_md(value)} |" for name, value in rows),
+        *(f"| {name} | {md_escape(value)} |" for name, value in rows),
         "",
         "Outcomes: " + ", ".join(f"{o.value} {n}" for o, n in counts.items()),
     ]

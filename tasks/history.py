@@ -13,7 +13,12 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from selective_sync.history_format import history_key, history_markdown, outcome_rows
+from selective_sync.history_format import (
+    history_key,
+    history_markdown,
+    md_escape,
+    outcome_rows,
+)
 from selective_sync.models import SyncResult
 from selective_sync.progress import report as report_progress
 
@@ -38,7 +43,8 @@ def publish_history(result: SyncResult) -> None:
     create_markdown_artifact(
         key=history_key(result.district_number),
         markdown=history_markdown(result),
-        description=f"{result.object} sync by {result.requested_by}",
+        # Descriptions render as markdown in the UI: the user name must print literally.
+        description=f"{result.object} sync by {md_escape(result.requested_by)}",
     )
     create_table_artifact(
         key=history_key(result.district_number, "outcomes"),

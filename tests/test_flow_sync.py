@@ -156,15 +156,29 @@ def test_batches_above_the_per_key_limit_keep_every_outcome(demo, admin, monkeyp
 
 
 def test_locked_state_is_retried(demo, admin, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
     monkeypatch.setenv("SELECTIVE_SYNC_SQLITE_BUSY_TIMEOUT_S", "0.5")
     key = demo.manifest["PersonIdentity"]["mismatched"][0]
     locked = threading.Event()
+    task_name = f"sync-PersonIdentity-{key}"
+
+    def first_attempt_failed() -> bool:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[task_name]))
+            )
+        return any(r.state and r.state.name in ("AwaitingRetry", "Retrying") for r in runs)
 
     def hold_write_lock():
+        # Another writer holds the state's lock until the sync's first attempt has given up.
         conn = sqlite3.connect(demo.dir / "state.db", timeout=10)
         conn.execute("BEGIN IMMEDIATE")
         locked.set()
-        time.sleep(2.5)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not first_attempt_failed():
+            time.sleep(0.2)
         conn.rollback()
         conn.close()
 
@@ -178,3 +192,4 @@ def test_locked_state_is_retried(demo, admin, monkeypatch):
     outcome = result.keys[0]
     assert outcome.outcome is Outcome.SYNCED, outcome
     assert outcome.attempts > 1
+    assert verify_keys("PersonIdentity", [key]).errors == 0

@@ -86,6 +86,55 @@ def other_district(demo, monkeypatch):
     return OTHER
 
 
+# ---------------------------------------------------------------- content, no API
+
+
+def test_summary_and_outcomes_round_trip_hostile_text():
+    from datetime import UTC, datetime
+
+    from selective_sync.history import status_of
+    from selective_sync.history_format import (
+        history_markdown,
+        outcome_rows,
+        outcomes_from_rows,
+        parse_summary,
+    )
+    from selective_sync.models import KeyOutcome, SyncResult
+
+    user = "a|b *c* \\ [x](y) <b>_d_ & `e`"
+    result = SyncResult(
+        object="Enrollment",
+        district_number=275,
+        district_name="O'NEIL | EAST",
+        requested_by=user,
+        requested_at=datetime(2026, 11, 28, 20, 15, tzinfo=UTC),
+        completed_at=None,
+        check_dependencies=True,
+        dry_run=False,
+        keys=[
+            KeyOutcome(1, Outcome.SYNCED, parents_synced=["PersonIdentity 7", "PersonIdentity 8"]),
+            KeyOutcome(2, Outcome.FAILED, reason="code | 9\nunmapped", attempts=4),
+        ],
+    )
+    markdown = history_markdown(result)
+    assert "*c*" not in markdown and "<b>" not in markdown  # no markup in the UI
+    rows = parse_summary(markdown)
+    assert rows["Requested by"] == user
+    assert rows["District"] == "275 O'NEIL | EAST"
+    assert (rows["Records"], rows["Completed"], rows["Status"]) == ("1/2", "", "Complete")
+    back = outcomes_from_rows(json.loads(json.dumps(outcome_rows(result))))
+    assert [(k.key, k.outcome, k.attempts, k.parents_synced) for k in back] == [
+        (k.key, k.outcome, k.attempts, k.parents_synced) for k in result.keys
+    ]
+    assert back[1].reason == "code | 9\nunmapped" and back[0].reason is None
+    assert [status_of(s) for s in ("COMPLETED", "StateType.CRASHED", "RUNNING", "CANCELLED")] == [
+        "Complete",
+        "Crashed",
+        "In Progress",
+        "Cancelled",
+    ]
+
+
 # ---------------------------------------------------------------- artifacts and entries
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import pickle
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 
 import pytest
-from sqlalchemy import delete, event, insert, select, text, update
+from dbservers import server_database
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from selective_sync.db import make_engine
@@ -755,38 +754,16 @@ def test_diagnosis_never_reads_another_districts_parent(dbs):
 # ------------------------------------------------------------------ other dialects
 
 
-def _port_open(port):
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(params=["postgresql", "mariadb"])
-def server_state(request, tmp_path):
-    """A fresh state database on a real server, dropped after the test."""
-    name = f"ss_test_{uuid.uuid4().hex[:12]}"
-    if request.param == "postgresql":
-        if not _port_open(5432):
-            pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-        admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    else:
-        if not _port_open(3306):
-            pytest.skip("MariaDB is not running on 127.0.0.1:3306")
-        admin_url = "mysql+pymysql://root@127.0.0.1:3306/"
-        url = f"mysql+pymysql://root@127.0.0.1:3306/{name}"
-    admin = make_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    state = make_engine(url)
-    try:
-        fill_state(state)
-        yield state
-    finally:
-        state.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE {name}"))
-        admin.dispose()
+def server_state(request):
+    """A fresh state database on a real server (started if needed), dropped after the test."""
+    with server_database(request.param) as url:
+        state = make_engine(url)
+        try:
+            fill_state(state)
+            yield state
+        finally:
+            state.dispose()
 
 
 def _server_checksum(engine, district_number):

@@ -536,9 +536,8 @@ def test_verify_district_unreachable_database(dbs: Dbs) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    generator = pytest.importorskip("selective_sync.demo")
-    if not hasattr(generator, "generate_demo"):
-        pytest.skip("the demo generator is not there yet")
+    from selective_sync import demo as generator
+
     directory = tmp_path_factory.mktemp("demo")
     manifest = generator.generate_demo(directory, persons=400, seed=7)
     district = make_engine(sqlite_url(directory / "district.db"))

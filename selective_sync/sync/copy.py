@@ -4,6 +4,10 @@ One state transaction per key: read the state's rows for (district, key), plan, 
 write only what differs with dialect-aware upserts and targeted deletes. A refusal rolls
 the whole key back and is diagnosed; a transient fault is raised as TransientFault so a
 retry loop (Prefect's, or ``sync_key_with_retries`` here) can try again.
+
+A batch (``sync_keys``) plans from a snapshot of the state read up front and writes that
+plan with checked statements, falling back to the read-in-the-transaction path above
+when the check says the snapshot is stale (see ``_Runner._sync_rows``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, insert, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
 from ..models import KeyOutcome, Outcome
@@ -22,6 +26,7 @@ from ..registry import REGISTRY, ObjectSpec, get_object
 from .diagnose import Diagnosis, diagnose_failure, find_problems
 from .faults import RetryPolicy, TransientFault, first_line, is_transient
 from .plan import (
+    PartInfo,
     Plan,
     RowsByTable,
     part_infos,
@@ -75,8 +80,8 @@ def sync_key(
     state refused; nothing of the key changed; the reason says why). Raises
     TransientFault for a fault worth retrying. ``dry_run`` plans and writes nothing.
     """
-    runner = _Runner(district_engine, state_engine, district_number, dry_run, retry=None)
-    return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, False)
+    with _Runner(district_engine, state_engine, district_number, dry_run, retry=None) as runner:
+        return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, False)
 
 
 def sync_key_with_retries(
@@ -98,8 +103,8 @@ def sync_key_with_retries(
     ``transient fault after N attempts: <fault>``; ``attempts`` is recorded on the outcome.
     """
     policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s, jitter=jitter, sleep=sleep)
-    runner = _Runner(district_engine, state_engine, district_number, dry_run, retry=policy)
-    return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, False)
+    with _Runner(district_engine, state_engine, district_number, dry_run, retry=policy) as runner:
+        return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, False)
 
 
 def sync_with_dependencies(
@@ -118,8 +123,8 @@ def sync_with_dependencies(
     A parent that fails makes the key FAILED with ``parent <Object> <key> could not be
     synced: <why>``. With ``retry`` None a transient fault is raised (TransientFault).
     """
-    runner = _Runner(district_engine, state_engine, district_number, dry_run, retry=retry)
-    return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, True)
+    with _Runner(district_engine, state_engine, district_number, dry_run, retry=retry) as runner:
+        return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, True)
 
 
 def sync_keys(
@@ -139,16 +144,29 @@ def sync_keys(
 
     District rows (and with ``check_dependencies`` the parents' rows) and a snapshot of
     the state's rows are read up front with IN queries, 500 keys a query: a key already
-    equal costs no query of its own; a key that differs is read again inside its own
-    transaction. Each parent is synced once per batch. ``on_outcome``
+    equal costs no query of its own; a key that differs is written from the snapshot's
+    plan with checked statements, and read again inside its own transaction only when
+    the check finds the snapshot stale. One state connection serves the whole batch
+    (still one transaction per key). Each parent is synced once per batch. ``on_outcome``
     is called after every key (progress). When ``abort_after`` keys in a row exhaust their
     retries the database is taken as down and BatchAborted (a TransientFault holding the
     outcomes so far) is raised instead of failing every remaining key slowly.
     """
     spec = get_object(spec) if isinstance(spec, str) else spec
-    runner = _Runner(
+    with _Runner(
         district_engine, state_engine, district_number, dry_run, retry=retry, snapshot=True
-    )
+    ) as runner:
+        return _run_batch(runner, spec, keys, check_dependencies, on_outcome, abort_after)
+
+
+def _run_batch(
+    runner: _Runner,
+    spec: ObjectSpec,
+    keys: Sequence[int],
+    check_dependencies: bool,
+    on_outcome: Callable[[KeyOutcome], None] | None,
+    abort_after: int,
+) -> list[KeyOutcome]:
     try:
         runner.prefetch(spec, list(keys), check_dependencies)
     except _Exhausted as gave_up:
@@ -202,6 +220,36 @@ class _Runner:
     lookups: dict = field(default_factory=dict)
     in_progress: set[tuple[str, int]] = field(default_factory=set)
     last_fault: BaseException | None = None
+    conn: Connection | None = None
+    """The state connection this request holds (checked out on first use, returned by
+    ``close``): a batch pays one pool checkout, not one per key."""
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._drop_connection(invalidate=False)
+
+    def _state(self) -> Connection:
+        if self.conn is None or self.conn.closed or self.conn.invalidated:
+            self.conn = self.state_engine.connect()
+        return self.conn
+
+    def _drop_connection(self, invalidate: bool) -> None:
+        """Give the connection back; ``invalidate`` discards it (after a transient fault the
+        link may be broken or the session in a bad state: the retry gets a fresh one)."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            if invalidate and not conn.invalidated:
+                conn.invalidate()
+            conn.close()
+        except SQLAlchemyError as exc:  # pragma: no cover - a broken link refusing to close
+            log.debug("closing the state connection failed: %s", first_line(exc))
 
     # -- district side
 
@@ -245,10 +293,12 @@ class _Runner:
         self, spec: ObjectSpec, found: dict[int, RowsByTable]
     ) -> dict[int, RowsByTable]:
         try:
-            with self.state_engine.connect() as conn:
+            conn = self._state()
+            with conn.begin():
                 return read_state_many(conn, spec, self.district_number, found)
         except SQLAlchemyError as exc:
             if is_transient(exc):
+                self._drop_connection(invalidate=True)
                 raise TransientFault(
                     f"transient fault reading the state: {first_line(exc)}", exc
                 ) from exc
@@ -352,18 +402,25 @@ class _Runner:
         self, spec: ObjectSpec, key: int, rows: RowsByTable, assume: Collection[tuple[str, int]]
     ) -> _Result:
         number = self.district_number
-        # A batch snapshot of the state answers "already equal?" without a query per key;
-        # a key that needs writing is read again inside its transaction, so what is
-        # written is planned on the state as it is then. Used once: a key given twice is
-        # read afresh the second time.
+        # A batch snapshot of the state answers "already equal?" without a query per key.
+        # Used once: a key given twice is read afresh the second time.
         snapshot = self.state_rows.pop((spec.name, key), None)
         if self.dry_run:
             return self._dry_run(spec, key, rows, assume, snapshot)
-        if snapshot is not None and not plan_changes(spec, key, rows, snapshot):
-            return _Result(KeyOutcome(key, Outcome.UNCHANGED, "already equal at the state"))
+        plan: Plan | None = None
+        if snapshot is not None:
+            plan = plan_changes(spec, key, rows, snapshot)
+            if not plan:
+                return _Result(KeyOutcome(key, Outcome.UNCHANGED, "already equal at the state"))
         writing = False
         try:
-            with self.state_engine.begin() as conn:
+            conn = self._state()
+            if plan is not None and self._write_planned(conn, spec, key, plan):
+                return _synced(spec, key, plan)
+            # No snapshot, or it was stale: plan on the state as it is inside the
+            # transaction, and write with upserts that cannot trip over a row that
+            # appeared meanwhile.
+            with conn.begin():
                 plan = plan_changes(spec, key, rows, read_state(conn, spec, number, key, rows))
                 if not plan:
                     return _Result(KeyOutcome(key, Outcome.UNCHANGED, "already equal at the state"))
@@ -371,6 +428,7 @@ class _Runner:
                 _apply(conn, spec, number, key, plan)
         except SQLAlchemyError as exc:
             if is_transient(exc):
+                self._drop_connection(invalidate=True)
                 raise TransientFault(
                     f"transient fault syncing {spec.name} {key}: {first_line(exc)}", exc
                 ) from exc
@@ -379,10 +437,48 @@ class _Runner:
             diagnosis = diagnose_failure(self.state_engine, spec, number, rows, exc)
             log.debug("%s %s refused by the state: %s", spec.name, key, diagnosis.reason)
             return _Result(KeyOutcome(key, Outcome.FAILED, diagnosis.reason), diagnosis)
-        log.debug("%s %s synced: %s", spec.name, key, plan.summary())
-        return _Result(
-            KeyOutcome(key, Outcome.SYNCED, f"changed {plan.summary()}", changes=plan.changes)
-        )
+        return _synced(spec, key, plan)
+
+    def _write_planned(self, conn: Connection, spec: ObjectSpec, key: int, plan: Plan) -> bool:
+        """Write a plan made from the batch snapshot, in the key's transaction, if the state
+        is still as the snapshot saw it; False (all rolled back) when it is not.
+
+        Why not re-read the state here: re-reading costs more than the writes, and it does
+        not close the race anyway. The read is not a locking read (SQLite's driver begins
+        the transaction at the first write; PostgreSQL and MariaDB read committed rows
+        without locking them), so a concurrent sync could still change the rows between
+        it and the writes. Instead every planned write checks, in the statement that
+        writes, that the row is as planned on, and each write takes that row's lock:
+
+        - an update is ``UPDATE ... WHERE id = ? AND every copied column IS NOT DISTINCT
+          FROM its snapshot value`` and must hit exactly one row per planned update;
+        - an insert is a plain INSERT: a row that appeared meanwhile is a key conflict;
+        - a delete is keyed by (district, link = key, id) and must hit every planned id.
+
+        Any miss or any refusal rolls the key back and returns False; the caller then
+        reads inside the transaction and plans again (a real refusal is diagnosed there).
+        So the reported changes are exactly what was written, against what was there.
+
+        The rows the plan leaves alone were equal to the district's in the snapshot; they
+        are trusted exactly as the snapshot is trusted for a key reported UNCHANGED. Two
+        syncs over overlapping keys still converge: both write only full district values
+        and keyed deletes, so neither can move a row away from the district's; the loser
+        of a race on a row sees its check fail and re-plans on what the winner wrote
+        (usually UNCHANGED). A row moved to another key by an earlier key of this batch
+        makes a delete or update miss in the same way (tested).
+        """
+        try:
+            with conn.begin():
+                _apply_checked(conn, spec, self.district_number, key, plan)
+            return True
+        except _Stale as stale:
+            log.debug("%s %s: snapshot stale (%s); reading the state again", spec.name, key, stale)
+            return False
+        except SQLAlchemyError as exc:
+            if is_transient(exc):
+                raise
+            log.debug("%s %s: checked write refused (%s); planning again", spec.name, key, exc)
+            return False
 
     def _dry_run(
         self,
@@ -393,7 +489,8 @@ class _Runner:
         snapshot: RowsByTable | None,
     ) -> _Result:
         try:
-            with self.state_engine.connect() as conn:
+            conn = self._state()
+            with conn.begin():
                 if snapshot is None:
                     snapshot = read_state(conn, spec, self.district_number, key, rows)
                 plan = plan_changes(spec, key, rows, snapshot)
@@ -415,6 +512,7 @@ class _Runner:
                 )
         except SQLAlchemyError as exc:
             if is_transient(exc):
+                self._drop_connection(invalidate=True)
                 raise TransientFault(
                     f"transient fault planning {spec.name} {key}: {first_line(exc)}", exc
                 ) from exc
@@ -439,6 +537,17 @@ class _Runner:
         )
 
 
+def _synced(spec: ObjectSpec, key: int, plan: Plan) -> _Result:
+    log.debug("%s %s synced: %s", spec.name, key, plan.summary())
+    return _Result(
+        KeyOutcome(key, Outcome.SYNCED, f"changed {plan.summary()}", changes=plan.changes)
+    )
+
+
+class _Stale(Exception):
+    """A checked write found the state other than the snapshot said (rolls the key back)."""
+
+
 class _Exhausted(Exception):
     def __init__(self, fault: TransientFault, attempts: int):
         super().__init__(str(fault))
@@ -461,16 +570,8 @@ def _apply(conn: Connection, spec: ObjectSpec, district_number: int, key: int, p
     for info in reversed(infos):
         gone = plan.deletes.get(info.name)
         if gone:
-            tab = info.state
-            id_col = tab.c[info.part.id_column]
-            conn.execute(
-                delete(tab).where(
-                    tab.c.district_number == district_number,
-                    # Only rows this key holds: a row moved to another key meanwhile stays.
-                    tab.c[info.part.link] == key,
-                    id_col.in_(gone) if len(gone) > 1 else id_col == gone[0],
-                )
-            )
+            params = {"district_number": district_number, "key": key, "ids": gone}
+            conn.execute(_delete_statement(info), params)
     for info in infos:
         rows = plan.upserts.get(info.name)
         if rows:
@@ -510,3 +611,94 @@ def _upsert_statement(dialect: str, table: Table, columns: tuple[str, ...]):
     return stmt.on_conflict_do_update(
         index_elements=pk, set_={c: stmt.excluded[c] for c in updated}
     )
+
+
+def _apply_checked(
+    conn: Connection, spec: ObjectSpec, district_number: int, key: int, plan: Plan
+) -> None:
+    """Write a snapshot's plan; raise _Stale when a row is not as planned on.
+
+    Same order as ``_apply``. Updates and inserts go as one executemany per part.
+    """
+    infos = part_infos(spec)
+    for info in reversed(infos):
+        gone = plan.deletes.get(info.name)
+        if gone:
+            params = {"district_number": district_number, "key": key, "ids": gone}
+            hit = conn.execute(_delete_statement(info), params).rowcount
+            if hit != len(gone):
+                raise _Stale(f"{info.name}: {hit} of {len(gone)} planned deletes")
+    for info in infos:
+        rows = plan.upserts.get(info.name)
+        if not rows:
+            continue
+        before = plan.before.get(info.name, {})
+        id_name = info.part.id_column
+        updates = [row for row in rows if row[id_name] in before]
+        if updates:
+            checked = _checked_columns(info)
+            params = []
+            for row in updates:
+                old = before[row[id_name]]
+                values = {f"new_{c}": row[c] for c in checked}
+                values.update({f"old_{c}": old.get(c) for c in checked})
+                values["old_district_number"] = district_number
+                values[f"old_{id_name}"] = row[id_name]
+                params.append(values)
+            hit = conn.execute(_update_statement(info), params).rowcount
+            if hit != len(updates):
+                raise _Stale(f"{info.name}: {hit} of {len(updates)} planned updates")
+        if len(updates) < len(rows):
+            conn.execute(
+                _insert_statement(info.state),
+                [
+                    {**row, "district_number": district_number}
+                    for row in rows
+                    if row[id_name] not in before
+                ],
+            )
+
+
+@cache
+def _delete_statement(info: PartInfo):
+    tab = info.state
+    return delete(tab).where(
+        tab.c.district_number == bindparam("district_number"),
+        # Only rows this key holds: a row moved to another key meanwhile stays.
+        tab.c[info.part.link] == bindparam("key"),
+        tab.c[info.part.id_column].in_(bindparam("ids", expanding=True)),
+    )
+
+
+@cache
+def _update_statement(info: PartInfo):
+    """Set every copied column where the row still holds the values planned on.
+
+    ``IS NOT DISTINCT FROM`` (SQLite ``IS``, MariaDB ``<=>``) so NULL matches NULL. The
+    primary key picks the row; the rest only checks it, so the statement costs one index
+    lookup on every backend. A value the state stores in another form than it was read
+    (a date kept as text) simply fails the check and takes the re-reading path.
+    """
+    tab = info.state
+    checked = _checked_columns(info)
+    return (
+        update(tab)
+        .where(
+            tab.c.district_number == bindparam("old_district_number"),
+            tab.c[info.part.id_column] == bindparam(f"old_{info.part.id_column}"),
+            *(tab.c[c].is_not_distinct_from(bindparam(f"old_{c}")) for c in checked),
+        )
+        .values({c: bindparam(f"new_{c}") for c in checked})
+    )
+
+
+@cache
+def _checked_columns(info: PartInfo) -> tuple[str, ...]:
+    """The copied columns outside the primary key: set, and checked, by an update."""
+    pk = {c.name for c in info.state.primary_key.columns}
+    return tuple(c for c in info.columns if c not in pk)
+
+
+@cache
+def _insert_statement(table: Table):
+    return insert(table)

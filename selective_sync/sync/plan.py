@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -38,7 +38,7 @@ IN_CHUNK = 500
 """Bound parameters per IN list: well under every backend's limit (SQLite 999 old)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PartInfo:
     """A part with its district and state tables and the columns copied between them."""
 
@@ -48,15 +48,31 @@ class PartInfo:
     columns: tuple[str, ...]
     """District columns that the state table also has (everything copied)."""
     normalisers: tuple[tuple[str, Normaliser], ...]
+    # eq=False: hashed by identity, so the statement caches keyed by a PartInfo cost a
+    # pointer hash rather than hashing every table, column and normaliser per call.
 
     @property
     def name(self) -> str:
         return self.part.table
 
 
-@cache
+_PART_INFOS: dict[int, tuple[ObjectSpec, tuple[PartInfo, ...]]] = {}
+
+
 def part_infos(spec: ObjectSpec) -> tuple[PartInfo, ...]:
     """The object's parts, root first (parents are written before their children)."""
+    # Cached by identity: hashing a frozen ObjectSpec walks all its parts and columns,
+    # and this is called several times per key. The spec is kept in the value, so its
+    # id cannot be reused by another object while the entry exists.
+    hit = _PART_INFOS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    infos = _build_part_infos(spec)
+    _PART_INFOS[id(spec)] = (spec, infos)
+    return infos
+
+
+def _build_part_infos(spec: ObjectSpec) -> tuple[PartInfo, ...]:
     declared = {(c.table, c.column): c.normalise for c in spec.compared}
     infos = []
     for part in sorted(spec.parts, key=lambda p: p.table != spec.root):
@@ -268,6 +284,9 @@ class Plan:
     changes: list[RowChange]
     upserts: dict[str, list[Row]]
     deletes: dict[str, list[int]]
+    before: dict[str, dict[Any, Row]] = field(default_factory=dict)
+    """The state's rows that the upserts update, as planned on (by table, then id); an
+    upsert whose id is not here is an insert."""
 
     def __bool__(self) -> bool:
         return bool(self.changes)
@@ -289,6 +308,7 @@ def plan_changes(
     changes: list[RowChange] = []
     upserts: dict[str, list[Row]] = {}
     deletes: dict[str, list[int]] = {}
+    before: dict[str, dict[Any, Row]] = {}
     infos = part_infos(spec)
     # Deletes first and children before the root: a removed child never blocks anything.
     for info in reversed(infos):
@@ -315,16 +335,19 @@ def plan_changes(
                 )
                 changes.append(RowChange(info.name, row[id_name], "insert", cols))
             else:
+                # Raw values first: equal raw values normalise equal, and most columns of
+                # most rows are equal, so normalising is left to the few that differ.
                 cols = tuple(
                     ColumnDiff(c, row[c], old.get(c))
                     for c, how in info.normalisers
-                    if normalise(row[c], how) != normalise(old.get(c), how)
+                    if row[c] != old.get(c) and normalise(row[c], how) != normalise(old.get(c), how)
                 )
                 if not cols:
                     continue
                 changes.append(RowChange(info.name, row[id_name], "update", cols))
+                before.setdefault(info.name, {})[row[id_name]] = old
             upserts.setdefault(info.name, []).append(row)
-    return Plan(changes, upserts, deletes)
+    return Plan(changes, upserts, deletes, before)
 
 
 @cache

@@ -23,6 +23,7 @@ from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import get_settings
 from selective_sync.sync import is_transient
 from tasks.history import publish_history, start_progress, update_progress
+from tasks.reports import render_reports
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.sync import parse_ids_task, sync_batch_task, sync_key_task
 from tasks.verify import verify_object_task
@@ -109,6 +110,7 @@ def selective_sync(
     )
     publish_history(quote(result))
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
+    deliver_reports(result)
     if request_status(result) == "Failed":
         raise RequestFailed(
             f"the request could not be processed: every key failed on a database fault "
@@ -122,6 +124,24 @@ def authorise_sync(requested_by: str) -> None:
     from selective_sync.rights import Right, require
 
     require(requested_by, Right.W)
+
+
+def deliver_reports(result: SyncResult) -> None:
+    """Render and link the run's reports; a failure is logged and leaves the run Complete.
+
+    The history (already published) is the record of the request and the reports are a
+    view of it that ``selective-sync report RUN`` can build again, so a report that cannot
+    be made must not turn a processed request into a Failed one.
+    """
+    run_id = flow_run.get_id()
+    state = render_reports(quote(result), run_id, return_state=True)
+    if state.is_failed():
+        get_run_logger().error(
+            "The reports of this run could not be made (%s). The sync and its Sync History "
+            "are complete; build the report with: selective-sync report %s --format pdf -o FILE",
+            state.message,
+            run_id,
+        )
 
 
 def fan_out(

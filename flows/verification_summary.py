@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import getpass
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from selective_sync.db import check_schema, make_engine
 from selective_sync.districts import resolve_district
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
+from selective_sync.rights import Right, require
 from selective_sync.settings import get_settings
 from selective_sync.summary_format import md_cell, percent
+from tasks.reports import render_verification_reports
 from tasks.verify import verify_object_task
 
 
@@ -20,16 +26,22 @@ from tasks.verify import verify_object_task
     validate_parameters=True,
 )
 def verification_summary(
-    district: int | None = None, objects: list[ObjectName] | None = None
+    district: int | None = None,
+    objects: list[ObjectName] | None = None,
+    requested_by: str | None = None,
 ) -> DistrictVerification:
-    """Verify district against state for every object and publish the summary.
+    """Verify district against state for every object and publish the summary and reports.
 
     Args:
         district: District number (default: the configured district).
         objects: Objects to verify (default: every object in the registry).
+        requested_by: Who asks; when given, needs the R right, and the report links are
+            issued to this user. Default: the account running the flow.
     """
     logger = get_run_logger()
     settings = get_settings()
+    if requested_by is not None:
+        require(requested_by, Right.R)
     config = resolve_district(settings, district)
     for url, side in ((config.url, "district"), (settings.resolved_state_url, "state")):
         engine = make_engine(url)
@@ -55,7 +67,18 @@ def verification_summary(
         markdown=summary_markdown(summary),
         description=f"Verification Summary of district {config.number}",
     )
+    deliver_reports(summary, requested_by or getpass.getuser())
     return summary
+
+
+def deliver_reports(summary: DistrictVerification, user: str) -> None:
+    """Render and link the PDF, DOCX and CSV; a failure is logged and the run stays Complete
+    (the summary artifact holds the figures; ``selective-sync summary --report`` rebuilds)."""
+    state = render_verification_reports(quote(summary), flow_run.get_id(), user, return_state=True)
+    if state.is_failed():
+        get_run_logger().error(
+            "The Verification Summary reports could not be made: %s", state.message
+        )
 
 
 def summary_markdown(summary: DistrictVerification) -> str:

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".selective-sync"
@@ -67,6 +67,29 @@ class Settings(BaseSettings):
     report_dir: Path | None = Field(
         default=None, description="Where reports are stored (default: DATA_DIR/reports)."
     )
+    reports_base_url: str = Field(
+        default="http://127.0.0.1:8765",
+        description=(
+            "Base URL of the report server (selective-sync reports serve) as a browser "
+            "reaches it; the report links in run artifacts start with it."
+        ),
+    )
+    reports_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs report links (default: a random key kept in "
+            "REPORT_DIR/.link-key). Give the flows and the report server the same value "
+            "when they do not share the report folder."
+        ),
+    )
+
+    @field_validator("reports_base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @cached_property
     def resolved_district_url(self) -> str:

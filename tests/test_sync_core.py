@@ -518,6 +518,93 @@ def test_sync_keys_with_moved_rows_and_repeated_keys(dbs):
         assert_key_equal(district, state, PERSON, key)
 
 
+def _stale_snapshot_batch(district, state):
+    """A batch whose up-front snapshot of the state goes stale under it.
+
+    After the batch's first key another writer (another sync run, say) changes rows that
+    later keys planned from the snapshot are about to write: each such key must notice,
+    re-read, and report only what it really changed.
+    """
+    with district.begin() as conn:
+        conn.execute(
+            update(district_table("identity"))
+            .where(district_table("identity").c.person_id == 1)
+            .values(first_name="Anna")
+        )
+    sp, si = state_table("person"), state_table("identity")
+
+    def meddle(outcome):
+        if outcome.key != 3:
+            return
+        with state.begin() as conn:
+            # Key 1 planned to update identities 10 and 11; 11 is gone now.
+            conn.execute(delete(si).where(si.c.district_number == D, si.c.identity_id == 11))
+            # Key 2 planned to update person 2; it already holds the district's value.
+            conn.execute(
+                update(sp)
+                .where(sp.c.district_number == D, sp.c.person_id == 2)
+                .values(state_id="S2-NEW")
+            )
+            # Key 6 planned to insert person 6 and identity 60; both are there now.
+            conn.execute(insert(sp), [{**person(6, "S6", 60), "district_number": D}])
+            conn.execute(insert(si), [{**identity(60, 6, "Foxtrot"), "district_number": D}])
+
+    outs = sync_keys(district, state, PERSON, D, [3, 1, 2, 6], on_outcome=meddle)
+    assert [o.outcome for o in outs] == [Outcome.SYNCED] * 3 + [Outcome.UNCHANGED]
+    changes = [{(c.table, c.row_id, c.action) for c in o.changes} for o in outs]
+    assert changes == [
+        {("person", 3, "insert"), ("identity", 30, "insert")},
+        {("identity", 10, "update"), ("identity", 11, "insert")},
+        {("identity", 22, "delete")},
+        set(),
+    ]
+    assert outs[1].reason == "changed 2 rows (1 insert, 1 update)"
+    for key in (1, 2, 3, 6):
+        assert_key_equal(district, state, PERSON, key)
+    return outs
+
+
+def test_sync_keys_notices_a_stale_snapshot(dbs):
+    district, state, path = dbs
+    other_before = state_checksum(path, OTHER)
+    _stale_snapshot_batch(district, state)
+    assert state_checksum(path, OTHER) == other_before
+    again = sync_keys(district, state, PERSON, D, [1, 2, 3, 6])
+    assert {o.outcome for o in again} == {Outcome.UNCHANGED}
+
+
+def test_sync_keys_reports_the_same_changes_as_single_keys(dbs, tmp_path):
+    # Planned from the snapshot or read in the transaction: same outcomes, same bytes.
+    district, state, path = dbs
+    keys = [1, 2, 3, 4, 6, 999, 2]
+    batch = sync_keys(district, state, PERSON, D, keys)
+    after_batch = state_checksum(path)
+    other = make_engine(sqlite_url(tmp_path / "state2.db"), must_exist=False)
+    fill_state(other)
+    singles = [sync_key(district, other, PERSON, D, k) for k in keys]
+    other.dispose()
+    assert batch == singles
+    assert state_checksum(tmp_path / "state2.db") == after_batch
+
+
+def test_a_batch_holds_one_state_connection(dbs):
+    district, state, _ = dbs
+    checkouts = []
+    event.listen(state, "checkout", lambda *args: checkouts.append(1))
+    outs = sync_keys(district, state, PERSON, D, [1, 2, 3, 6, 2, 999])
+    assert [o.outcome for o in outs] == [
+        Outcome.UNCHANGED,
+        Outcome.SYNCED,
+        Outcome.SYNCED,
+        Outcome.SYNCED,
+        Outcome.UNCHANGED,
+        Outcome.NOT_FOUND,
+    ]
+    assert len(checkouts) == 1
+    for key in (1, 2, 3, 6):
+        assert_key_equal(district, state, PERSON, key)
+
+
 def test_concurrent_keys_in_threads(dbs):
     # The flow runs per-key tasks in a thread pool against the same state database.
     from concurrent.futures import ThreadPoolExecutor
@@ -668,6 +755,31 @@ def test_a_batch_aborts_when_the_database_stays_down(dbs):
     assert is_transient(info.value)
     copy = pickle.loads(pickle.dumps(info.value))
     assert isinstance(copy, BatchAborted) and is_transient(copy)
+
+
+def test_a_transient_fault_replaces_the_batch_connection(dbs):
+    district, state, path = dbs
+    short_busy_timeout(state, ms=50)
+    checkouts, invalidated = [], []
+    event.listen(state, "checkout", lambda *args: checkouts.append(1))
+    event.listen(state, "invalidate", lambda *args: invalidated.append(1))
+    thread = hold_write_lock(path, 0.6)
+    outs = sync_keys(
+        district,
+        state,
+        PERSON,
+        D,
+        [2, 3],
+        retry=RetryPolicy(attempts=20, backoff_s=0.05, jitter=0.0),
+    )
+    thread.join()
+    assert [o.outcome for o in outs] == [Outcome.SYNCED, Outcome.SYNCED]
+    assert outs[0].attempts > 1 and outs[1].attempts == 1
+    # Each fault discarded the connection; each retry (and nothing else) checked out anew.
+    assert len(invalidated) == outs[0].attempts - 1
+    assert len(checkouts) == outs[0].attempts
+    for key in (2, 3):
+        assert_key_equal(district, state, PERSON, key)
 
 
 # ------------------------------------------------------------------ classification
@@ -835,3 +947,14 @@ def test_real_server_dialects(dbs, server_state):
         "value too long for last_name: 70 characters, the state allows 60 (identity 60)"
     )
     assert _server_checksum(state, OTHER) == other_before
+
+
+def test_real_server_stale_snapshot(dbs, server_state):
+    # The checked writes (IS NOT DISTINCT FROM / <=>, row counts, a key conflict that
+    # aborts a PostgreSQL transaction) behave on the real servers as on SQLite.
+    district, _, _ = dbs
+    other_before = _server_checksum(server_state, OTHER)
+    _stale_snapshot_batch(district, server_state)
+    again = sync_keys(district, server_state, PERSON, D, [1, 2, 3, 6])
+    assert {o.outcome for o in again} == {Outcome.UNCHANGED}
+    assert _server_checksum(server_state, OTHER) == other_before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from .common import run_cli
@@ -14,16 +16,21 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import demo, history, rights, summary, sync
+    from . import demo, history, initdb, report, rights, summary, sync
 
     app.command()(demo.demo)
+    app.command("init-db")(initdb.init_db)
     app.command()(summary.summary)
     app.command()(sync.sync)
     app.add_typer(rights.app, name="rights")
     app.add_typer(history.app, name="history")
+    report.register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
+    # The CLI starts Prefect's ephemeral API when no server is configured; keep it quiet.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     _register()
     run_cli(app)

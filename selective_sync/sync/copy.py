@@ -443,29 +443,34 @@ class _Runner:
         """Write a plan made from the batch snapshot, in the key's transaction, if the state
         is still as the snapshot saw it; False (all rolled back) when it is not.
 
-        Why not re-read the state here: re-reading costs more than the writes, and it does
-        not close the race anyway. The read is not a locking read (SQLite's driver begins
-        the transaction at the first write; PostgreSQL and MariaDB read committed rows
-        without locking them), so a concurrent sync could still change the rows between
-        it and the writes. Instead every planned write checks, in the statement that
-        writes, that the row is as planned on, and each write takes that row's lock:
+        Why not re-read the state here (as single keys do): in a batch the re-read cost
+        more than the writes, and it never closed the race anyway, because it is not a
+        locking read (SQLite's driver begins the transaction at the first write;
+        PostgreSQL and MariaDB read committed rows without locking them). Instead each
+        planned write checks, in the statement that writes, that its row is as planned on:
 
-        - an update is ``UPDATE ... WHERE id = ? AND every copied column IS NOT DISTINCT
-          FROM its snapshot value`` and must hit exactly one row per planned update;
+        - an update is ``UPDATE ... WHERE pk AND every copied column IS NOT DISTINCT FROM
+          its snapshot value`` and must hit exactly one row per planned update;
         - an insert is a plain INSERT: a row that appeared meanwhile is a key conflict;
         - a delete is keyed by (district, link = key, id) and must hit every planned id.
 
-        Any miss or any refusal rolls the key back and returns False; the caller then
-        reads inside the transaction and plans again (a real refusal is diagnosed there).
-        So the reported changes are exactly what was written, against what was there.
+        The check is made on the row's latest committed version under its write lock
+        (SQLite writes one at a time; PostgreSQL re-evaluates an UPDATE's WHERE after
+        waiting for a concurrent writer; InnoDB's UPDATE is a locking read; an INSERT
+        racing another waits for it, then conflicts). Any miss or refusal rolls the key
+        back (on PostgreSQL the failed statement's aborted transaction with it) and returns
+        False; the caller then reads inside a new transaction and plans again, and a real
+        refusal is diagnosed there. So reported changes are what was written, against what
+        was there, and a race costs a re-read, never a wrong row.
 
-        The rows the plan leaves alone were equal to the district's in the snapshot; they
-        are trusted exactly as the snapshot is trusted for a key reported UNCHANGED. Two
-        syncs over overlapping keys still converge: both write only full district values
-        and keyed deletes, so neither can move a row away from the district's; the loser
-        of a race on a row sees its check fail and re-plans on what the winner wrote
-        (usually UNCHANGED). A row moved to another key by an earlier key of this batch
-        makes a delete or update miss in the same way (tested).
+        Two syncs over overlapping keys converge: both write only full district values
+        and keyed deletes, so neither moves a row away from the district's; the loser of a
+        race on a row re-plans on what the winner wrote (usually UNCHANGED). A row moved
+        to another key by an earlier key of this batch makes a delete or update miss the
+        same way (tested). What this does not see is a row the plan leaves alone (equal
+        in the snapshot) changed afterwards by a writer other than a sync: it is trusted
+        exactly as the snapshot is trusted for a key reported UNCHANGED, and the next sync
+        or verification finds it.
         """
         try:
             with conn.begin():
@@ -538,10 +543,9 @@ class _Runner:
 
 
 def _synced(spec: ObjectSpec, key: int, plan: Plan) -> _Result:
-    log.debug("%s %s synced: %s", spec.name, key, plan.summary())
-    return _Result(
-        KeyOutcome(key, Outcome.SYNCED, f"changed {plan.summary()}", changes=plan.changes)
-    )
+    summary = plan.summary()
+    log.debug("%s %s synced: %s", spec.name, key, summary)
+    return _Result(KeyOutcome(key, Outcome.SYNCED, f"changed {summary}", changes=plan.changes))
 
 
 class _Stale(Exception):

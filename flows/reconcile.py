@@ -1,0 +1,144 @@
+"""Scheduled reconciliation: verify every object of every district, then re-sync the drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flows.selective_sync import selective_sync
+from flows.verification_summary import verification_summary
+from selective_sync.districts import configured_districts, resolve_district
+from selective_sync.errors import SelectiveSyncError
+from selective_sync.reconcile import (
+    DEFAULT_MAX_KEYS,
+    REQUESTER,
+    DistrictReconciliation,
+    ObjectReconciliation,
+    ReconcileResult,
+    check_max_keys,
+    objects_in_order,
+    plan_object,
+    reconcile_markdown,
+)
+from selective_sync.registry import ObjectName
+from selective_sync.rights import Right, RightsError, require
+from selective_sync.settings import get_settings
+
+ARTIFACT_KEY = "reconcile-summary"
+
+
+class ReconcileIncomplete(SelectiveSyncError):
+    """Some district or object could not be reconciled (the others were)."""
+
+
+def _run_name() -> str:
+    chosen = flow_run.get_parameters().get("districts")
+    return f"reconcile {', '.join(map(str, chosen))}" if chosen else "reconcile all districts"
+
+
+@flow(name="reconcile", flow_run_name=_run_name, validate_parameters=True)
+def reconcile(
+    districts: list[int] | None = None,
+    objects: list[ObjectName] | None = None,
+    max_keys: Annotated[int, Field(ge=1)] = DEFAULT_MAX_KEYS,
+) -> ReconcileResult:
+    """Verify, then selective-sync the keys that differ, for every district (nightly).
+
+    Args:
+        districts: District numbers (default: every district configured here).
+        objects: Objects to reconcile (default: every object in the registry, parents first).
+        max_keys: At most this many keys are re-sent per object and district; the rest are
+            reported as left over and sent by the next run.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    check_max_keys(max_keys)
+    names = objects_in_order(objects)
+    chosen = (
+        [resolve_district(settings, n) for n in dict.fromkeys(districts)]
+        if districts
+        else configured_districts(settings)
+    )
+    authorise_reconciliation()
+    result = ReconcileResult(started_at=datetime.now(UTC), max_keys=max_keys)
+    for config in chosen:
+        district = DistrictReconciliation(config.number, config.name)
+        result.districts.append(district)
+        state = verification_summary(district=config.number, objects=names, return_state=True)
+        summary = state.result(raise_on_failure=False)
+        if isinstance(summary, BaseException):
+            district.error = f"verification failed: {summary}"
+            logger.error("District %s: %s", config.number, district.error)
+            continue
+        district.overall_accuracy_before = summary.overall_accuracy
+        for verification in summary.objects:
+            plan = plan_object(verification, max_keys)
+            entry = ObjectReconciliation(plan, accuracy_before=verification.accuracy)
+            district.objects.append(entry)
+            if plan.leftover:
+                logger.warning(
+                    "District %s %s: %s keys differ, sending %s; %s left over for the next run",
+                    config.number,
+                    plan.object,
+                    plan.differing,
+                    len(plan.keys),
+                    plan.leftover,
+                )
+            if plan.keys:
+                sync_object(entry, config.number)
+            logger.info(
+                "District %s %s: %s sent, %s succeeded, %s failed",
+                config.number,
+                plan.object,
+                entry.sent,
+                entry.succeeded,
+                entry.failed,
+            )
+    result.completed_at = datetime.now(UTC)
+    create_markdown_artifact(
+        key=ARTIFACT_KEY,
+        markdown=reconcile_markdown(result),
+        description="Scheduled reconciliation: what differed, what was re-sent, what is left",
+    )
+    if result.errors:
+        raise ReconcileIncomplete(
+            "reconciliation finished with errors (the rest was reconciled): "
+            + "; ".join(result.errors)
+        )
+    return result
+
+
+def authorise_reconciliation() -> None:
+    """Refuse to start unless the reconciliation's requester holds W (nothing is read first)."""
+    try:
+        require(REQUESTER, Right.W)
+    except RightsError as exc:
+        raise RightsError(
+            f"scheduled reconciliation cannot run: its syncs are requested by {REQUESTER!r}, "
+            f"which needs the W right. {exc}"
+        ) from exc
+
+
+def sync_object(entry: ObjectReconciliation, district: int) -> None:
+    """Run one selective sync (a history entry of its own) for the planned keys."""
+    state = selective_sync(
+        object=entry.object,
+        ids=entry.plan.keys,
+        requested_by=REQUESTER,
+        district=district,
+        check_dependencies=True,
+        return_state=True,
+    )
+    run_id = state.state_details.flow_run_id
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException):
+        entry.sync_run_id = str(run_id) if run_id else None
+        entry.error = str(outcome) or type(outcome).__name__
+        get_run_logger().error("District %s %s: %s", district, entry.object, entry.error)
+        return
+    entry.record(outcome, str(run_id) if run_id else None)

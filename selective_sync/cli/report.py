@@ -1,0 +1,108 @@
+"""``selective-sync report RUN`` (a Sync Request History again, from the history) and
+``selective-sync reports serve`` (the HTTP server the run artifacts' report links point to)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from ..errors import BadInput
+from .common import UserOption, console, resolve_user
+
+reports_app = typer.Typer(
+    help="Serve the stored reports over HTTP for the links in the runs' artifacts.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and ``reports`` to the top-level app."""
+    app.command()(report)
+    app.add_typer(reports_app, name="reports")
+
+
+def sync_format(fmt: str | None, output: Path) -> str:
+    """The format asked for, else the output file's suffix; pdf or docx only."""
+    from ..reports import report_format
+
+    if fmt is None:
+        if output.suffix.lower() not in (".pdf", ".docx"):
+            raise BadInput(f"cannot tell the format from {output.name!r}: give --format pdf|docx")
+        fmt = output.suffix
+    name = report_format(fmt)
+    if name == "csv":
+        raise BadInput("csv is available for the Verification Summary only: choose pdf or docx")
+    return name
+
+
+def report(
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="Run id (or its first characters) or run name, from history list."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="pdf or docx (default: from the file name)."),
+    ] = None,
+    user: str | None = UserOption,
+) -> None:
+    """Build a selective sync's Sync Request History report again from the history. Needs R."""
+    from ..reports import render_report, sync_report_from_result
+    from ..reports._output import check_writable
+
+    name = sync_format(fmt, output)
+    check_writable(output)  # before the seconds spent reaching the history
+    # Prefect only now: importing it costs seconds, and its INFO logs would clutter output.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.history_store import get_entry
+
+    entry = get_entry(run, user=resolve_user(user))
+    content = sync_report_from_result(entry.to_sync_result(), datetime.now(UTC))
+    render_report(content, output, name)
+    console.print(
+        Text(f"wrote the Sync Request History of run {entry.run_id} ({name}) to {output}")
+    )
+
+
+@reports_app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to listen on.", min=0, max=65535)
+    ] = 8765,
+) -> None:
+    """Serve stored reports: the signed links in the runs' artifacts; R checked per download."""
+    from ..reports.server import is_loopback, make_server
+    from ..settings import get_settings
+
+    settings = get_settings()
+    server = make_server(host, port, settings)
+    console.print(Text(f"serving reports from {server.storage.root} at {server.url}"))
+    if settings.reports_base_url.rstrip("/") != server.url:
+        console.print(
+            Text(
+                f"note: report links are made with SELECTIVE_SYNC_REPORTS_BASE_URL="
+                f"{settings.reports_base_url}; set it to the address browsers use to reach "
+                "this server"
+            )
+        )
+    if not is_loopback(host):
+        console.print(
+            Text("warning: reachable beyond this machine over plain HTTP; put TLS in front")
+        )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

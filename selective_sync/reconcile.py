@@ -1,0 +1,232 @@
+"""Scheduled reconciliation, the plain part: which keys to re-sync, and what happened.
+
+The ``reconcile`` flow verifies every object of a district, asks :func:`plan_object` which
+keys to re-sync (missing at the state, then mismatched, capped at ``max_keys``), runs one
+selective sync per object as ``scheduled reconciliation`` and reports with
+:func:`reconcile_markdown`. Nothing here knows Prefect.
+
+Keys *missing at the district* are never planned: the district is the source of truth and
+a sync of a key the district does not have changes nothing (it would only be reported as
+not found). They are counted so the report says how many need a person to look at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .errors import BadInput
+from .history_format import format_timestamp, md_escape
+from .models import ObjectVerification, Outcome, SyncResult
+from .registry import get_object, object_names
+
+REQUESTER = "scheduled reconciliation"
+"""The user name reconciliation syncs are requested by; it needs the W right."""
+
+DEFAULT_MAX_KEYS = 1000
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    """The keys one object's reconciliation sync will send, and what it leaves for later."""
+
+    object: str
+    keys: list[int]
+    missing_at_state: int
+    mismatched: int
+    missing_at_district: int
+
+    @property
+    def differing(self) -> int:
+        """Keys a sync can fix: missing at the state plus mismatched."""
+        return self.missing_at_state + self.mismatched
+
+    @property
+    def leftover(self) -> int:
+        """Fixable keys beyond ``max_keys``: left for the next run."""
+        return self.differing - len(self.keys)
+
+
+@dataclass
+class ObjectReconciliation:
+    """One object of one district: the plan and, when a sync ran, its outcome counts."""
+
+    plan: ObjectPlan
+    accuracy_before: float
+    sync_run_id: str | None = None
+    synced: int = 0
+    unchanged: int = 0
+    not_found: int = 0
+    failed: int = 0
+    error: str | None = None
+
+    @property
+    def object(self) -> str:
+        return self.plan.object
+
+    @property
+    def leftover(self) -> int:
+        return self.plan.leftover
+
+    @property
+    def sent(self) -> int:
+        return len(self.plan.keys)
+
+    @property
+    def succeeded(self) -> int:
+        return self.synced + self.unchanged
+
+    def record(self, result: SyncResult, run_id: str | None = None) -> None:
+        """Take the counts of the selective sync that ran for this object."""
+        self.sync_run_id = run_id
+        counts = {o: 0 for o in Outcome}
+        for key in result.keys:
+            counts[key.outcome] += 1
+        self.synced = counts[Outcome.SYNCED]
+        self.unchanged = counts[Outcome.UNCHANGED]
+        self.not_found = counts[Outcome.NOT_FOUND]
+        self.failed = counts[Outcome.FAILED]
+
+
+@dataclass
+class DistrictReconciliation:
+    """One district's reconciliation: every object, parents first."""
+
+    district_number: int
+    district_name: str
+    objects: list[ObjectReconciliation] = field(default_factory=list)
+    overall_accuracy_before: float | None = None
+    error: str | None = None
+
+    @property
+    def leftover(self) -> int:
+        return sum(o.leftover for o in self.objects)
+
+
+@dataclass
+class ReconcileResult:
+    """A whole reconciliation run, as the flow returns it and the artifact shows it."""
+
+    started_at: datetime
+    max_keys: int
+    districts: list[DistrictReconciliation] = field(default_factory=list)
+    completed_at: datetime | None = None
+
+    @property
+    def sent(self) -> int:
+        return sum(o.sent for d in self.districts for o in d.objects)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(o.succeeded for d in self.districts for o in d.objects)
+
+    @property
+    def failed(self) -> int:
+        return sum(o.failed for d in self.districts for o in d.objects)
+
+    @property
+    def leftover(self) -> int:
+        return sum(d.leftover for d in self.districts)
+
+    @property
+    def errors(self) -> list[str]:
+        """What could not be processed at all: ``district: error``, ``district object: error``."""
+        found = [f"district {d.district_number}: {d.error}" for d in self.districts if d.error]
+        found += [
+            f"district {d.district_number} {o.object}: {o.error}"
+            for d in self.districts
+            for o in d.objects
+            if o.error
+        ]
+        return found
+
+
+def check_max_keys(max_keys: int) -> int:
+    """``max_keys`` if it is a positive whole number; BadInput otherwise."""
+    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+        raise BadInput(f"max_keys must be a whole number of at least 1, got {max_keys!r}")
+    return max_keys
+
+
+def objects_in_order(names: Iterable[str] | None = None) -> list[str]:
+    """The objects to reconcile (default: all), each after its parent object.
+
+    Parents go first so that a child whose parent was missing at the state finds it there
+    when its own sync runs (check dependencies would fix it anyway, at one extra sync).
+    """
+    wanted = [get_object(str(getattr(n, "value", n))).name for n in names] if names else None
+    chosen = list(dict.fromkeys(wanted)) if wanted else object_names()
+
+    def depth(name: str) -> int:
+        spec, levels = get_object(name), 0
+        while spec.parent is not None:
+            spec, levels = get_object(spec.parent.object), levels + 1
+        return levels
+
+    # sorted() is stable: objects at the same depth keep the registry's (or caller's) order.
+    return sorted(chosen, key=depth)
+
+
+def plan_object(verification: ObjectVerification, max_keys: int) -> ObjectPlan:
+    """The keys to re-sync: missing at the state first, then mismatched, at most ``max_keys``.
+
+    Within each group keys go in ascending order, so a capped run fixes the same keys again
+    and again only if they keep failing; fixed keys leave the list and the cap moves on.
+    """
+    check_max_keys(max_keys)
+    missing = sorted(set(verification.missing_at_state))
+    mismatched = sorted(set(verification.mismatched) - set(missing))
+    keys = (missing + mismatched)[:max_keys]
+    return ObjectPlan(
+        object=verification.object,
+        keys=keys,
+        missing_at_state=len(missing),
+        mismatched=len(mismatched),
+        missing_at_district=len(set(verification.missing_at_district)),
+    )
+
+
+def reconcile_markdown(result: ReconcileResult) -> str:
+    """The run's artifact: per district and object, what differed, what was sent, leftovers."""
+    lines = [
+        "# Scheduled reconciliation",
+        "",
+        f"Started {format_timestamp(result.started_at)}, completed "
+        f"{format_timestamp(result.completed_at) or 'not yet'}; at most {result.max_keys:,} "
+        f"keys per object; requested by *{md_escape(REQUESTER)}*.",
+        "",
+        f"Keys sent: **{result.sent:,}**, succeeded: **{result.succeeded:,}**, "
+        f"failed: **{result.failed:,}**, left over for the next run: **{result.leftover:,}**.",
+        "",
+        "| District | Object | Accuracy before | Missing at state | Mismatched | Sent "
+        "| Synced | Unchanged | Not found | Failed | Left over | Missing at district "
+        "| Selective sync run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for district in result.districts:
+        label = f"{district.district_number} {md_escape(district.district_name)}"
+        if district.error:
+            lines.append(
+                f"| {label} | (verification failed: {md_escape(district.error)}) "
+                "| | | | | | | | | | | |"
+            )
+        for o in district.objects:
+            run = o.sync_run_id or ("" if o.sent else "nothing to send")
+            if o.error:
+                run = f"{run} failed: {md_escape(o.error)}".strip()
+            lines.append(
+                f"| {label} | {o.object} | {o.accuracy_before:.2f}% "
+                f"| {o.plan.missing_at_state:,} | {o.plan.mismatched:,} | {o.sent:,} "
+                f"| {o.synced:,} | {o.unchanged:,} | {o.not_found:,} | {o.failed:,} "
+                f"| {o.leftover:,} | {o.plan.missing_at_district:,} | {run} |"
+            )
+    if not result.districts:
+        lines.append("| | | | | | | | | | | | | |")
+    lines += [
+        "",
+        "*Missing at district* records exist only at the state; the district is the source "
+        "of truth, so a sync cannot fix them: review them in the Verification Summary's "
+        "record-issue report. *Left over* keys are sent by the next run.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""The report server: stored reports over HTTP, for the links in the runs' artifacts.
+
+``GET /reports/<run-id>.<pdf|docx>`` and ``GET /verification/<district>/<run-id>.<fmt>``
+(HEAD too). A request must carry the link's ``user`` and ``sig``; the signature must match
+(the link was made by this installation for that user and that file), and that user must
+hold R in the rights store *now*. Any other path is 404 before anything is read.
+
+Trust model: the server cannot know who clicked (the Prefect UI passes on no identity), so
+a link is a capability of the user it was issued to: whoever holds the URL may fetch that
+one file for as long as that user holds R. Plain HTTP, loopback by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import BadInput, SelectiveSyncError
+from ..rights import Right, RightsStore
+from ..settings import Settings, get_settings
+from .storage import LinkSigner, ReportStorage, StoredReport, parse_url_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+REALM = "selective-sync reports"
+
+
+class ReportServer(ThreadingHTTPServer):
+    """A threading HTTP server holding the storage, the link signer and the rights store."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        storage: ReportStorage,
+        signer: LinkSigner,
+        rights: RightsStore,
+    ) -> None:
+        self.storage, self.signer, self.rights = storage, signer, rights
+        super().__init__(address, ReportRequestHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.rights.close()
+
+
+def make_server(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings | None = None
+) -> ReportServer:
+    """A report server bound to ``host:port`` (port 0: any free port), not yet serving."""
+    settings = settings or get_settings()
+    storage = ReportStorage.from_settings(settings)
+    signer = LinkSigner.from_settings(settings)
+    rights = RightsStore.from_settings(settings)
+    try:
+        server = ReportServer((host, port), storage, signer, rights)
+    except OSError as exc:
+        rights.close()
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    if not is_loopback(host):
+        log.warning(
+            "serving reports on %s, beyond this machine, over plain HTTP: anyone who holds a "
+            "link can fetch its report; put TLS and authentication in front",
+            host,
+        )
+    return server
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ReportRequestHandler(BaseHTTPRequestHandler):
+    """Answers GET and HEAD for stored reports; everything else is refused."""
+
+    server: ReportServer
+    server_version = "selective-sync-reports"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._serve(with_body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve(with_body=False)
+
+    # ---- the one route
+
+    def _serve(self, with_body: bool) -> None:
+        split = urlsplit(self.path)
+        ref = parse_url_path(split.path)
+        if ref is None:
+            return self._refuse(HTTPStatus.NOT_FOUND, "no such report", with_body)
+        query = parse_qs(split.query, keep_blank_values=True)
+        users, sigs = query.get("user", []), query.get("sig", [])
+        if not users and not sigs:
+            return self._refuse(
+                HTTPStatus.UNAUTHORIZED,
+                "this report needs a signed link: open it from the run's artifacts in the "
+                "Prefect UI, or build it with: selective-sync report RUN",
+                with_body,
+            )
+        if len(users) != 1 or len(sigs) != 1:
+            return self._refuse(HTTPStatus.FORBIDDEN, "malformed report link", with_body)
+        user, sig = users[0], sigs[0]
+        if not self.server.signer.verify(ref.url_path, user, sig):
+            return self._refuse(HTTPStatus.FORBIDDEN, "invalid report link signature", with_body)
+        try:
+            allowed = self.server.rights.has(user, Right.R)
+        except BadInput as exc:
+            return self._refuse(HTTPStatus.FORBIDDEN, str(exc), with_body)
+        except SelectiveSyncError as exc:
+            log.error("rights check failed: %s", exc)
+            return self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE, "the rights store is unavailable", with_body
+            )
+        if not allowed:
+            return self._refuse(
+                HTTPStatus.FORBIDDEN,
+                f"user {user!r} lacks the R right (see the tool, the Sync History and "
+                "reports); ask an administrator",
+                with_body,
+            )
+        self._send_file(ref, user, with_body)
+
+    def _send_file(self, ref: StoredReport, user: str, with_body: bool) -> None:
+        try:
+            fh = self.server.storage.path(ref).open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return self._refuse(
+                HTTPStatus.NOT_FOUND,
+                "this report is not in the report storage (removed, or never made); "
+                "build it again with: selective-sync report RUN",
+                with_body,
+            )
+        with fh:
+            size = _size(fh)
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", ref.media_type)
+            self.send_header("Content-Length", str(size))
+            # PDFs open in the browser's viewer; DOCX and CSV download.
+            disposition = "inline" if ref.fmt == "pdf" else "attachment"
+            self.send_header(
+                "Content-Disposition", f'{disposition}; filename="{ref.download_name}"'
+            )
+            self._common_headers()
+            self.end_headers()
+            if with_body:
+                shutil.copyfileobj(fh, self.wfile)
+        log.info("served %s of run %s to a link of %r", ref.title, ref.run_id, user)
+
+    def _refuse(self, status: HTTPStatus, message: str, with_body: bool) -> None:
+        body = f"{status.value} {status.phrase}: {message}\n".encode()
+        self.send_response(status)
+        if status is HTTPStatus.UNAUTHORIZED:
+            # No browser prompt: the credential is in the link, not a password.
+            self.send_header("WWW-Authenticate", f'SelectiveSync-Link realm="{REALM}"')
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self._common_headers()
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def _common_headers(self) -> None:
+        # Rights can be revoked: nothing may be cached. The link's signature must not leak
+        # to other sites through the Referer header.
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+
+    # ---- logging: never the query string (it holds the signature)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = urlsplit(self.path).path if hasattr(self, "path") else "-"
+        log.info("%s %s %s %s", self.client_address[0], self.command, path[:200], code)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        log.debug("%s %s", self.client_address[0], format % args)
+
+
+def _size(fh) -> int:
+    fh.seek(0, 2)
+    size = fh.tell()
+    fh.seek(0)
+    return size

@@ -1,0 +1,68 @@
+"""Render a run's reports into the report storage and link them from the run's artifacts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact
+from prefect.cache_policies import NO_CACHE
+
+from selective_sync.history_format import md_escape
+from selective_sync.models import DistrictVerification, SyncResult
+from selective_sync.reports import sync_report_from_result, verification_report_from_result
+from selective_sync.reports.storage import (
+    SYNC_FORMATS,
+    VERIFICATION_FORMATS,
+    ReportLink,
+    StoredReport,
+    store_reports,
+)
+
+SERVER_HINT = "served by `selective-sync reports serve`"
+
+
+def _link_artifacts(links: list[ReportLink], key_prefix: str, district: int, what: str) -> None:
+    for link in links:
+        create_link_artifact(
+            key=f"{key_prefix}-{link.ref.fmt}-{district}",
+            link=link.url,
+            link_text=link.ref.title,
+            description=f"{md_escape(what)} ({link.ref.fmt.upper()}), {SERVER_HINT}",
+        )
+
+
+@task(name="render_reports", task_run_name="render-reports", cache_policy=NO_CACHE)
+def render_reports(result: SyncResult, run_id: str) -> list[str]:
+    """Render the Sync Request History as PDF and DOCX, store them, link them. Returns URLs."""
+    logger = get_run_logger()
+    report = sync_report_from_result(result, datetime.now(UTC))
+    refs = [StoredReport.sync(run_id, fmt) for fmt in SYNC_FORMATS]
+    links = store_reports(report, refs, result.requested_by)
+    _link_artifacts(
+        links,
+        "sync-report",
+        result.district_number,
+        f"Sync Request History of the {result.object} sync by {result.requested_by}",
+    )
+    logger.info("Reports stored: %s", ", ".join(str(link.path) for link in links))
+    return [link.url for link in links]
+
+
+@task(
+    name="render_verification_reports",
+    task_run_name="render-verification-reports",
+    cache_policy=NO_CACHE,
+)
+def render_verification_reports(summary: DistrictVerification, run_id: str, user: str) -> list[str]:
+    """Render the Verification Summary as PDF, DOCX and CSV, store them, link them."""
+    logger = get_run_logger()
+    report = verification_report_from_result(summary, datetime.now(UTC))
+    number = summary.district_number
+    refs = [StoredReport.verification(number, run_id, fmt) for fmt in VERIFICATION_FORMATS]
+    links = store_reports(report, refs, user)
+    _link_artifacts(
+        links, "verification-report", number, f"Verification Summary of district {number}"
+    )
+    logger.info("Reports stored: %s", ", ".join(str(link.path) for link in links))
+    return [link.url for link in links]

@@ -1,16 +1,20 @@
-"""Benchmark the streaming verification against two baselines on the same demo databases.
+"""Benchmark the streaming verification against baselines on the same demo databases.
 
     .venv/bin/python bench/verify.py --persons 1000000 [--dir DIR] [--seed S] [--repeat N]
                                      [--district-url U --state-url U [--reuse]]
+                                     [--no-pandas]
 
 Builds the demo (SQLite files in DIR, default bench/out/demo-<persons>; reused when DIR
 already holds a demo of that size and seed; with URLs, rebuilt unless --reuse) in a child
 process, so that its memory does not count here. Then, in this process: our PersonIdentity
-verification first (its peak RSS is its own), our Enrollment verification, and two
-baselines over the same normalised projection: SQLite ATTACH + EXCEPT both ways (SQLite
-only), and a pandas full-load merge. Prints times, the ratio ours/EXCEPT, the process's
-peak RSS after each step and whether all key sets agree (with each other and with the demo
-manifest). Writes nothing outside DIR.
+verification first (its peak RSS is its own), our Enrollment verification, and the
+baselines over the same normalised projection: the read limit (both sides' rows streamed
+at once, exactly as verification reads them, and thrown away: no comparison at all),
+SQLite ATTACH + EXCEPT both ways (SQLite only), and a pandas full-load merge (skipped with
+--no-pandas). Any SQLAlchemy URLs work (PostgreSQL, MariaDB, SQLite files). Prints
+times, the ratios ours/read and ours/EXCEPT, the process's peak RSS after each step and
+whether all key sets agree (with each other and with the demo manifest). Writes nothing
+outside DIR (and the databases at the URLs, whose demo rows it replaces).
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ import resource
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from selective_sync.db import make_engine
+from selective_sync.db import make_engine, mask_url
 from selective_sync.demo import DemoManifest
 from selective_sync.normalise import compared_select
 from selective_sync.registry import get_object
 from selective_sync.settings import sqlite_url
-from selective_sync.verify import verify_object
+from selective_sync.verify import _side_chunks, verify_object
 
 KINDS = ("missing_at_state", "missing_at_district", "mismatched")
 KeySets = tuple[list[int], list[int], list[int]]
@@ -162,6 +167,36 @@ def pandas_baseline(district_engine, state_engine, spec, district_number: int) -
     )
 
 
+def read_baseline(district_engine, state_engine, spec, district_number, chunk_rows) -> str:
+    """The read limit: stream both sides' rows as verification reads them, compare nothing.
+
+    The same SQL (the packed normalised projection, ordered by key), the same server-side
+    cursors and chunk size, both sides at once in two threads (as verification reads
+    ahead on servers); rows are counted and dropped. Verification cannot be faster.
+    """
+    counts: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def drain(engine, side: str) -> None:
+        try:
+            chunks = _side_chunks(engine, spec, side, district_number, None, chunk_rows)
+            counts[side] = sum(len(chunk) for chunk in chunks)
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=drain, args=(district_engine, "district")),
+        threading.Thread(target=drain, args=(state_engine, "state")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return f"{counts['district']:,} + {counts['state']:,} rows read"
+
+
 def timed(function, *args, **kwargs):
     started = time.perf_counter()
     result = function(*args, **kwargs)
@@ -180,7 +215,13 @@ def main() -> int:
     )
     parser.add_argument("--chunk-rows", type=int, default=20_000)
     parser.add_argument(
-        "--repeat", type=int, default=1, help="time ours and EXCEPT N times each, keep the best"
+        "--repeat",
+        type=int,
+        default=1,
+        help="time ours, the read limit and EXCEPT N times each, keep the best",
+    )
+    parser.add_argument(
+        "--no-pandas", action="store_true", help="skip the pandas full-load baseline"
     )
     args = parser.parse_args()
     if bool(args.district_url) != bool(args.state_url):
@@ -221,22 +262,31 @@ def main() -> int:
         chunk_rows=args.chunk_rows,
     )
     enrollment_rss = peak_rss_mb()
+
+    def run_read():
+        return read_baseline(district_engine, state_engine, person, number, args.chunk_rows)
+
+    read_note, read_s = timed(run_read)
+    read_rss = peak_rss_mb()
     on_sqlite = district_engine.dialect.name == state_engine.dialect.name == "sqlite"
     except_sets = except_s = None
     if on_sqlite:
         except_sets, except_s = timed(run_except)
     except_rss = peak_rss_mb()
-    # On a shared machine one run is noisy: --repeat alternates both and keeps the best.
+    # On a shared machine one run is noisy: --repeat alternates them and keeps the best.
     for _ in range(args.repeat - 1):
         ours_s = min(ours_s, timed(ours_person)[1])
+        read_s = min(read_s, timed(run_read)[1])
         if on_sqlite:
             except_s = min(except_s, timed(run_except)[1])
 
     rows = [("ours: PersonIdentity", ours_s, ours_rss, key_sets_of(ours))]
+    rows.append(("read limit (no compare)", read_s, read_rss, None))
     if on_sqlite:
         rows.append(("SQLite ATTACH + EXCEPT", except_s, except_rss, except_sets))
-    sets, pandas_s = timed(pandas_baseline, district_engine, state_engine, person, number)
-    rows.append(("pandas full-load merge", pandas_s, peak_rss_mb(), sets))
+    if not args.no_pandas:
+        sets, pandas_s = timed(pandas_baseline, district_engine, state_engine, person, number)
+        rows.append(("pandas full-load merge", pandas_s, peak_rss_mb(), sets))
 
     expected = tuple(manifest.keys("PersonIdentity", kind) for kind in KINDS)
     reference = key_sets_of(ours)
@@ -246,23 +296,28 @@ def main() -> int:
         f"{ours.at_state:,} at state, errors "
         + ", ".join(f"{kind} {len(keys):,}" for kind, keys in zip(KINDS, reference, strict=True))
     )
+    print(
+        f"district {mask_url(district_url)} ({district_engine.dialect.name}) -> "
+        f"state {mask_url(state_url)} ({state_engine.dialect.name})"
+    )
     print(f"RSS before verifying (imports, engines): {rss_at_start:.0f} MB")
     print()
     best = f" (best of {args.repeat})" if args.repeat > 1 else ""
-    print(f"peak RSS is the process's peak so far; times of ours and EXCEPT{best}")
+    print(f"peak RSS is the process's peak so far; times of ours, read and EXCEPT{best}")
     print(f"{'method':<26}{'time s':>9}{'peak RSS MB':>13}  key sets")
     for name, seconds, rss, sets in rows:
-        same = "identical" if sets == reference else "DIFFERENT"
+        same = read_note if sets is None else "identical" if sets == reference else "DIFFERENT"
         print(f"{name:<26}{seconds:>9.2f}{rss:>13.0f}  {same}")
     print(
         f"{'ours: Enrollment':<26}{enrollment_s:>9.2f}{enrollment_rss:>13.0f}  "
         f"{enrollment.at_district:,} at district, {enrollment.errors:,} errors"
     )
     print()
+    print(f"ratio ours / read limit: {ours_s / read_s:.2f} (target <= 2)")
     if except_s is not None:
         print(f"ratio ours / EXCEPT: {ours_s / except_s:.2f} (target <= 1.5)")
     print(f"peak RSS of ours: {ours_rss:.0f} MB (target < 250)")
-    all_same = all(sets == reference for *_, sets in rows)
+    all_same = all(sets == reference for *_, sets in rows if sets is not None)
     print(f"key sets identical across methods: {'yes' if all_same else 'NO'}")
     print(f"key sets equal to the demo manifest: {'yes' if reference == expected else 'NO'}")
     return 0 if all_same and reference == expected else 1

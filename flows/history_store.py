@@ -48,6 +48,7 @@ from selective_sync.history import (
     build_entry,
 )
 from selective_sync.history_format import parse_history_key, parse_summary
+from selective_sync.reports.storage import ReportStorage
 from selective_sync.rights import Right, require
 from selective_sync.settings import Settings, get_settings
 
@@ -323,3 +324,5 @@ def _delete(client: SyncPrefectClient, run_id: UUID) -> None:
             client.delete_artifact(artifact.id)
     with suppress(ObjectNotFound):
         client.delete_flow_run(run_id)
+    # Its report files too, so the entry's download links stop working with it.
+    ReportStorage.from_settings().delete_run(str(run_id))

@@ -69,7 +69,9 @@ def reconcile(
     for config in chosen:
         district = DistrictReconciliation(config.number, config.name)
         result.districts.append(district)
-        state = verification_summary(district=config.number, objects=names, return_state=True)
+        state = verification_summary(
+            district=config.number, objects=names, requested_by=REQUESTER, return_state=True
+        )
         summary = state.result(raise_on_failure=False)
         if isinstance(summary, BaseException):
             district.error = f"verification failed: {summary}"
@@ -118,10 +120,7 @@ def authorise_reconciliation() -> None:
     try:
         require(REQUESTER, Right.W)
     except RightsError as exc:
-        raise RightsError(
-            f"scheduled reconciliation cannot run: its syncs are requested by {REQUESTER!r}, "
-            f"which needs the W right. {exc}"
-        ) from exc
+        raise RightsError(f"scheduled reconciliation cannot run: {exc}") from exc
 
 
 def sync_object(entry: ObjectReconciliation, district: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 from prefect import Flow, serve
-from prefect.deployments.runner import RunnerDeployment
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Interval, Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,16 +39,19 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
                 schedules=[_schedule(s) for s in entry.get("schedules") or []],
                 concurrency_limit=entry.get("concurrency_limit"),
                 enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
+                # Runs import flows.x as a module, like the worker deployments (see
+                # prefect.yaml: a file path would load flows/selective_sync.py as a
+                # top-level module named like the core package).
+                entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
     return deployments
 
 
 def _flow(entrypoint: str) -> Flow:
-    """The flow of ``flows/x.py:name``, imported as module ``flows.x`` (not by file path)."""
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return getattr(module, name)
+    """The flow of a module-path entrypoint such as ``flows.reconcile:reconcile``."""
+    module, _, name = entrypoint.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _schedule(spec: dict[str, Any]) -> Schedule:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,8 @@ def serve(
 
     settings = get_settings()
     server = make_server(host, port, settings)
+    # One access line per request (path and status, never the link's signature).
+    logging.getLogger("selective_sync.reports").setLevel(logging.INFO)
     console.print(Text(f"serving reports from {server.storage.root} at {server.url}"))
     if settings.reports_base_url.rstrip("/") != server.url:
         console.print(

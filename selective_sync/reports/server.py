@@ -92,7 +92,9 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
 
     server: ReportServer
     server_version = "selective-sync-reports"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._serve(with_body=True)
@@ -163,7 +165,7 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
             self.end_headers()
             if with_body:
                 shutil.copyfileobj(fh, self.wfile)
-        log.info("served %s of run %s to a link of %r", ref.title, ref.run_id, user)
+        log.debug("served %s of run %s to a link of %r", ref.title, ref.run_id, user)
 
     def _refuse(self, status: HTTPStatus, message: str, with_body: bool) -> None:
         body = f"{status.value} {status.phrase}: {message}\n".encode()

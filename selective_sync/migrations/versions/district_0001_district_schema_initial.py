@@ -85,11 +85,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_identity_person_id"), table_name="identity")
     op.drop_table("identity")
-    op.drop_index(op.f("ix_graduation_person_id"), table_name="graduation")
     op.drop_table("graduation")
-    op.drop_index(op.f("ix_enrollment_person_id"), table_name="enrollment")
     op.drop_table("enrollment")
     op.drop_table("school")
     op.drop_table("person")

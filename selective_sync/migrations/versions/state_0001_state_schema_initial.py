@@ -3,6 +3,9 @@
 Revision ID: state_0001
 Revises:
 Create Date: 2026-11-28
+
+The code rows and the registered districts are data, not schema: ``initdb.seed_state``
+adds whatever is missing after every upgrade.
 """
 
 from __future__ import annotations
@@ -178,11 +181,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_state_identity_person", table_name="state_identity")
     op.drop_table("state_identity")
-    op.drop_index("ix_state_graduation_person", table_name="state_graduation")
     op.drop_table("state_graduation")
-    op.drop_index("ix_state_enrollment_person", table_name="state_enrollment")
     op.drop_table("state_enrollment")
     op.drop_table("state_person")
     op.drop_table("state_district")

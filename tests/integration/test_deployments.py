@@ -135,8 +135,9 @@ def test_unknown_object_is_refused_when_the_run_is_created(deployed: Server):
 
     before = runs_of_sync()
     response = deployed.create_run(SYNC, {"object": "Bogus", "ids": [1], "requested_by": ADMIN})
+    # Prefect 3.9 answers 409 "Error creating flow run: Validation failed for field 'object'".
     assert response.status_code in (409, 422), response.text
-    assert "Bogus" in response.text or "ObjectName" in response.text or "enum" in response.text
+    assert "object" in response.json()["detail"], response.text
     done = run_cli(
         deployed, SYNC, "-p", "object=Bogus", "-p", "ids=[1]", "-p", f"requested_by={ADMIN}"
     )

@@ -1,0 +1,147 @@
+"""Scheduled reconciliation: the plan (plain logic) and the flow on a real Prefect API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from helpers import whole_database_checksum
+
+from selective_sync.errors import BadInput
+from selective_sync.models import KeyOutcome, ObjectVerification, Outcome, SyncResult
+from selective_sync.reconcile import (
+    REQUESTER,
+    DistrictReconciliation,
+    ObjectReconciliation,
+    ReconcileResult,
+    check_max_keys,
+    objects_in_order,
+    plan_object,
+    reconcile_markdown,
+)
+
+NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+def verification(missing=(), mismatched=(), gone=()) -> ObjectVerification:
+    return ObjectVerification(
+        object="Enrollment",
+        district_number=275,
+        verified_at=NOW,
+        at_district=100,
+        at_state=100,
+        missing_at_state=list(missing),
+        missing_at_district=list(gone),
+        mismatched=list(mismatched),
+    )
+
+
+def test_plan_sends_missing_then_mismatched_capped_and_counts_the_rest():
+    plan = plan_object(verification(missing=[9, 3, 5], mismatched=[2, 7], gone=[11, 12]), 4)
+    assert plan.keys == [3, 5, 9, 2]
+    assert (plan.missing_at_state, plan.mismatched, plan.missing_at_district) == (3, 2, 2)
+    assert (plan.differing, plan.leftover) == (5, 1)
+
+
+def test_plan_never_sends_keys_missing_at_district_and_deduplicates():
+    plan = plan_object(verification(missing=[1, 1], mismatched=[1, 2], gone=[3]), 1000)
+    assert plan.keys == [1, 2] and plan.leftover == 0
+
+
+def test_plan_of_a_clean_object_is_empty():
+    plan = plan_object(verification(gone=[4]), 10)
+    assert plan.keys == [] and plan.leftover == 0 and plan.missing_at_district == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "10"])
+def test_max_keys_must_be_a_positive_whole_number(bad):
+    with pytest.raises(BadInput, match="max_keys"):
+        check_max_keys(bad)
+
+
+def test_objects_go_parents_first():
+    assert objects_in_order(None) == ["PersonIdentity", "Enrollment", "Graduation"]
+    assert objects_in_order(["Graduation", "personidentity", "Graduation"]) == [
+        "PersonIdentity",
+        "Graduation",
+    ]
+    with pytest.raises(BadInput, match="Bogus"):
+        objects_in_order(["Bogus"])
+
+
+def test_record_counts_outcomes_and_markdown_reports_leftovers():
+    entry = ObjectReconciliation(plan_object(verification(missing=[1, 2, 3]), 2), 97.0)
+    result = SyncResult(
+        object="Enrollment",
+        district_number=275,
+        district_name="MAPLE VALLEY",
+        requested_by=REQUESTER,
+        requested_at=NOW,
+        completed_at=NOW,
+        check_dependencies=True,
+        dry_run=False,
+        keys=[KeyOutcome(1, Outcome.SYNCED), KeyOutcome(2, Outcome.FAILED, "no mapping")],
+    )
+    entry.record(result, "run-1")
+    assert (entry.sent, entry.succeeded, entry.failed, entry.leftover) == (2, 1, 1, 1)
+    district = DistrictReconciliation(275, "MAPLE | VALLEY", [entry])
+    failed = DistrictReconciliation(276, "OAK", error="verification failed: down")
+    run = ReconcileResult(NOW, max_keys=2, districts=[district, failed], completed_at=NOW)
+    assert run.errors == ["district 276: verification failed: down"]
+    text = reconcile_markdown(run)
+    assert "left over for the next run: **1**" in text
+    assert "MAPLE \\| VALLEY" in text  # a pipe in a name cannot break the table
+    assert "run-1" in text and "verification failed: down" in text
+
+
+# ---------------------------------------------------------------- the flow
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_reconcile_without_the_w_right_fails_clearly_and_writes_nothing(demo, admin):
+    from flows.reconcile import reconcile
+    from selective_sync.rights import RightsError
+
+    checksum = whole_database_checksum(demo.state_url)
+    with pytest.raises(RightsError) as refused:
+        reconcile(max_keys=5)
+    message = str(refused.value)
+    assert "scheduled reconciliation" in message
+    assert "selective-sync rights grant 'scheduled reconciliation' W" in message
+    assert whole_database_checksum(demo.state_url) == checksum
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
+    from flows.reconcile import reconcile
+    from selective_sync.registry import get_object
+    from selective_sync.rights import RightsStore
+    from selective_sync.settings import get_settings
+    from selective_sync.verify import verify_object
+    from tasks.engines import engine_for
+
+    with RightsStore.from_settings() as store:
+        store.grant(admin, REQUESTER, "W")
+    kinds = demo.manifest["Enrollment"]
+    differing = len(set(kinds["missing_at_state"]) | set(kinds["mismatched"]))
+    result = reconcile(districts=[275], objects=["Enrollment"], max_keys=3)
+    (district,) = result.districts
+    (entry,) = district.objects
+    assert entry.plan.keys == sorted(kinds["missing_at_state"])[:3]
+    assert entry.leftover == differing - 3 and result.leftover == differing - 3
+    assert entry.sync_run_id and entry.sent == 3
+    # Check dependencies is on: a missing parent is synced first. Only a key the state
+    # refuses (an unmapped code, its own or its parent's) can still fail.
+    refusable = demo.manifest["will_fail"]["Enrollment"]
+    refusable = set(refusable["unmapped_code"]) | set(refusable["parent_missing"])
+    assert entry.succeeded + entry.failed == 3 and entry.succeeded >= 1
+    assert entry.failed <= len(refusable & set(entry.plan.keys)), entry
+    settings = get_settings()
+    after = verify_object(
+        engine_for(settings.resolved_district_url),
+        engine_for(settings.resolved_state_url),
+        get_object("Enrollment"),
+        275,
+        entry.plan.keys,
+    )
+    assert after.errors == entry.failed, after.issues

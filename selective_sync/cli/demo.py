@@ -27,6 +27,9 @@ def demo(
             target,
             persons=persons,
             seed=seed,
+            # With database URLs configured the demo is built on those servers.
+            district_url=settings.district_url,
+            state_url=settings.state_url,
             district_number=settings.district_number,
             district_name=settings.district_name,
         )

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -281,16 +280,17 @@ def run_flow(object_name: str, keys: list[int], url: str):
 
 
 def planned_task_runs(n: int) -> tuple[int, str]:
+    from selective_sync.fanout import plan_jobs, writers_in_flight
     from selective_sync.settings import get_settings
 
     settings = get_settings()
     if n <= settings.per_key_task_limit:
         return n, f"{n} per-key tasks (limit {settings.per_key_task_limit})"
-    size = math.ceil(n / (settings.max_workers * 4))
-    batches = math.ceil(n / size)
-    return batches, (
-        f"{batches} batch tasks of ≤{size} keys (limit {settings.per_key_task_limit}, "
-        f"max_workers {settings.max_workers})"
+    in_flight = writers_in_flight(settings.resolved_state_url, settings.max_workers)
+    jobs = plan_jobs(list(range(n)), settings.per_key_task_limit, in_flight)
+    return len(jobs), (
+        f"{len(jobs)} batch tasks of ≤{len(jobs[0])} keys, {in_flight} in flight "
+        f"(limit {settings.per_key_task_limit}, max_workers {settings.max_workers})"
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
 from datetime import UTC, datetime
@@ -12,10 +11,10 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
-from sqlalchemy.engine import make_url
 
 from selective_sync.districts import resolve_district
 from selective_sync.errors import SelectiveSyncError
+from selective_sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.history_format import request_status
 from selective_sync.models import KeyOutcome, SyncResult
 from selective_sync.outcomes import apply_after_verification, failure_outcome
@@ -152,30 +151,20 @@ def fan_out(
     dry_run: bool,
     progress_id,
 ) -> dict[int, KeyOutcome]:
-    """One task per key up to the configured limit; above it, batches of keys.
-
-    At most ``writers_in_flight`` tasks run at once: a SQLite state has one writer, and more
-    threads queueing on its lock only add contention (bench/sync.py, 10,000 keys: the sync
-    core took 15.5 s summed over 32 batches with 2 in flight, 4.2 s over 4 batches with 1).
-    """
+    """Run the sync jobs (one key, or a batch of keys each) with bounded writers in flight."""
     settings = get_settings()
-    in_flight = writers_in_flight(settings)
-    if len(keys) <= settings.per_key_task_limit:
-        jobs = [[key] for key in keys]
+    in_flight = writers_in_flight(settings.resolved_state_url, settings.max_workers)
+    jobs = plan_jobs(keys, settings.per_key_task_limit, in_flight)
+    per_key = len(keys) <= settings.per_key_task_limit
 
-        def submit(number: int, chunk: list[int]):
+    def submit(number: int, chunk: list[int]):
+        if per_key:
             return sync_key_task.submit(
                 object_name, district, chunk[0], check_dependencies, dry_run
             )
-
-    else:
-        size = math.ceil(len(keys) / max(8, in_flight * 4))
-        jobs = [keys[i : i + size] for i in range(0, len(keys), size)]
-
-        def submit(number: int, chunk: list[int]):
-            return sync_batch_task.submit(
-                object_name, district, quote(chunk), number, check_dependencies, dry_run
-            )
+        return sync_batch_task.submit(
+            object_name, district, quote(chunk), number, check_dependencies, dry_run
+        )
 
     outcomes: dict[int, KeyOutcome] = {}
     progress = ProgressReporter(progress_id, total=len(keys))
@@ -191,12 +180,6 @@ def fan_out(
         collect(future.result(raise_on_failure=False), chunk, outcomes)
         progress.advance(len(chunk))
     return outcomes
-
-
-def writers_in_flight(settings) -> int:
-    if make_url(settings.resolved_state_url).get_backend_name() == "sqlite":
-        return 1
-    return settings.max_workers
 
 
 def collect(value, chunk: list[int], outcomes: dict[int, KeyOutcome]) -> None:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/sync.py --keys 10000 [--persons 20000] [--dir DIR]
                                    [--object PersonIdentity|Enrollment] [--differ 0.9]
                                    [--not-found 0.01] [--repeat 1] [--seed S]
+                                   [--district-url U --state-url U]
 
 Builds (or reuses) a demo district of ``--persons`` persons in DIR (default
 bench/out/sync-<persons>). Picks ``--keys`` IDs of the object at random from the district
@@ -32,6 +33,20 @@ a new DIR also runs Prefect's migrations. SELECTIVE_SYNC_MAX_WORKERS and
 SELECTIVE_SYNC_PER_KEY_TASK_LIMIT are taken from the environment to try other fan-outs;
 every other SELECTIVE_SYNC_* setting is replaced. Writes only in DIR. Exit status 1 when a
 check fails (not when a target is missed).
+
+With ``--district-url U --state-url U`` (SQLAlchemy URLs, e.g. PostgreSQL or MariaDB) the
+demo is built on those servers instead (DIR, default bench/out/sync-<persons>-servers,
+then holds only the manifest, Prefect's home and the rights file). A database named in
+a URL that does not exist is created first (PostgreSQL: from the ``postgres`` database,
+MariaDB/MySQL: ``CREATE DATABASE IF NOT EXISTS``, utf8mb4), and left in place afterwards:
+drop it yourself. The demo rows of both databases are replaced on every start, and the
+change is made on the state server itself. A server cannot be copied per run, so every
+measured run (and the baseline) starts by re-applying the same change to its keys
+(after a run has synced them this restores the same drift; differences that the demo
+itself had among the keys, missing or mismatched rows, stay repaired after the first
+run: the "state before" lines show what each run started from). The warm-up and 1-key
+flows use a key outside the N keys. The baseline upserts with the dialect's own
+statement (ON CONFLICT DO UPDATE, ON DUPLICATE KEY UPDATE). URLs are printed masked.
 """
 
 from __future__ import annotations
@@ -89,18 +104,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of T_1 and T_N (median)")
     parser.add_argument("--seed", type=int, default=7, help="demo seed (key choice too)")
+    parser.add_argument(
+        "--district-url",
+        default=None,
+        help="district database URL (server; the database is created if missing)",
+    )
+    parser.add_argument(
+        "--state-url",
+        default=None,
+        help="state database URL (server; the database is created if missing)",
+    )
     args = parser.parse_args(argv)
+    if bool(args.district_url) != bool(args.state_url):
+        parser.error("give both --district-url and --state-url, or neither")
     if args.keys < 2:
         parser.error("--keys must be at least 2")
     if not 0 <= args.differ <= 1 or not 0 <= args.not_found < 1:
         parser.error("--differ and --not-found are shares between 0 and 1")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    args.dir = (args.dir or ROOT / "bench" / "out" / f"sync-{args.persons}").resolve()
+    default_dir = f"sync-{args.persons}" + ("-servers" if args.state_url else "")
+    args.dir = (args.dir or ROOT / "bench" / "out" / default_dir).resolve()
     return args
 
 
-def set_environment(directory: Path) -> None:
+def set_environment(directory: Path, district_url: str | None = None) -> None:
     """Prefect (ephemeral API, quiet, no analytics) and the tool's settings for DIR."""
     for name in list(os.environ):
         if name.startswith("SELECTIVE_SYNC_") and name not in TUNING:
@@ -118,6 +146,15 @@ def set_environment(directory: Path) -> None:
             "SELECTIVE_SYNC_RIGHTS_URL": f"sqlite:///{directory / 'bench-rights.db'}",
         }
     )
+    if district_url:
+        os.environ["SELECTIVE_SYNC_DISTRICT_URL"] = district_url
+
+
+def district_url_now() -> str:
+    """The district the flow reads: the server given, else the demo file in DIR."""
+    return os.environ.get("SELECTIVE_SYNC_DISTRICT_URL") or (
+        f"sqlite:///{os.environ['SELECTIVE_SYNC_DATA_DIR']}/district.db"
+    )
 
 
 # ------------------------------------------------------------------ the data
@@ -125,6 +162,8 @@ def set_environment(directory: Path) -> None:
 
 def ensure_demo(args: argparse.Namespace) -> dict:
     manifest_path = args.dir / "manifest.json"
+    if args.state_url:
+        return ensure_server_demo(args)
     if all((args.dir / name).exists() for name in ("manifest.json", "district.db", "state.db")):
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("persons") == args.persons and manifest.get("seed") == args.seed:
@@ -141,8 +180,11 @@ def ensure_demo(args: argparse.Namespace) -> dict:
 
 def choose_keys(args: argparse.Namespace, spec) -> tuple[list[int], list[int], int]:
     """(keys requested, keys made to differ at the state, keys that exist nowhere)."""
-    with closing(sqlite3.connect(args.dir / "district.db")) as conn:
-        present = [k for (k,) in conn.execute(f"SELECT {spec.key_column} FROM {spec.root}")]
+    if args.district_url:
+        present = server_district_keys(args.district_url, spec)
+    else:
+        with closing(sqlite3.connect(args.dir / "district.db")) as conn:
+            present = [k for (k,) in conn.execute(f"SELECT {spec.key_column} FROM {spec.root}")]
     missing = round(args.keys * args.not_found)
     wanted = args.keys - missing
     if wanted > len(present):
@@ -181,6 +223,189 @@ def make_template(args: argparse.Namespace, spec, district: int, differ: list[in
         conn.close()
     print(f"state template: {changed:,} rows of {table} changed for {len(differ):,} keys")
     return template
+
+
+# ------------------------------------------------------------------ the data on servers
+
+DB_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def ensure_server_database(url: str) -> None:
+    """Create the database named in ``url`` on its server if it does not exist."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from selective_sync.db import mask_url
+
+    parsed = make_url(url)
+    backend, name = parsed.get_backend_name(), parsed.database
+    if backend == "sqlite":
+        return
+    if not name or not DB_NAME.fullmatch(name):
+        sys.exit(f"{mask_url(url)}: database names here are [A-Za-z0-9_] only")
+    if backend == "postgresql":
+        admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    elif backend in ("mysql", "mariadb"):
+        admin = create_engine(parsed.set(database="information_schema"))
+    else:
+        sys.exit(f"{mask_url(url)}: only PostgreSQL, MariaDB/MySQL or SQLite")
+    try:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                if not exists:
+                    conn.execute(
+                        text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
+                    )
+            else:
+                exists = conn.execute(
+                    text("SELECT 1 FROM SCHEMATA WHERE SCHEMA_NAME = :name"), {"name": name}
+                ).first()
+                if not exists:
+                    conn.execute(
+                        text(
+                            f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                        )
+                    )
+                    conn.commit()
+    finally:
+        admin.dispose()
+    if not exists:
+        print(f"created database {mask_url(url)}")
+
+
+def ensure_server_demo(args: argparse.Namespace) -> dict:
+    """Rebuild the demo on the servers (their rows may have changed since: never reused)."""
+    from selective_sync.db import mask_url
+    from selective_sync.demo import generate_demo
+
+    for url in (args.district_url, args.state_url):
+        ensure_server_database(url)
+    print(
+        f"generating a demo of {args.persons:,} persons: district "
+        f"{mask_url(args.district_url)}, state {mask_url(args.state_url)} …",
+        flush=True,
+    )
+    started = time.perf_counter()
+    generate_demo(
+        args.dir,
+        persons=args.persons,
+        seed=args.seed,
+        district_url=args.district_url,
+        state_url=args.state_url,
+    )
+    print(f"generated in {time.perf_counter() - started:.1f} s", flush=True)
+    return json.loads((args.dir / "manifest.json").read_text())
+
+
+def server_district_keys(url: str, spec) -> list[int]:
+    from sqlalchemy import select
+
+    from selective_sync.db import make_engine
+    from selective_sync.schema import district_table
+
+    table = district_table(spec.root)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            column = table.c[spec.key_column]
+            return list(conn.execute(select(column).order_by(column)).scalars())
+    finally:
+        engine.dispose()
+
+
+def spare_keys(manifest: dict, spec, present_keys: list[int], keys: list[int]) -> list[int]:
+    """Two keys outside the N keys, without a difference of the demo's own (1-key runs)."""
+    taken = set(keys)
+    for listed in manifest.get(spec.name, {}).values():
+        taken.update(listed)
+    spares = [k for k in present_keys if k not in taken][:2]
+    if len(spares) < 2:
+        sys.exit("no key left outside the N keys for the 1-key flows: use --persons larger")
+    return spares
+
+
+class ServerState:
+    """The state on a server: the change that makes keys differ, applied in place."""
+
+    def __init__(self, url: str, spec, district: int) -> None:
+        from sqlalchemy import bindparam, select, update
+
+        from selective_sync.db import make_engine
+        from selective_sync.schema import state_table
+
+        self.url, self.spec, self.district = url, spec, district
+        self.engine = make_engine(url)
+        keys = bindparam("b_keys", expanding=True)
+        same_district = bindparam("b_district")
+        # The same changes as MUTATIONS, as SQLAlchemy statements (|| is CONCAT on MySQL).
+        if spec.name == "PersonIdentity":
+            ident, person = state_table("identity"), state_table("person")
+            current = select(person.c.current_identity_id).where(
+                person.c.district_number == same_district, person.c.person_id.in_(keys)
+            )
+            self.stmt = (
+                update(ident)
+                .where(ident.c.district_number == same_district, ident.c.identity_id.in_(current))
+                .values(last_name=ident.c.last_name + "Z")
+            )
+        elif spec.name == "Enrollment":
+            table = state_table("enrollment")
+            self.stmt = (
+                update(table)
+                .where(table.c.district_number == same_district, table.c.enrollment_id.in_(keys))
+                .values(school_id=table.c.school_id + 1)
+            )
+        else:
+            table = state_table("graduation")
+            self.stmt = (
+                update(table)
+                .where(table.c.district_number == same_district, table.c.graduation_id.in_(keys))
+                .values(cohort_end_year=table.c.cohort_end_year + 1)
+            )
+        self.table = MUTATIONS[spec.name][0]
+
+    def drift(self, keys: list[int]) -> int:
+        """Make ``keys`` differ (one transaction, IN batches); rows changed."""
+        changed = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(keys), IN_BATCH):
+                params = {"b_district": self.district, "b_keys": keys[i : i + IN_BATCH]}
+                changed += conn.execute(self.stmt, params).rowcount
+        return changed
+
+    def describe(self, keys: list[int]) -> str:
+        """How the state differs from the district for ``keys`` (not timed)."""
+        from selective_sync.db import make_engine
+        from selective_sync.verify import verify_object
+
+        d_engine = make_engine(district_url_now())
+        try:
+            found = verify_object(d_engine, self.engine, self.spec, self.district, keys)
+        finally:
+            d_engine.dispose()
+        return (
+            f"{len({i.key for i in found.issues}):,} keys differ (missing at state "
+            f"{len(found.missing_at_state):,}, mismatched {len(found.mismatched):,})"
+        )
+
+    def prepare(self, name: str, keys: list[int], requested: list[int] | None = None) -> str:
+        """Re-apply the change to ``keys``; with ``requested``, print what the run meets."""
+        changed = self.drift(keys)
+        if requested is not None:
+            print(
+                f"state before {name}: {changed:,} rows of {self.table} changed for "
+                f"{len(keys):,} keys; of the {len(requested):,} requested "
+                f"{self.describe(requested)}",
+                flush=True,
+            )
+        return self.url
+
+    def dispose(self) -> None:
+        self.engine.dispose()
 
 
 def remove_db(path: Path) -> None:
@@ -325,6 +550,7 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
     """Raw SQLAlchemy: read the keys' district rows with IN batches, then one upsert
     executemany per table into the state, in one transaction."""
     from sqlalchemy import create_engine, event, select
+    from sqlalchemy.dialects import mysql, postgresql
     from sqlalchemy.dialects.sqlite import insert
 
     from selective_sync.schema import district_table, state_table
@@ -336,10 +562,15 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    district_url = f"sqlite:///{os.environ['SELECTIVE_SYNC_DATA_DIR']}/district.db"
+    district_url = district_url_now()
     d_engine, s_engine = create_engine(district_url), create_engine(url)
     for engine in (d_engine, s_engine):
-        event.listen(engine, "connect", pragmas)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", pragmas)
+    if s_engine.dialect.name == "postgresql":
+        insert = postgresql.insert
+    elif s_engine.dialect.name in ("mysql", "mariadb"):
+        insert = mysql.insert
     # Root first: children refer to it.
     parts = sorted(spec.parts, key=lambda p: p.table != spec.root)
     counts: dict[str, int] = {}
@@ -366,10 +597,15 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
                     continue
                 pk = [c.name for c in stab.primary_key.columns]
                 stmt = insert(stab)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=pk,
-                    set_={c: stmt.excluded[c] for c in params[0] if c not in pk},
-                )
+                if s_engine.dialect.name in ("mysql", "mariadb"):
+                    stmt = stmt.on_duplicate_key_update(
+                        {c: stmt.inserted[c] for c in params[0] if c not in pk}
+                    )
+                else:
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=pk,
+                        set_={c: stmt.excluded[c] for c in params[0] if c not in pk},
+                    )
                 conn.execute(stmt, params)
         elapsed = time.perf_counter() - started
     finally:
@@ -393,7 +629,7 @@ def check(spec, district: int, keys: list[int], result, url: str) -> list[str]:
     if set(outcome_keys) != set(keys) or len(set(outcome_keys)) != len(outcome_keys):
         problems.append("outcomes do not name each requested key exactly once")
     failed = {o.key for o in result.keys if o.outcome == "failed"}
-    district_url = f"sqlite:///{os.environ['SELECTIVE_SYNC_DATA_DIR']}/district.db"
+    district_url = district_url_now()
     d_engine, s_engine = make_engine(district_url), make_engine(url)
     try:
         after = verify_object(d_engine, s_engine, spec, district, keys)
@@ -425,9 +661,10 @@ def counts_of(result) -> Counter[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
-    set_environment(args.dir)
+    set_environment(args.dir, args.district_url)
     sys.path.insert(0, str(ROOT))
 
+    from selective_sync.db import mask_url
     from selective_sync.registry import get_object
     from selective_sync.settings import get_settings
 
@@ -435,7 +672,32 @@ def main(argv: list[str] | None = None) -> int:
     manifest = ensure_demo(args)
     district = manifest["district"]["number"]
     keys, differ, nowhere = choose_keys(args, spec)
-    template = make_template(args, spec, district, differ)
+    server = None
+    if args.state_url:
+        # No file to copy: every run re-applies the change to its keys on the server.
+        server = ServerState(args.state_url, spec, district)
+        present = server_district_keys(args.district_url, spec)
+        spares = spare_keys(manifest, spec, present, keys)
+        table, assignment, _ = MUTATIONS[spec.name]
+        print(
+            f"district {mask_url(args.district_url)} ({dialect_of(args.district_url)}) -> "
+            f"state {mask_url(args.state_url)} ({dialect_of(args.state_url)}); "
+            f"{table} SET {assignment} for {len(differ):,} keys before every measured run; "
+            f"1-key flows on keys {spares} (outside the N keys)"
+        )
+
+        def state_for(name: str, run_keys: list[int], requested=None) -> str:
+            return server.prepare(name, run_keys, requested)
+
+        warm_keys, one_key = [spares[1]], [spares[0]]
+    else:
+        template = make_template(args, spec, district, differ)
+
+        def state_for(name: str, run_keys: list[int], requested=None) -> str:
+            return fresh_state(args, template, name)
+
+        one_key = [differ[0] if differ else keys[0]]
+        warm_keys = [differ[-1] if differ else keys[-1]]
     bootstrap_rights(args.dir)
     settings = get_settings()
     print(
@@ -452,15 +714,12 @@ def main(argv: list[str] | None = None) -> int:
     import_s = time.perf_counter() - import_started
     phases = install_phase_timers()
 
-    one_key = [differ[0] if differ else keys[0]]
-    warm_s, warm_result, _ = run_flow(
-        spec.name, [differ[-1] if differ else keys[-1]], fresh_state(args, template, "warmup")
-    )
+    warm_s, warm_result, _ = run_flow(spec.name, warm_keys, state_for("warmup", warm_keys))
     print(f"warm-up flow (1 key, ephemeral API start-up): {warm_s:.2f} s", flush=True)
 
     ones = []
     for i in range(args.repeat):
-        t1, result1, _ = run_flow(spec.name, one_key, fresh_state(args, template, f"one-{i}"))
+        t1, result1, _ = run_flow(spec.name, one_key, state_for(f"one-{i}", one_key))
         ones.append(t1)
     t_1 = statistics.median(ones)
     print(f"1-key flow: {', '.join(f'{t:.2f}' for t in ones)} s → T_1 {t_1:.2f} s", flush=True)
@@ -468,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     times = []
     for i in range(args.repeat):
         phases.reset()
-        url_n = fresh_state(args, template, f"n-{i}")
+        url_n = state_for(f"n-{i}", differ, keys)
         t_n, result, flow_run_id = run_flow(spec.name, keys, url_n)
         times.append(t_n)
         print(f"{len(keys):,}-key flow: {t_n:.2f} s", flush=True)
@@ -479,17 +738,31 @@ def main(argv: list[str] | None = None) -> int:
     problems = check(spec, district, keys, result, url_n)
     counts = counts_of(result)
     attempts = Counter(o.attempts for o in result.keys)
-    planned, planned_text = planned_task_runs(len(keys))
+    if server:
+        with state_url(args.state_url):
+            planned, planned_text = planned_task_runs(len(keys))
+    else:
+        planned, planned_text = planned_task_runs(len(keys))
     recorded = recorded_task_runs(flow_run_id)
 
     ok_keys = [o.key for o in result.keys if o.outcome in ("synced", "unchanged")]
-    base_url = fresh_state(args, template, "baseline")
+    base_url = state_for("baseline", differ, keys)
     base_s, base_rows = baseline(spec, district, ok_keys, base_url)
     base_problems = check_baseline(spec, district, ok_keys, base_url)
 
     per_key_ms = 1000 * (t_n - t_1) / (len(keys) - 1)
     rows = [
         ("object", spec.name),
+        *(
+            [
+                (
+                    "databases",
+                    f"district {mask_url(args.district_url)} -> state {mask_url(args.state_url)}",
+                )
+            ]
+            if server
+            else []
+        ),
         ("keys", f"{len(keys):,}"),
         ("outcomes", ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))),
         ("attempts", ", ".join(f"{k}: {v:,} keys" for k, v in sorted(attempts.items()))),
@@ -538,9 +811,17 @@ def main(argv: list[str] | None = None) -> int:
         reasons = Counter(_shape(o.reason) for o in failed)
         print("failed reasons: " + "; ".join(f"{r} ×{n}" for r, n in reasons.most_common(4)))
     print(f"load average now {os.getloadavg()[0]:.2f} (the machine is shared: see --repeat)")
+    if server:
+        server.dispose()
     met = t_n < TARGET_TOTAL_S and per_key_ms < TARGET_PER_KEY_MS
     print(f"targets {'met' if met else 'MISSED'}")
     return 1 if problems or base_problems else 0
+
+
+def dialect_of(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_backend_name()
 
 
 def _shape(reason: str | None) -> str:
@@ -552,7 +833,7 @@ def check_baseline(spec, district: int, keys: list[int], url: str) -> list[str]:
     from selective_sync.db import make_engine
     from selective_sync.verify import verify_object
 
-    district_url = f"sqlite:///{os.environ['SELECTIVE_SYNC_DATA_DIR']}/district.db"
+    district_url = district_url_now()
     d_engine, s_engine = make_engine(district_url), make_engine(url)
     try:
         after = verify_object(d_engine, s_engine, spec, district, keys)

@@ -4,10 +4,10 @@ and the inverse readers the history uses to get it back from the artifacts."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from .models import KeyOutcome, Outcome, SyncResult
+from .timefmt import format_timestamp  # noqa: F401  (re-exported)
 
 KEYS_SHOWN = 50
 HISTORY_KINDS = ("history", "outcomes", "progress")
@@ -15,13 +15,6 @@ _KEY = re.compile(r"^sync-(?P<kind>[a-z]+)-(?P<district>[0-9]+)$")
 # Characters that would turn text in a markdown table cell into markup (or end the cell).
 _MD_ACTIVE = re.compile(r"([\\`*_\[\]<>|~&])")
 _MD_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
-
-
-def format_timestamp(moment: datetime | None) -> str:
-    """One timestamp format for people, everywhere: ``11/28/2026 08:15 PM UTC``."""
-    if moment is None:
-        return ""
-    return moment.strftime("%m/%d/%Y %I:%M %p ") + (moment.tzname() or "UTC")
 
 
 def request_status(result: SyncResult) -> str:

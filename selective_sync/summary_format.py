@@ -6,6 +6,20 @@ from typing import Any
 
 from .models import DistrictVerification
 
+DISTRICT_COLUMNS = ("District", "Name", "Overall Accuracy")
+OBJECT_COLUMNS = (
+    "Object",
+    "Accuracy",
+    "Timestamp",
+    "Distinct",
+    "At District",
+    "At State",
+    "Errors",
+    "Missing at state",
+    "Missing at district",
+    "Mismatched",
+)
+
 
 def summary_to_dict(summary: DistrictVerification) -> dict[str, Any]:
     """The ``summary --json`` document."""

@@ -15,3 +15,12 @@ def retry_on_transient(task, task_run, state) -> bool:
     """Retry when the task failed on a transient fault (lost connection, lock, deadlock)."""
     exc = state.result(raise_on_failure=False)
     return isinstance(exc, BaseException) and is_transient(exc)
+
+
+# The retry settings of every I/O task: transient faults only, exponential backoff + jitter.
+RETRY_TRANSIENT_FAULTS = {
+    "retries": TRANSIENT_RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_jitter_factor": RETRY_JITTER,
+    "retry_condition_fn": retry_on_transient,
+}

@@ -13,7 +13,7 @@ from selective_sync.settings import get_settings
 from selective_sync.sync import parse_ids, sync_key, sync_keys, sync_with_dependencies
 
 from .engines import engine_for
-from .retry import RETRY_DELAYS, RETRY_JITTER, TRANSIENT_RETRIES, retry_on_transient
+from .retry import RETRY_TRANSIENT_FAULTS
 
 
 @task(name="parse_ids", task_run_name="parse-ids", cache_policy=NO_CACHE)
@@ -26,10 +26,7 @@ def parse_ids_task(ids: str | list[int] | list[str]) -> list[int]:
     name="sync_key",
     task_run_name="sync-{object_name}-{key}",
     cache_policy=NO_CACHE,
-    retries=TRANSIENT_RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_on_transient,
+    **RETRY_TRANSIENT_FAULTS,
 )
 def sync_key_task(
     object_name: str, district: int, key: int, check_dependencies: bool, dry_run: bool
@@ -55,10 +52,7 @@ def sync_key_task(
     cache_policy=NO_CACHE,
     # Each key retries inside the batch; a batch that keeps hitting faults is retried whole
     # (keys already done come back unchanged).
-    retries=TRANSIENT_RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_on_transient,
+    **RETRY_TRANSIENT_FAULTS,
 )
 def sync_batch_task(
     object_name: str,

@@ -12,17 +12,14 @@ from selective_sync.settings import get_settings
 from selective_sync.verify import verify_object
 
 from .engines import engine_for
-from .retry import RETRY_DELAYS, RETRY_JITTER, TRANSIENT_RETRIES, retry_on_transient
+from .retry import RETRY_TRANSIENT_FAULTS
 
 
 @task(
     name="verify_object",
     task_run_name="verify-{object_name}-{district}",
     cache_policy=NO_CACHE,
-    retries=TRANSIENT_RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_on_transient,
+    **RETRY_TRANSIENT_FAULTS,
 )
 def verify_object_task(
     object_name: str, district: int, keys: list[int] | None = None

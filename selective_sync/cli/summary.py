@@ -14,7 +14,7 @@ from ..errors import BadInput
 from ..models import DistrictVerification
 from ..service import verification_summary
 from ..settings import get_settings
-from ..summary_format import percent, summary_to_dict
+from ..summary_format import DISTRICT_COLUMNS, OBJECT_COLUMNS, percent, summary_to_dict
 from .common import console, err_console
 
 
@@ -65,26 +65,14 @@ def _report_target(report: str | None, output: Path | None) -> str | None:
 
 def print_summary(result: DistrictVerification) -> None:
     head = Table(title="Verification Summary", title_justify="left")
-    for column in ("District", "Name", "Overall Accuracy"):
+    for column in DISTRICT_COLUMNS:
         head.add_column(column)
     head.add_row(
         str(result.district_number), result.district_name, percent(result.overall_accuracy)
     )
     console.print(head)
     table = Table(show_lines=False)
-    columns = (
-        "Object",
-        "Accuracy",
-        "Timestamp",
-        "Distinct",
-        "At District",
-        "At State",
-        "Errors",
-        "Missing at state",
-        "Missing at district",
-        "Mismatched",
-    )
-    for column in columns:
+    for column in OBJECT_COLUMNS:
         table.add_column(column, justify="left" if column in ("Object", "Timestamp") else "right")
     for o in result.objects:
         table.add_row(

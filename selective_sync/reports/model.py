@@ -12,9 +12,10 @@ from typing import Any
 
 from ..models import DistrictVerification, IssueKind, Outcome, RecordIssue, SyncResult
 from ..registry import REGISTRY
+from ..summary_format import DISTRICT_COLUMNS, OBJECT_COLUMNS  # noqa: F401  (re-exported)
+from ..timefmt import format_timestamp
 
 # One timestamp format everywhere (reports, CSV): e.g. "11/28/2026 08:15 PM UTC".
-TIMESTAMP_FORMAT = "%m/%d/%Y %I:%M %p UTC"
 
 SYNC_TITLE = "Sync Request History"
 VERIFICATION_TITLE = "Verification Summary"
@@ -44,29 +45,7 @@ ISSUE_LABELS: dict[IssueKind, str] = {
     "mismatched": "Mismatched",
 }
 
-DISTRICT_COLUMNS = ("District", "Name", "Overall Accuracy")
-OBJECT_COLUMNS = (
-    "Object",
-    "Accuracy",
-    "Timestamp",
-    "Distinct",
-    "At District",
-    "At State",
-    "Errors",
-    "Missing at state",
-    "Missing at district",
-    "Mismatched",
-)
 ISSUE_COLUMNS = ("Key", "Issue", "Column", "District value", "State value")
-
-
-def format_timestamp(value: dt.datetime | None) -> str:
-    """A timestamp for people, in UTC; a naive datetime is taken to be UTC already."""
-    if value is None:
-        return ""
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC)
-    return value.strftime(TIMESTAMP_FORMAT)
 
 
 def format_accuracy(distinct: int, errors: int) -> str:

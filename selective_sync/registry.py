@@ -135,8 +135,13 @@ REGISTRY: dict[str, ObjectSpec] = {spec.name: spec for spec in _OBJECTS}
 ObjectName = StrEnum("ObjectName", {name: name for name in REGISTRY})
 
 
-def get_object(name: str) -> ObjectSpec:
-    """The registry entry for ``name`` (case-insensitive); BadInput names the choices."""
+def get_object(name: str | ObjectSpec) -> ObjectSpec:
+    """The registry entry for ``name`` (case-insensitive); BadInput names the choices.
+
+    An ObjectSpec is returned as it is, so callers may take either.
+    """
+    if isinstance(name, ObjectSpec):
+        return name
     if isinstance(name, ObjectName):
         name = name.value
     spec = REGISTRY.get(name)

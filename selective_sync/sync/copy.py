@@ -81,7 +81,7 @@ def sync_key(
     TransientFault for a fault worth retrying. ``dry_run`` plans and writes nothing.
     """
     with _Runner(district_engine, state_engine, district_number, dry_run, retry=None) as runner:
-        return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, False)
+        return runner.key(get_object(spec), key, False)
 
 
 def sync_key_with_retries(
@@ -104,7 +104,7 @@ def sync_key_with_retries(
     """
     policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s, jitter=jitter, sleep=sleep)
     with _Runner(district_engine, state_engine, district_number, dry_run, retry=policy) as runner:
-        return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, False)
+        return runner.key(get_object(spec), key, False)
 
 
 def sync_with_dependencies(
@@ -124,7 +124,7 @@ def sync_with_dependencies(
     synced: <why>``. With ``retry`` None a transient fault is raised (TransientFault).
     """
     with _Runner(district_engine, state_engine, district_number, dry_run, retry=retry) as runner:
-        return runner.key(get_object(spec) if isinstance(spec, str) else spec, key, True)
+        return runner.key(get_object(spec), key, True)
 
 
 def sync_keys(
@@ -152,7 +152,7 @@ def sync_keys(
     retries the database is taken as down and BatchAborted (a TransientFault holding the
     outcomes so far) is raised instead of failing every remaining key slowly.
     """
-    spec = get_object(spec) if isinstance(spec, str) else spec
+    spec = get_object(spec)
     with _Runner(
         district_engine, state_engine, district_number, dry_run, retry=retry, snapshot=True
     ) as runner:

@@ -72,3 +72,17 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what the reliability and security suites tried (tests/tally.py)."""
+    import tally
+
+    lines = tally.report_lines()
+    if not lines:
+        return
+    terminalreporter.section("reliability and security tally")
+    for line in lines:
+        terminalreporter.line(line)
+    path = tally.write_file()
+    terminalreporter.line(f"(written to {path})")

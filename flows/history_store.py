@@ -19,13 +19,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import httpx
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -35,8 +33,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL
 
+from flows.api_client import api_client
 from selective_sync.districts import configured_districts, resolve_district
 from selective_sync.errors import BadInput
 from selective_sync.history import (
@@ -49,7 +47,7 @@ from selective_sync.history import (
 )
 from selective_sync.history_format import parse_history_key, parse_summary
 from selective_sync.reports.storage import ReportStorage
-from selective_sync.rights import Right, require
+from selective_sync.rights import Right, RightsError, require
 from selective_sync.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -97,8 +95,9 @@ def get_entry(run: str, *, user: str) -> HistoryEntry:
 def delete_entry(run: str, *, user: str) -> HistoryEntry:
     """Delete one finished entry: its artifacts, then its run. Needs D. Returns the entry."""
     require(user, Right.D)
+    may_read = _holds(user, Right.R)  # D alone does not read: no list of candidates
     with _client() as client:
-        flow_run = _find_run(client, run)
+        flow_run = _find_run(client, run, list_matches=may_read)
         entry = _entries(client, get_settings(), [flow_run], with_outcomes=False)[0]
         _refuse_unfinished(entry)
         _delete(client, flow_run.id)
@@ -129,16 +128,8 @@ def clear(district: int | None = None, *, user: str) -> ClearResult:
 # ---------------------------------------------------------------- reading
 
 
-@contextmanager
-def _client() -> Iterator[SyncPrefectClient]:
-    try:
-        with get_client(sync_client=True) as client:
-            yield client
-    except httpx.HTTPError as exc:
-        url = PREFECT_API_URL.value() or "the ephemeral API"
-        raise HistoryUnavailable(
-            f"the Prefect API that holds the Sync History ({url}) failed: {exc}"
-        ) from exc
+def _client():
+    return api_client(HistoryUnavailable, "the Sync History")
 
 
 def _sync_runs(client: SyncPrefectClient) -> Iterator[list[FlowRun]]:
@@ -174,15 +165,26 @@ def _district_entries(
     return found[:limit] if limit is not None else found
 
 
-def _find_run(client: SyncPrefectClient, run: str) -> FlowRun:
-    """The selective-sync run named by a run id, an id prefix or a run-name prefix."""
+def _holds(user: str, right: Right) -> bool:
+    try:
+        require(user, right)
+    except RightsError:
+        return False
+    return True
+
+
+def _find_run(client: SyncPrefectClient, run: str, *, list_matches: bool = True) -> FlowRun:
+    """The selective-sync run named by a run id, an id prefix or a run-name prefix.
+
+    When several match, the error lists them unless ``list_matches`` is false (a user
+    without R must not read the history through it)."""
     text = (run or "").strip()
     if not text:
         raise BadInput("no run given: use a run id (or its first characters) from history list")
     try:
         run_id = UUID(text)
     except ValueError:
-        return _find_by_prefix(client, text)
+        return _find_by_prefix(client, text, list_matches)
     try:
         flow_run = client.read_flow_run(run_id)
     except ObjectNotFound:
@@ -196,7 +198,7 @@ def _find_run(client: SyncPrefectClient, run: str) -> FlowRun:
     return flow_run
 
 
-def _find_by_prefix(client: SyncPrefectClient, text: str) -> FlowRun:
+def _find_by_prefix(client: SyncPrefectClient, text: str, list_matches: bool) -> FlowRun:
     lowered = text.lower()
     by_id = len(lowered) >= MIN_ID_PREFIX and all(c in "0123456789abcdef-" for c in lowered)
     matches = [
@@ -209,6 +211,10 @@ def _find_by_prefix(client: SyncPrefectClient, text: str) -> FlowRun:
         raise BadInput(
             f"no Sync History entry matches {text!r}: use a run id (at least "
             f"{MIN_ID_PREFIX} characters) or a run name from history list"
+        )
+    if len(matches) > 1 and not list_matches:
+        raise BadInput(
+            f"{text!r} matches {len(matches)} Sync History entries; give more of the run id"
         )
     if len(matches) > 1:
         shown = ", ".join(f"{str(r.id)[:8]} ({r.name})" for r in matches[:5])

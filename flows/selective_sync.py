@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
+from pydantic import StrictInt
 
 from selective_sync.districts import resolve_district
 from selective_sync.errors import SelectiveSyncError
@@ -21,6 +22,7 @@ from selective_sync.outcomes import apply_after_verification, failure_outcome
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import get_settings
 from selective_sync.sync import is_transient
+from selective_sync.sync.faults import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.reports import render_reports
 from tasks.retry import TRANSIENT_RETRIES
@@ -55,7 +57,8 @@ class RequestFailed(SelectiveSyncError):
 )
 def selective_sync(
     object: ObjectName,
-    ids: str | list[int],
+    # StrictInt: Prefect validates leniently, and [true] or [1.0] must not become ID 1.
+    ids: str | list[StrictInt],
     requested_by: str,
     district: int | None = None,
     check_dependencies: bool = False,
@@ -93,9 +96,7 @@ def selective_sync(
     progress_id = start_progress(config.number)
     outcomes = fan_out(spec.name, config.number, keys, check_dependencies, dry_run, progress_id)
 
-    if not dry_run:
-        after = verify_object_task(spec.name, config.number, quote(keys))
-        apply_after_verification(outcomes, after)
+    unverified = None if dry_run else verify_after(spec.name, config.number, keys, outcomes)
     result = SyncResult(
         object=spec.name,
         district_number=config.number,
@@ -107,15 +108,41 @@ def selective_sync(
         dry_run=dry_run,
         keys=[outcomes[k] for k in keys],
     )
-    publish_history(quote(result))
+    status = "Failed" if unverified is not None else request_status(result)
+    publish_history(quote(result), status)
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
     deliver_reports(result)
-    if request_status(result) == "Failed":
+    if unverified is not None:
+        raise RequestFailed(
+            "the request could not be processed: the after-sync verification could not "
+            f"read the databases after retries ({unverified}); records "
+            f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
+            "every key's outcome is in the Sync History"
+        )
+    if status == "Failed":
         raise RequestFailed(
             f"the request could not be processed: every key failed on a database fault "
             f"({result.keys[0].reason})"
         )
     return result
+
+
+def verify_after(
+    object_name: str, district: int, keys: list[int], outcomes: dict[int, KeyOutcome]
+) -> str | None:
+    """Verify the keys again, failing any key reported synced that still differs.
+
+    Returns None, or why the verification could not run (a database down after the
+    retries): the outcomes are then kept as the fan-out left them, so the Sync History
+    still says which keys were written before the fault and which failed.
+    """
+    state = verify_object_task(object_name, district, quote(keys), return_state=True)
+    after = state.result(raise_on_failure=False)
+    if isinstance(after, BaseException):
+        get_run_logger().error("The after-sync verification failed: %s", first_line(after))
+        return first_line(after)
+    apply_after_verification(outcomes, after)
+    return None
 
 
 def authorise_sync(requested_by: str) -> None:

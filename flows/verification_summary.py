@@ -1,23 +1,30 @@
-"""The Verification Summary flow: per district and object, how far the state has drifted."""
+"""The Verification Summary flow: per district and object, how far the state has drifted.
+
+Each run stores the district's summary (merged: objects it did not verify keep their
+earlier results and timestamps) and renders the reports of the summary as it now stands,
+with each object's accuracy over the last runs. It returns what it verified itself.
+"""
 
 from __future__ import annotations
 
 import getpass
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from selective_sync.db import check_schema, make_engine
+from flows.verification_store import complete_summary, latest_rows, load_trend
+from selective_sync.db import check_databases
 from selective_sync.districts import resolve_district
+from selective_sync.errors import SelectiveSyncError
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
 from selective_sync.rights import Right, require
 from selective_sync.settings import get_settings
-from selective_sync.summary_format import md_cell, percent
+from selective_sync.summary_format import percent
+from selective_sync.summary_store import AccuracyTrend, StoredSummaryError
 from tasks.reports import render_verification_reports
-from tasks.verify import verify_object_task
+from tasks.verify import store_summary, verify_object_task
 
 
 @flow(
@@ -30,11 +37,12 @@ def verification_summary(
     objects: list[ObjectName] | None = None,
     requested_by: str | None = None,
 ) -> DistrictVerification:
-    """Verify district against state for every object and publish the summary and reports.
+    """Verify district against state, store the district's summary and render its reports.
 
     Args:
         district: District number (default: the configured district).
-        objects: Objects to verify (default: every object in the registry).
+        objects: Objects to verify (default: every object in the registry). The others
+            keep their stored results and timestamps.
         requested_by: Who asks; when given, needs the R right, and the report links are
             issued to this user. Default: the account running the flow.
     """
@@ -43,13 +51,8 @@ def verification_summary(
     if requested_by is not None:
         require(requested_by, Right.R)
     config = resolve_district(settings, district)
-    for url, side in ((config.url, "district"), (settings.resolved_state_url, "state")):
-        engine = make_engine(url)
-        try:
-            check_schema(engine, side)
-        finally:
-            engine.dispose()
-    names = [str(o) for o in objects] if objects else object_names()
+    check_databases(config.url, settings.resolved_state_url)
+    names = list(dict.fromkeys(str(o) for o in objects)) if objects else object_names()
     futures = [verify_object_task.submit(name, config.number) for name in names]
     summary = DistrictVerification(
         district_number=config.number,
@@ -62,39 +65,32 @@ def verification_summary(
         config.name,
         percent(summary.overall_accuracy),
     )
-    create_markdown_artifact(
-        key=f"verification-summary-{config.number}",
-        markdown=summary_markdown(summary),
-        description=f"Verification Summary of district {config.number}",
-    )
-    deliver_reports(summary, requested_by or getpass.getuser())
+    # Read before storing: the rows of objects this run does not verify are kept as stored.
+    try:
+        previous = latest_rows(config.number)
+    except StoredSummaryError as exc:
+        # An unreadable stored summary must not block storing a good one.
+        logger.warning("Storing only the objects this run verified: %s", exc)
+        previous = None
+    rows = store_summary(quote(summary), config.number, flow_run.get_id(), previous)
+    try:
+        current = complete_summary(config.number, rows, summary)
+        trend = load_trend(config.number)
+    except SelectiveSyncError as exc:
+        # An earlier run's issues are unreadable: this run's results are stored all the same.
+        logger.warning("Reporting only the objects this run verified: %s", exc)
+        current, trend = summary, None
+    deliver_reports(current, trend, requested_by or getpass.getuser())
     return summary
 
 
-def deliver_reports(summary: DistrictVerification, user: str) -> None:
+def deliver_reports(summary: DistrictVerification, trend: AccuracyTrend | None, user: str) -> None:
     """Render and link the PDF, DOCX and CSV; a failure is logged and the run stays Complete
-    (the summary artifact holds the figures; ``selective-sync summary --report`` rebuilds)."""
-    state = render_verification_reports(quote(summary), flow_run.get_id(), user, return_state=True)
+    (the summary is stored; ``selective-sync summary --report`` rebuilds the reports)."""
+    state = render_verification_reports(
+        quote(summary), flow_run.get_id(), user, quote(trend), return_state=True
+    )
     if state.is_failed():
         get_run_logger().error(
             "The Verification Summary reports could not be made: %s", state.message
         )
-
-
-def summary_markdown(summary: DistrictVerification) -> str:
-    lines = [
-        f"# Verification Summary: {summary.district_number} {md_cell(summary.district_name)}",
-        "",
-        f"Overall accuracy: **{percent(summary.overall_accuracy)}**",
-        "",
-        "| Object | Accuracy | Timestamp | Distinct | At District | At State | Errors "
-        "| Missing at state | Missing at district | Mismatched |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for o in summary.objects:
-        lines.append(
-            f"| {o.object} | {percent(o.accuracy)} | {o.verified_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"| {o.distinct} | {o.at_district} | {o.at_state} | {o.errors} "
-            f"| {len(o.missing_at_state)} | {len(o.missing_at_district)} | {len(o.mismatched)} |"
-        )
-    return "\n".join(lines)

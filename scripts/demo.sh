@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
+# Each command starts Prefect's ephemeral API (11-17 s); give a busy machine more than 20 s.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-90}
 export SELECTIVE_SYNC_DATA_DIR=${SELECTIVE_SYNC_DATA_DIR:-$PWD/.demo-data}
 ss=.venv/bin/selective-sync
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; export COLUMNS=${COLUMNS:-150}; fi
@@ -15,7 +17,11 @@ pick() { .venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); p
 step demo --persons 2000
 # The first administrator (kept in $SELECTIVE_SYNC_DATA_DIR/rights.db across demo runs).
 "$ss" rights list --user demo-admin >/dev/null 2>&1 || step rights bootstrap demo-admin
-step summary
+# The summary keeps its results until a Re-Verify; the demo was just rebuilt, so re-verify
+# (a summary stored by an earlier demo run would describe the previous databases).
+step summary --reverify --user demo-admin
+echo; echo "# The stored summary, shown again without verifying (each object has its timestamp):"
+step summary --object PersonIdentity --user demo-admin
 
 orphan=$(pick 'm["will_fail"]["Enrollment"]["parent_missing"][0]')
 mismatched=$(pick 'm["PersonIdentity"]["mismatched"][0]')
@@ -26,4 +32,6 @@ echo; echo "# ... and succeeds with --check-dependencies, which syncs the person
 step sync Enrollment "$orphan" --user demo-admin --check-dependencies
 echo; echo "# A mismatched person, a person missing at the state, and an ID that does not exist:"
 step sync PersonIdentity "$mismatched, $missing, 99999999" --user demo-admin
-step summary
+echo; echo "# Re-Verify after the syncs (a plain summary would show the stored results from before):"
+step summary --reverify --user demo-admin
+step summary --trend --user demo-admin

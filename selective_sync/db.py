@@ -92,3 +92,15 @@ def check_schema(engine: Engine, side: str) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def check_databases(district_url: str | None = None, state_url: str | None = None) -> None:
+    """``check_schema`` for each database given, each with a short-lived engine of its own."""
+    for url, side in ((district_url, "district"), (state_url, "state")):
+        if url is None:
+            continue
+        engine = make_engine(url)
+        try:
+            check_schema(engine, side)
+        finally:
+            engine.dispose()

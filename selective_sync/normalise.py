@@ -7,15 +7,26 @@ no SQLAlchemy result processor rewrites the values (rows are read from raw DBAPI
 anyway; the types matter for callers that execute the select through SQLAlchemy).
 
 Full scans read a *packed* row instead: ``(key, text)`` where the text joins every
-normalised value, each followed by ``SEP``, NULL written as ``NULL_MARK`` + ``SEP``. The
-database builds it with plain concatenation, so equal records still give equal tuples on
-every engine, and the driver makes 2 Python objects per row instead of one per column:
-measured 20% faster on a million SQLite rows, where creating Python objects is most of the
-cost. ``unpack`` turns a packed text back into the values for the column differences.
+normalised value in registry order, each value followed by ``SEP`` (U+001F) and a NULL
+written as ``NULL_MARK`` (U+001E) alone, so NULL differs from ''. The database builds it
+with plain concatenation, so equal records still give equal tuples on every engine, and the
+driver makes 2 Python objects per row instead of one per column: measured 20% faster on a
+million SQLite rows, where creating Python objects is most of the cost.
+
+The packing is a one-to-one map only on *clean* rows, whose values hold neither character;
+a value holding one could make two different records pack alike (a value of exactly
+U+001E against NULL, or U+001F moved from one value to the next). Every column adds at
+least one of the two characters to the text and a clean one exactly one, so a row is clean
+iff ``count(SEP) + count(NULL_MARK)`` equals the number of compared columns
+(``packed_is_clean``; verification counts a whole window of rows at once). Two clean texts
+are equal iff their records are; verification settles the keys whose row is not clean on
+either side, equal texts or not, from the typed rows (``compared_select``).
+``unpack`` turns a clean packed text back into the values for the column differences.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Date, Integer, Select, String, and_, cast, func, literal_column, select
@@ -101,46 +112,57 @@ def compared_select(
 SEP = "\x1f"
 """ASCII unit separator: ends every value in a packed row."""
 NULL_MARK = "\x1e"
-"""ASCII record separator: a NULL value in a packed row (so NULL differs from '')."""
+"""ASCII record separator: stands alone for a NULL value in a packed row (so NULL differs
+from '', which packs as ``SEP`` alone)."""
 
 
 def packed_select(spec: ObjectSpec, side: Side, district_number: int, dialect_name: str) -> Select:
     """SELECT key, packed normalised row (see the module docstring); same FROM and WHERE.
 
     Ints become their decimal text and the other normalisers yield text already, so the
-    packed text is identical on SQLite, PostgreSQL and MySQL for equal records. The packing
-    is unambiguous unless a value itself contains U+001F, or is exactly U+001E: control
-    characters that student records do not hold (``unpack`` detects the first case).
+    packed text is identical on SQLite, PostgreSQL and MySQL for equal records. It is
+    unambiguous only for clean rows (``packed_is_clean``); callers must settle the others
+    from the typed rows.
     """
     base = compared_select(spec, side, district_number, dialect_name)
     key, *values = base.selected_columns
     sep = literal_column(f"'{SEP}'", String)
-    null = literal_column(f"'{NULL_MARK}{SEP}'", String)
+    null = literal_column(f"'{NULL_MARK}'", String)
     packed = None
     for compared, value in zip(spec.compared, values, strict=True):
         text = value.element  # the expression, without its label
         if compared.normalise in ("int", "exact"):
             text = cast(text, String)
-        # String + String renders || on SQLite/PostgreSQL and concat() on MySQL.
+        # String + String renders || on SQLite/PostgreSQL and concat() on MySQL; all three
+        # give NULL when either side is NULL, which coalesce turns into the NULL mark.
         part = func.coalesce(text + sep, null, type_=String)
         packed = part if packed is None else packed + part
     return base.with_only_columns(key, packed.label("packed"))
 
 
+def packed_is_clean(spec: ObjectSpec, packed: str) -> bool:
+    """True iff no value of the packed row holds ``SEP`` or ``NULL_MARK``, so that the text
+    stands for exactly one record (see the module docstring)."""
+    return packed.count(SEP) + packed.count(NULL_MARK) == len(spec.compared)
+
+
+_PART = re.compile(f"{NULL_MARK}|[^{NULL_MARK}{SEP}]*{SEP}")
+
+
 def unpack(spec: ObjectSpec, packed: str) -> tuple[Any, ...] | None:
-    """The normalised values of a packed row (ints as int), or None if it does not split
-    into one value per compared column (a value held U+001F)."""
-    parts = packed.split(SEP)
-    if len(parts) != len(spec.compared) + 1 or parts[-1]:
+    """The normalised values of a clean packed row (ints as int), or None if the row is
+    not clean (a value held U+001F or U+001E)."""
+    if not packed_is_clean(spec, packed):
         return None
     values: list[Any] = []
-    for compared, part in zip(spec.compared, parts, strict=False):
+    for compared, match in zip(spec.compared, _PART.finditer(packed), strict=True):
+        part = match.group()
         if part == NULL_MARK:
             values.append(None)
         elif compared.normalise == "int":
-            values.append(int(part))
+            values.append(int(part[:-1]))
         else:
-            values.append(part)
+            values.append(part[:-1])
     return tuple(values)
 
 

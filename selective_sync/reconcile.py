@@ -54,6 +54,8 @@ class ObjectReconciliation:
 
     plan: ObjectPlan
     accuracy_before: float
+    # From the re-verification after the syncs; None when nothing was sent or it failed.
+    accuracy_after: float | None = None
     sync_run_id: str | None = None
     synced: int = 0
     unchanged: int = 0
@@ -199,17 +201,17 @@ def reconcile_markdown(result: ReconcileResult) -> str:
         f"Keys sent: **{result.sent:,}**, succeeded: **{result.succeeded:,}**, "
         f"failed: **{result.failed:,}**, left over for the next run: **{result.leftover:,}**.",
         "",
-        "| District | Object | Accuracy before | Missing at state | Mismatched | Sent "
-        "| Synced | Unchanged | Not found | Failed | Left over | Missing at district "
+        "| District | Object | Accuracy before | Accuracy after | Missing at state | Mismatched "
+        "| Sent | Synced | Unchanged | Not found | Failed | Left over | Missing at district "
         "| Selective sync run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for district in result.districts:
         label = f"{district.district_number} {md_escape(district.district_name)}"
         if district.error:
             lines.append(
                 f"| {label} | (verification failed: {md_escape(district.error)}) "
-                "| | | | | | | | | | | |"
+                "| | | | | | | | | | | | |"
             )
         for o in district.objects:
             run = o.sync_run_id or ("" if o.sent else "nothing to send")
@@ -217,12 +219,13 @@ def reconcile_markdown(result: ReconcileResult) -> str:
                 run = f"{run} failed: {md_escape(o.error)}".strip()
             lines.append(
                 f"| {label} | {o.object} | {o.accuracy_before:.2f}% "
+                f"| {'' if o.accuracy_after is None else f'{o.accuracy_after:.2f}%'} "
                 f"| {o.plan.missing_at_state:,} | {o.plan.mismatched:,} | {o.sent:,} "
                 f"| {o.synced:,} | {o.unchanged:,} | {o.not_found:,} | {o.failed:,} "
                 f"| {o.leftover:,} | {o.plan.missing_at_district:,} | {run} |"
             )
     if not result.districts:
-        lines.append("| | | | | | | | | | | | | |")
+        lines.append("| | | | | | | | | | | | | | |")
     lines += [
         "",
         "*Missing at district* records exist only at the state; the district is the source "

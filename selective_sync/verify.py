@@ -4,10 +4,15 @@ Both databases are read as two independent streams of normalised rows ordered by
 ``normalise``: each row is ``(key, packed text of the compared values)``), so the two may
 be different engines on different servers; no SQL ever spans both. The streams are
 merged in key windows: each round takes a chunk from each side, settles every key up to the
-smaller of the two chunks' last keys and carries the rest over. Equal windows are skipped
-with one C-level list comparison; unequal ones are bisected by key until the differing rows
-are isolated. Memory is a few chunks per side, however large the district, plus the result
-itself (its key lists and record issues grow with the number of differences).
+smaller of the two chunks' last keys and carries the rest over. Each window's packed texts
+are first checked to be clean (one C-level join and two counts for the whole window of the
+district side; a state row needs checking only if it differs from the district's); the
+rare rows that are not (a value holds U+001F or U+001E, so their text may equal another
+record's) are set aside and settled afterwards from their typed rows, whether their texts
+are equal or not. Equal windows are then skipped with one C-level list comparison; unequal
+ones are bisected by key until the differing rows are isolated. Memory is a few chunks per
+side, however large the district, plus the result itself (its key lists and record issues
+grow with the number of differences).
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ from sqlalchemy import Connection, Engine, Select
 from .db import check_schema
 from .errors import BadInput
 from .models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
-from .normalise import Side, compared_labels, compared_select, key_column, packed_select, unpack
+from .normalise import (
+    NULL_MARK,
+    SEP,
+    Side,
+    compared_labels,
+    compared_select,
+    key_column,
+    packed_is_clean,
+    packed_select,
+    unpack,
+)
 from .registry import ObjectSpec, get_object, object_names
 
 log = logging.getLogger(__name__)
@@ -45,6 +60,10 @@ _PREFETCH_DEPTH = 1
 """Chunks a reader thread may hold ready beyond the one being merged (bounds memory)."""
 
 _key = itemgetter(0)
+_text = itemgetter(1)
+_UNCLEAN = object()
+"""Stands in for the text of a district row that is not clean, so that its key always
+compares unequal and reaches ``_mismatch`` (bisection uses keys only)."""
 Row = tuple[Any, ...]
 
 
@@ -227,7 +246,11 @@ class _Collector:
         self.labels = compared_labels(spec)
         self.with_diffs = with_diffs
         self.packed = packed
-        self.undecoded: list[int] = []  # indexes in issues of mismatches to diff from typed rows
+        self.columns = len(self.labels)
+        # Indexes in issues of mismatches to settle from typed rows: a row that is not clean
+        # on either side (equal or not: dropped there if the typed values are equal), or a
+        # packed text that did not unpack.
+        self.undecoded: list[int] = []
         self.at_district = 0
         self.at_state = 0
         self.missing_at_state: list[int] = []
@@ -239,7 +262,24 @@ class _Collector:
         """Settle every key of one window (all keys up to the same bound on both sides)."""
         self.at_district += len(district)
         self.at_state += len(state)
+        if self.packed:
+            district = self._set_aside_unclean(district)
         self._compare(district, state)
+
+    def _set_aside_unclean(self, district: list[Row]) -> list[Row]:
+        """The district rows with every row that is not clean (see ``normalise``) made to
+        compare unequal. Clean rows add exactly one SEP or NULL_MARK per column, any other
+        row more: so one join and two C-level counts clear the whole window.
+
+        The state side needs no such pass: a state row equal to a clean district row is
+        clean, one of a key missing at the district is reported whatever its text, and any
+        other reaches ``_mismatch``, which checks it.
+        """
+        text = "".join(map(_text, district))
+        if text.count(SEP) + text.count(NULL_MARK) == self.columns * len(district):
+            return district
+        spec = self.spec
+        return [row if packed_is_clean(spec, row[1]) else (row[0], _UNCLEAN) for row in district]
 
     def _compare(self, district: list[Row], state: list[Row]) -> None:
         # A C-level list comparison skips equal windows; unequal ones are bisected by key so
@@ -288,7 +328,10 @@ class _Collector:
     def _mismatch(self, key: int, d_row: Row, s_row: Row) -> None:
         self.mismatched.append(key)
         diffs: tuple[ColumnDiff, ...] = ()
-        if self.with_diffs:
+        if self.packed and (d_row[1] is _UNCLEAN or not packed_is_clean(self.spec, s_row[1])):
+            # Possibly equal after all: the typed read decides (and drops it if so).
+            self.undecoded.append(len(self.issues))
+        elif self.with_diffs:
             d_values, s_values = self._values(d_row), self._values(s_row)
             if d_values is None or s_values is None:
                 self.undecoded.append(len(self.issues))
@@ -429,16 +472,31 @@ def _diff_from_typed_rows(
     district_number: int,
     sink: _Collector,
 ) -> None:
-    """Column differences of mismatches whose packed row did not split (a value held the
-    separator): read those keys' typed rows again and compare them column by column."""
+    """Settle the mismatches the packed rows could not (``sink.undecoded``: a value held
+    U+001F or U+001E on either side): read those keys' typed rows again and compare them
+    column by column. Equal typed rows are in sync: their issue and key are dropped. Others
+    stay mismatched, with their column differences if the sink wants them (none if the key
+    has gone from either side since: it changed meanwhile, so it is kept)."""
     keys = [sink.issues[i].key for i in sink.undecoded]
     district = fetch_compared_rows(district_engine, spec, "district", district_number, keys)
     state = fetch_compared_rows(state_engine, spec, "state", district_number, keys)
+    in_sync: set[int] = set()
     for index in sink.undecoded:
         key = sink.issues[index].key
-        if key in district and key in state:  # else it changed since: keep it without diffs
+        if key in district and key in state:
             diffs = column_diffs(sink.labels, district[key], state[key])
-            sink.issues[index] = RecordIssue(key, "mismatched", diffs)
+            if not diffs:
+                in_sync.add(key)
+            elif sink.with_diffs:
+                sink.issues[index] = RecordIssue(key, "mismatched", diffs)
+    sink.undecoded = []
+    if in_sync:
+        sink.mismatched = [key for key in sink.mismatched if key not in in_sync]
+        sink.issues = [
+            issue
+            for issue in sink.issues
+            if not (issue.issue == "mismatched" and issue.key in in_sync)
+        ]
 
 
 def verify_district(

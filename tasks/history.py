@@ -38,11 +38,11 @@ def update_progress(artifact_id: UUID, progress: float) -> None:
 
 
 @task(name="publish_history", task_run_name="publish-history", cache_policy=NO_CACHE)
-def publish_history(result: SyncResult) -> None:
-    """Store the request's summary and per-key outcomes as this run's history artifacts."""
+def publish_history(result: SyncResult, status: str | None = None) -> None:
+    """Store the request's summary (``status`` overriding the outcomes') and per-key outcomes."""
     create_markdown_artifact(
         key=history_key(result.district_number),
-        markdown=history_markdown(result),
+        markdown=history_markdown(result, status),
         # Descriptions render as markdown in the UI: the user name must print literally.
         description=f"{result.object} sync by {md_escape(result.requested_by)}",
     )

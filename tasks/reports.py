@@ -18,6 +18,7 @@ from selective_sync.reports.storage import (
     StoredReport,
     store_reports,
 )
+from selective_sync.summary_store import AccuracyTrend
 
 SERVER_HINT = "served by `selective-sync reports serve`"
 
@@ -54,10 +55,12 @@ def render_reports(result: SyncResult, run_id: str) -> list[str]:
     task_run_name="render-verification-reports",
     cache_policy=NO_CACHE,
 )
-def render_verification_reports(summary: DistrictVerification, run_id: str, user: str) -> list[str]:
+def render_verification_reports(
+    summary: DistrictVerification, run_id: str, user: str, trend: AccuracyTrend | None = None
+) -> list[str]:
     """Render the Verification Summary as PDF, DOCX and CSV, store them, link them."""
     logger = get_run_logger()
-    report = verification_report_from_result(summary, datetime.now(UTC))
+    report = verification_report_from_result(summary, datetime.now(UTC), trend)
     number = summary.district_number
     refs = [StoredReport.verification(number, run_id, fmt) for fmt in VERIFICATION_FORMATS]
     links = store_reports(report, refs, user)

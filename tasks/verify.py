@@ -1,14 +1,24 @@
-"""Verification tasks."""
+"""Verification tasks: verify an object, store the district's Verification Summary."""
 
 from __future__ import annotations
 
-from prefect import task
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from selective_sync.districts import resolve_district
-from selective_sync.models import ObjectVerification
+from selective_sync.models import DistrictVerification, ObjectVerification
 from selective_sync.registry import get_object
 from selective_sync.settings import get_settings
+from selective_sync.summary_store import (
+    encode_summary,
+    issues_key,
+    merge_rows,
+    summary_description,
+    summary_key,
+)
 from selective_sync.verify import verify_object
 
 from .engines import engine_for
@@ -35,3 +45,38 @@ def verify_object_task(
         keys,
         chunk_rows=settings.verify_chunk_rows,
     )
+
+
+@task(name="store_summary", task_run_name="store-summary-{district}", cache_policy=NO_CACHE)
+def store_summary(
+    summary: DistrictVerification,
+    district: int,
+    run_id: str,
+    previous: list[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """Store the verified objects' record issues and the merged summary as artifacts."""
+    logger = get_run_logger()
+    rows, chunks = encode_summary(summary, run_id)
+    # Issues first: a summary row never refers to issues that are not stored yet.
+    for chunk in chunks:
+        create_table_artifact(
+            key=issues_key(district),
+            table=chunk.table,
+            description=f"{chunk.description} (verification of district {district})",
+        )
+    merged = merge_rows(previous, rows)
+    create_table_artifact(
+        key=summary_key(district),
+        table=merged,
+        description=summary_description(summary.district_name, district, merged),
+    )
+    logger.info(
+        "Stored the Verification Summary of district %s: %s objects verified, %s issue rows "
+        "in %s chunks (largest %s bytes)",
+        district,
+        len(rows),
+        sum(c.rows for c in chunks),
+        len(chunks),
+        max((c.size_bytes for c in chunks), default=0),
+    )
+    return merged

@@ -30,11 +30,19 @@ def clean_env(tmp_path) -> dict[str, str]:
     return env
 
 
-def test_demo_then_summary_json_matches_manifest(clean_env, tmp_path):
+def test_demo_then_summary_json_matches_manifest(clean_env, tmp_path, prefect_api):
+    import prefect.settings
+
+    # The summary is stored in the session's Prefect API (the child is told explicitly);
+    # --reverify: every demo is district 275, so what is stored may be another test's.
+    clean_env["PREFECT_API_URL"] = prefect.settings.PREFECT_API_URL.value()
     run(["demo", "--persons", "300", "--seed", "3"], clean_env)
+    run(["rights", "bootstrap", "tester"], clean_env)
     data = tmp_path / "data"
     manifest = json.loads((data / "manifest.json").read_text())
-    summary = json.loads(run(["summary", "--json"], clean_env).stdout)
+    summary = json.loads(
+        run(["summary", "--reverify", "--json", "--user", "tester"], clean_env).stdout
+    )
     assert summary["district"]["number"] == 275
     assert summary["district"]["name"] == "MAPLE VALLEY"
     by_object = {o["object"]: o for o in summary["objects"]}
@@ -49,7 +57,7 @@ def test_demo_then_summary_json_matches_manifest(clean_env, tmp_path):
         assert entry["distinct"] == entry["at_district"] + len(entry["missing_at_district"])
         expected = round(100 * (entry["distinct"] - errors) / entry["distinct"], 2)
         assert entry["accuracy"] == expected
-    table = run(["summary", "--object", "enrollment"], clean_env).stdout
+    table = run(["summary", "--object", "enrollment", "--user", "tester"], clean_env).stdout
     assert "Verification Summary" in table and "Enrollment" in table
     assert "PersonIdentity" not in table
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -26,8 +28,14 @@ def test_flow_finds_the_manifest_and_publishes_the_summary(demo):
         )
     assert artifacts, "no verification-summary-275 artifact"
     latest = max(artifacts, key=lambda a: a.created)
-    assert "MAPLE VALLEY" in latest.data
-    assert f"{summary.overall_accuracy:.2f}%" in latest.data
+    assert latest.type == "table"
+    assert "MAPLE VALLEY" in latest.description
+    assert f"{summary.overall_accuracy:.2f}%" in latest.description
+    rows = {r["object"]: r for r in json.loads(latest.data)}
+    assert set(rows) == set(by_object)
+    for name, result in by_object.items():
+        assert rows[name]["verified_at"] == result.verified_at.isoformat()
+        assert rows[name]["errors"] == result.errors
 
 
 def test_flow_refuses_an_unknown_district(demo):

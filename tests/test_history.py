@@ -278,7 +278,7 @@ def test_clear_removes_this_districts_entries_only(demo, admin, three_keys, othe
 
 
 def test_every_refusal_changes_nothing(demo, admin, three_keys, monkeypatch):
-    from flows import history_maintenance, history_store
+    from flows import api_client, history_maintenance, history_store
 
     run_id, _ = run_sync("PersonIdentity", three_keys, admin)
     grant(admin, "reader", "R")
@@ -291,7 +291,7 @@ def test_every_refusal_changes_nothing(demo, admin, three_keys, monkeypatch):
         raise AssertionError("the Prefect API was used before the rights check")
 
     with monkeypatch.context() as patch:
-        patch.setattr(history_store, "get_client", no_api)
+        patch.setattr(api_client, "get_client", no_api)
         refusals = [
             (lambda u: history_store.list_entries(user=u), ["nobody", "deleter"]),
             (lambda u: history_store.get_entry(run_id, user=u), ["nobody", "deleter"]),

@@ -12,7 +12,7 @@ from selective_sync.db import make_engine
 from selective_sync.errors import BadInput, DatabaseUnavailable, SchemaMissing
 from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.models import ISSUE_KINDS, ColumnDiff, accuracy
-from selective_sync.normalise import NULL_MARK, SEP, unpack
+from selective_sync.normalise import NULL_MARK, SEP, packed_is_clean, unpack
 from selective_sync.registry import REGISTRY, get_object
 from selective_sync.settings import DEMO_DISTRICT_NUMBER, sqlite_url
 from selective_sync.verify import (
@@ -190,10 +190,120 @@ def test_value_holding_the_separator_still_gets_its_column_diffs(dbs: Dbs) -> No
 
 def test_unpack_round_trip() -> None:
     spec = get_object("Graduation")  # person_id int, diploma_type trim, date, int
-    packed = f"12{SEP}RG{SEP}{NULL_MARK}{SEP}2025{SEP}"
+    packed = f"12{SEP}RG{SEP}{NULL_MARK}2025{SEP}"
+    assert packed_is_clean(spec, packed)
     assert unpack(spec, packed) == (12, "RG", None, 2025)
-    assert unpack(spec, f"12{SEP}{SEP}{NULL_MARK}{SEP}2025{SEP}") == (12, "", None, 2025)
-    assert unpack(spec, f"12{SEP}R{SEP}G{SEP}{NULL_MARK}{SEP}2025{SEP}") is None
+    assert unpack(spec, f"12{SEP}{SEP}{NULL_MARK}2025{SEP}") == (12, "", None, 2025)
+    assert unpack(spec, f"{NULL_MARK}{NULL_MARK}{NULL_MARK}{NULL_MARK}") == (None,) * 4
+    # A value holding either character makes the row unclean: no values from it.
+    for unclean in (
+        f"12{SEP}R{SEP}G{SEP}{NULL_MARK}2025{SEP}",
+        f"12{SEP}{NULL_MARK}{SEP}{NULL_MARK}2025{SEP}",
+    ):
+        assert not packed_is_clean(spec, unclean)
+        assert unpack(spec, unclean) is None
+
+
+def packed_texts(dbs: Dbs, key: int) -> tuple[str, str]:
+    """The packed text of one key on each side, as the full scan reads it."""
+    texts = []
+    for engine, side in ((dbs.district, "district"), (dbs.state, "state")):
+        rows = [
+            row
+            for chunk in _side_chunks(engine, PERSON, side, DISTRICT, None, 100)
+            for row in chunk
+        ]
+        texts.append(dict(rows)[key])
+    return texts[0], texts[1]
+
+
+# (district identity fields, state identity fields, the column diffs): different records
+# whose packed texts are equal (or were, before NULL packed as the mark alone).
+COLLISIONS = {
+    "exactly U+001E vs NULL": (
+        {"middle_name": NULL_MARK},
+        {"middle_name": None},
+        (ColumnDiff("middle_name", NULL_MARK, None),),
+    ),
+    "U+001F shifted to the next value": (
+        {"last_name": f"A{SEP}B", "first_name": "C"},
+        {"last_name": "A", "first_name": f"B{SEP}C"},
+        (ColumnDiff("last_name", f"A{SEP}B", "A"), ColumnDiff("first_name", "C", f"B{SEP}C")),
+    ),
+    "U+001E then '' vs NULL then U+001F": (
+        {"middle_name": NULL_MARK, "suffix": ""},
+        {"middle_name": None, "suffix": SEP},
+        (ColumnDiff("middle_name", NULL_MARK, None), ColumnDiff("suffix", "", SEP)),
+    ),
+}
+
+
+@pytest.mark.parametrize("swapped", [False, True], ids=["as listed", "sides swapped"])
+@pytest.mark.parametrize("case", list(COLLISIONS))
+def test_records_whose_packed_texts_collide_are_mismatched(
+    dbs: Dbs, case: str, swapped: bool
+) -> None:
+    d_fields, s_fields, diffs = COLLISIONS[case]
+    if swapped:  # the state's row is the unclean one (or both are)
+        d_fields, s_fields = s_fields, d_fields
+        diffs = tuple(ColumnDiff(d.column, d.state, d.district) for d in diffs)
+    for pid in range(1, 41):  # clean equal neighbours in the same windows
+        dbs.add_both(pid)
+    dbs.add_both(41, district_identity=d_fields, state_identity=s_fields)
+    for pid in range(42, 81):
+        dbs.add_both(pid)
+    if case != "exactly U+001E vs NULL":  # that one differs now that NULL packs as the mark alone
+        d_text, s_text = packed_texts(dbs, 41)
+        assert d_text == s_text  # so only the cleanliness check can tell them apart
+    for chunk_rows in (1, 7, 20_000):
+        for keys in (None, [41], [3, 41, 77]):
+            result = dbs.verify(keys=keys, chunk_rows=chunk_rows)
+            assert key_sets(result) == ([], [], [41]), (chunk_rows, keys)
+            assert [(i.key, i.issue, i.diffs) for i in result.issues] == [(41, "mismatched", diffs)]
+            assert result.at_district == result.at_state == (80 if keys is None else len(keys))
+    bare = dbs.verify(with_diffs=False)
+    assert key_sets(bare) == ([], [], [41])
+    assert bare.issues[0].diffs == ()
+
+
+def test_collision_in_the_verification_summary(dbs: Dbs) -> None:
+    for pid, (d_fields, s_fields, _) in enumerate(COLLISIONS.values(), start=1):
+        dbs.add_both(pid, district_identity=d_fields, state_identity=s_fields)
+    summary = verify_district(dbs.district, dbs.state, DISTRICT, "MAPLE VALLEY")
+    person = summary.objects[0]
+    assert key_sets(person) == ([], [], [1, 2, 3])
+    assert [i.diffs for i in person.issues] == [diffs for _, _, diffs in COLLISIONS.values()]
+
+
+def test_equal_values_holding_the_marks_are_in_sync(dbs: Dbs) -> None:
+    """Rows that are not clean go to the typed read, which finds them equal: not reported."""
+    equal_unclean = {
+        2: {"last_name": f"Sm{NULL_MARK}ith"},  # U+001E inside a value
+        3: {"middle_name": NULL_MARK},  # exactly U+001E on both sides
+        4: {"last_name": f"A{SEP}B", "first_name": f"{SEP}C{SEP}", "suffix": SEP},
+        5: {"state_id": f"{SEP}{NULL_MARK}", "middle_name": None, "suffix": ""},
+    }
+    dbs.add_both(1)
+    for pid, fields in equal_unclean.items():
+        dbs.add_both(pid, **fields)
+    # Among them: a real difference on an unclean row, NULL vs '', a missing key.
+    dbs.add_both(
+        6, last_name=f"X{SEP}", district_identity={"gender": "M"}, state_identity={"gender": "F"}
+    )
+    dbs.add_both(7, district_identity={"middle_name": None}, state_identity={"middle_name": ""})
+    dbs.add_person("district", 8, last_name=f"Sm{SEP}ith")
+    dbs.add_both(9, suffix=f"Jr{NULL_MARK}")
+    for chunk_rows in (1, 2, 20_000):
+        for keys in (None, range(1, 10)):
+            result = dbs.verify(keys=keys, chunk_rows=chunk_rows)
+            assert key_sets(result) == ([8], [], [6, 7]), (chunk_rows, keys)
+            assert [(i.key, i.issue, i.diffs) for i in result.issues] == [
+                (6, "mismatched", (ColumnDiff("gender", "M", "F"),)),
+                (7, "mismatched", (ColumnDiff("middle_name", None, ""),)),
+                (8, "missing_at_state", ()),
+            ]
+            assert (result.at_district, result.at_state, result.errors) == (9, 8, 3)
+    assert key_sets(dbs.verify(with_diffs=False)) == ([8], [], [6, 7])
 
 
 def test_current_identity_is_what_is_compared(dbs: Dbs) -> None:

@@ -16,12 +16,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import demo, history, initdb, report, rights, summary, sync
+    from . import demo, find, history, initdb, report, rights, summary, sync
 
     app.command()(demo.demo)
     app.command("init-db")(initdb.init_db)
     app.command()(summary.summary)
     app.command()(sync.sync)
+    app.command()(find.find)
     app.add_typer(rights.app, name="rights")
     app.add_typer(history.app, name="history")
     report.register(app)
@@ -32,5 +33,8 @@ def main() -> None:
     # The CLI starts Prefect's ephemeral API when no server is configured; keep it quiet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect's default 20 s is too short for the first start on a busy two-core machine;
+    # a timeout there surfaces as a raw traceback rather than our one error line.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     _register()
     run_cli(app)

@@ -50,3 +50,9 @@ def run_cli(app: typer.Typer) -> None:
     except SelectiveSyncError as exc:
         fail_line(str(exc))
         sys.exit(1)
+    except RuntimeError as exc:
+        # Prefect's ephemeral API failing to start is an operator's problem, not a bug.
+        if "Prefect API" not in str(exc):
+            raise
+        fail_line(f"{exc} (start a server and set PREFECT_API_URL, or try again)")
+        sys.exit(1)

@@ -1,8 +1,15 @@
-"""``selective-sync summary``: the Verification Summary of the configured district."""
+"""``selective-sync summary``: the district's Verification Summary, as stored or verified now.
+
+The summary keeps its results (each object with its own timestamp) until someone
+re-verifies: ``summary`` shows the stored results, ``summary --reverify`` runs the
+verification-summary flow (which stores the new results, merged with the others), and a
+district with nothing stored yet is verified on the spot. Needs R.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,41 +17,139 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ..db import check_databases
+from ..districts import resolve_district
 from ..errors import BadInput
 from ..models import DistrictVerification
-from ..service import verification_summary
+from ..registry import get_object, object_names
+from ..rights import Right, require
 from ..settings import get_settings
 from ..summary_format import DISTRICT_COLUMNS, OBJECT_COLUMNS, percent, summary_to_dict
-from .common import console, err_console
+from ..summary_store import AccuracyTrend
+from ..timefmt import format_timestamp
+from .common import UserOption, console, err_console, resolve_user
+
+TREND_RUNS = 10
 
 
 def summary(
     objects: list[str] = typer.Option(
-        None, "--object", help="Object to verify (repeatable; default: all)."
+        None, "--object", help="Object to show or verify (repeatable; default: all)."
     ),
     district: int = typer.Option(None, "--district", help="District number (default: configured)."),
+    reverify: bool = typer.Option(
+        False, "--reverify", help="Verify again now and store the new results (Re-Verify)."
+    ),
+    trend: bool = typer.Option(
+        False, "--trend", help="Each object's accuracy over the last runs instead."
+    ),
+    runs: int = typer.Option(TREND_RUNS, "--runs", min=1, help="Runs shown by --trend."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     report: str = typer.Option(
         None, "--report", help="Also write the report as pdf, docx or csv (record issues)."
     ),
     output: Path = typer.Option(None, "--output", "-o", help="File the --report goes to."),
+    user: str = UserOption,
 ) -> None:
-    """Verify district against state and print the Verification Summary."""
+    """The Verification Summary: stored results, or verified now with --reverify. Needs R."""
+    # Everything that can be refused is checked before any database or API is touched.
+    names = [get_object(o).name for o in dict.fromkeys(objects)] if objects else None
     fmt = _report_target(report, output)
-    result = verification_summary(get_settings(), district, objects or None)
+    if trend and (reverify or fmt is not None):
+        raise BadInput("--trend shows the stored history: it takes no --reverify or --report")
+    settings = get_settings()
+    config = resolve_district(settings, district)
+    _check_databases(config.url, settings.resolved_state_url)
+    acting = resolve_user(user)
+    require(acting, Right.R)
+    # Prefect's own run logs would drown the table; the runs keep them all in the API.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows import verification_store
+
+    if trend:
+        history = verification_store.load_trend(config.number, runs, user=acting)
+        _print_trend(history, as_json)
+        return
+    stored = None if reverify else verification_store.load_latest_summary(config.number)
+    shown, fresh = _shown(stored, names, config.number, acting)
+    out = err_console if as_json else console  # with --json, stdout holds one document
     if as_json:
-        typer.echo(json.dumps(summary_to_dict(result), indent=2))
+        document = summary_to_dict(shown)
+        document["freshly_verified"] = bool(fresh)
+        for entry in document["objects"]:
+            entry["freshly_verified"] = entry["object"] in fresh
+        typer.echo(json.dumps(document, indent=2))
     else:
-        print_summary(result)
+        _say_where_from(shown, stored, fresh, reverify)
+        print_summary(shown)
     if fmt is not None:
         from ..reports import render_report, verification_report_from_result
 
-        content = verification_report_from_result(result, datetime.now(UTC))
+        chart = None
+        if fmt != "csv":
+            chart = verification_store.load_trend(config.number, TREND_RUNS)
+        content = verification_report_from_result(shown, datetime.now(UTC), chart)
         render_report(content, output, fmt)
-        # With --json, stdout holds one JSON document only.
-        (err_console if as_json else console).print(
-            Text(f"wrote the Verification Summary ({fmt}) to {output}")
+        out.print(Text(f"wrote the Verification Summary ({fmt}) to {output}"))
+
+
+def _shown(
+    stored: DistrictVerification | None, names: list[str] | None, district: int, user: str
+) -> tuple[DistrictVerification, set[str]]:
+    """The summary to show and the objects verified for it now: the stored results of the
+    objects asked for, verifying (and so storing) those with no stored result."""
+    wanted = names or object_names()
+    have = {o.object: o for o in stored.objects} if stored else {}
+    if stored is not None and not names:
+        wanted = [o.object for o in stored.objects]  # every stored object, as stored
+    missing = [n for n in wanted if n not in have]
+    fresh: dict = {}
+    name = stored.district_name if stored else ""
+    if missing:
+        from flows.verification_summary import verification_summary
+
+        # All of them when nothing is stored: the flow's default is every registry object.
+        asked = None if stored is None and not names else missing
+        result = verification_summary(district=district, objects=asked, requested_by=user)
+        fresh = {o.object: o for o in result.objects}
+        name = result.district_name
+    objects = [fresh.get(n) or have[n] for n in wanted if n in fresh or n in have]
+    return DistrictVerification(district, name, objects), set(fresh)
+
+
+def _say_where_from(
+    shown: DistrictVerification,
+    stored: DistrictVerification | None,
+    fresh: set[str],
+    reverify: bool,
+) -> None:
+    if reverify:
+        console.print(Text("Re-verified now; the new results are stored."))
+    elif stored is None:
+        console.print(
+            Text(
+                f"No stored Verification Summary of district {shown.district_number}: "
+                "verified now; the results are stored."
+            )
         )
+    else:
+        kept = [o for o in shown.objects if o.object not in fresh]
+        times = sorted(o.verified_at for o in kept)
+        when = (
+            f"verified {format_timestamp(times[0])}"
+            if format_timestamp(times[0]) == format_timestamp(times[-1])
+            else f"verified between {format_timestamp(times[0])} and {format_timestamp(times[-1])}"
+        )
+        line = f"Stored results, {when}"
+        if fresh:
+            line += f"; {', '.join(sorted(fresh))} had none stored and verified now"
+        console.print(Text(line + ". Re-verify with: selective-sync summary --reverify"))
+
+
+def _check_databases(district_url: str, state_url: str) -> None:
+    """The district and state databases exist and hold this tool's tables: the summary
+    describes them, so a missing one is named rather than a stale result shown."""
+    check_databases(district_url, state_url)
 
 
 def _report_target(report: str | None, output: Path | None) -> str | None:
@@ -68,17 +173,19 @@ def print_summary(result: DistrictVerification) -> None:
     for column in DISTRICT_COLUMNS:
         head.add_column(column)
     head.add_row(
-        str(result.district_number), result.district_name, percent(result.overall_accuracy)
+        str(result.district_number), Text(result.district_name), percent(result.overall_accuracy)
     )
     console.print(head)
     table = Table(show_lines=False)
     for column in OBJECT_COLUMNS:
-        table.add_column(column, justify="left" if column in ("Object", "Timestamp") else "right")
+        left = column in ("Object", "Timestamp")
+        # Object and time on one line; a narrow terminal wraps the count headers instead.
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for o in result.objects:
         table.add_row(
             o.object,
             percent(o.accuracy),
-            o.verified_at.strftime("%Y-%m-%d %H:%M"),
+            format_timestamp(o.verified_at),
             f"{o.distinct:,}",
             f"{o.at_district:,}",
             f"{o.at_state:,}",
@@ -86,5 +193,31 @@ def print_summary(result: DistrictVerification) -> None:
             f"{len(o.missing_at_state):,}",
             f"{len(o.missing_at_district):,}",
             f"{len(o.mismatched):,}",
+        )
+    console.print(table)
+
+
+def _print_trend(trend: AccuracyTrend, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(trend.as_dict(), indent=2))
+        return
+    if not trend.runs:
+        console.print(
+            Text(
+                f"No stored Verification Summary of district {trend.district_number} yet: "
+                "run selective-sync summary first."
+            )
+        )
+        return
+    title = f"Accuracy over the last {len(trend.runs)} runs: district {trend.district_number}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("Verified", no_wrap=True)
+    for name in trend.objects:
+        table.add_column(name, justify="right")
+    for run in trend.runs:
+        accuracy = run.accuracy
+        table.add_row(
+            format_timestamp(run.verified_at),
+            *(percent(accuracy[n]) if n in accuracy else "-" for n in trend.objects),
         )
     console.print(table)

@@ -36,6 +36,7 @@ def sync(
 ) -> None:
     """Re-send the named records from the district to the state, and show each outcome."""
     spec = get_object(object_name)
+    refuse_early(" ".join(ids), resolve_user(user), district)
     # Prefect's own run logs would drown the table; the run keeps them all in its API.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.selective_sync import selective_sync
@@ -66,6 +67,27 @@ def sync(
         finally:
             progress_events.remove_listener(listener)
     print_result(result)
+
+
+def refuse_early(ids: str, user: str, district: int | None) -> None:
+    """Refuse a request that cannot run before the flow (and Prefect) starts.
+
+    Inside the flow the same refusals are right for the UI and the API, but on a terminal
+    Prefect prints each failed run's traceback: here a bad request, a user without W or an
+    unreachable database gets the one ``error:`` line every other command gives. The flow
+    checks all of this again.
+    """
+    from ..db import check_databases
+    from ..districts import resolve_district
+    from ..rights import Right, require
+    from ..settings import get_settings
+    from ..sync import parse_ids
+
+    settings = get_settings()
+    config = resolve_district(settings, district)
+    require(user, Right.W)
+    parse_ids(ids)
+    check_databases(config.url, settings.resolved_state_url)
 
 
 def result_to_dict(result: SyncResult) -> dict:

@@ -193,6 +193,12 @@ def _verification_body(doc, report: VerificationReport) -> None:
     shares = [3, 2, 4, 2, 2, 2, 2, 2, 2, 2]
     rows = [o.cells() for o in report.objects]
     _append(doc, _table(_split(total, shares), rows, OBJECT_COLUMNS))
+    if report.trend is not None:
+        # The PDF draws these points as a chart; here they are a small table.
+        chart = report.trend
+        doc.add_heading(printable(chart.heading), level=2)
+        trend_shares = [3] + [2] * len(chart.series)
+        _append(doc, _table(_split(total, trend_shares), chart.rows(), chart.columns))
     doc.add_heading(printable(report.issues_heading), level=2)
     for listing in verification_listings(report):
         _listing(doc, listing, level=3)

@@ -13,6 +13,7 @@ from typing import Any
 from ..models import DistrictVerification, IssueKind, Outcome, RecordIssue, SyncResult
 from ..registry import REGISTRY
 from ..summary_format import DISTRICT_COLUMNS, OBJECT_COLUMNS  # noqa: F401  (re-exported)
+from ..summary_store import AccuracyTrend
 from ..timefmt import format_timestamp
 
 # One timestamp format everywhere (reports, CSV): e.g. "11/28/2026 08:15 PM UTC".
@@ -26,6 +27,9 @@ SUCCESSFUL_HEADING = "IDs successful"
 NOT_FOUND_HEADING = "IDs not found (no change)"
 PARENTS_HEADING = "Parents synced through check dependencies"
 RECORD_ISSUES_HEADING = "Record issues"
+TREND_HEADING = "Accuracy over time"
+TREND_RUN_COLUMN = "Verified"
+NOT_VERIFIED_TEXT = "-"
 
 UNCHANGED_MARK = "*"
 UNCHANGED_LEGEND = (
@@ -272,6 +276,78 @@ class ObjectIssues:
         return (self.key_label, *ISSUE_COLUMNS[1:])
 
 
+@dataclass(frozen=True)
+class TrendSeries:
+    """One object's line: its accuracy in each run (None where a run did not verify it)."""
+
+    object: str
+    values: tuple[float | None, ...]
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrendChart:
+    """Each object's accuracy over the last runs, oldest first: a chart in the PDF, a
+    small table in the DOCX. Only made when there is more than one run."""
+
+    heading: str
+    run_dates: tuple[str, ...]
+    run_times: tuple[str, ...]
+    series: tuple[TrendSeries, ...]
+    y_min: float
+    y_max: float
+    y_labels: tuple[tuple[float, str], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (TREND_RUN_COLUMN, *(s.object for s in self.series))
+
+    def rows(self) -> list[tuple[str, ...]]:
+        return [
+            (f"{day} {time}", *(s.texts[i] for s in self.series))
+            for i, (day, time) in enumerate(zip(self.run_dates, self.run_times, strict=True))
+        ]
+
+
+def _axis(values: list[float]) -> tuple[float, float]:
+    """A y range that shows small changes near 100%: from a round step below the lowest
+    point to 100."""
+    low = min(values, default=100.0)
+    for step in (0.1, 0.5, 1, 5, 10, 25):
+        if 100 - low <= 4 * step:
+            break
+    bottom = max(0.0, step * int((low - 1e-9) // step)) if low < 100 else 100 - step
+    return bottom, 100.0
+
+
+def trend_chart(trend: AccuracyTrend | None) -> TrendChart | None:
+    """The chart of ``trend``; None unless it holds at least two runs."""
+    if trend is None or len(trend.runs) < 2:
+        return None
+    stamps = [format_timestamp(r.verified_at) for r in trend.runs]
+    series = []
+    for name in trend.objects:
+        values: list[float | None] = []
+        texts: list[str] = []
+        for run in trend.runs:
+            counts = run.counts.get(name)
+            values.append(None if counts is None else run.accuracy[name])
+            texts.append(NOT_VERIFIED_TEXT if counts is None else format_accuracy(*counts))
+        series.append(TrendSeries(name, tuple(values), tuple(texts)))
+    points = [v for s in series for v in s.values if v is not None]
+    low, high = _axis(points)
+    labels = tuple((v, f"{v:.2f}%") for v in (low, (low + high) / 2, high))
+    return TrendChart(
+        heading=f"{TREND_HEADING} (last {len(trend.runs)} runs)",
+        run_dates=tuple(s.split(" ", 1)[0] for s in stamps),
+        run_times=tuple(s.split(" ", 1)[1] for s in stamps),
+        series=tuple(series),
+        y_min=low,
+        y_max=high,
+        y_labels=labels,
+    )
+
+
 @dataclass
 class VerificationReport:
     """The Verification Summary report of one district."""
@@ -282,6 +358,7 @@ class VerificationReport:
     overall_accuracy: str
     objects: list[ObjectRow]
     issues: list[ObjectIssues]
+    trend: TrendChart | None = None
 
     title = VERIFICATION_TITLE
 
@@ -317,9 +394,12 @@ def _issue_lines(issue: RecordIssue) -> list[IssueLine]:
 
 
 def verification_report_from_result(
-    verification: DistrictVerification, generated_at: dt.datetime
+    verification: DistrictVerification,
+    generated_at: dt.datetime,
+    trend: AccuracyTrend | None = None,
 ) -> VerificationReport:
-    """The Verification Summary content of one district, objects in the order verified."""
+    """The Verification Summary content of one district, objects in the order verified;
+    with ``trend`` (of more than one run), each object's accuracy over time too."""
     rows: list[ObjectRow] = []
     issues: list[ObjectIssues] = []
     distinct = errors = 0
@@ -357,6 +437,7 @@ def verification_report_from_result(
         overall_accuracy=format_accuracy(distinct, errors),
         objects=rows,
         issues=issues,
+        trend=trend_chart(trend),
     )
 
 

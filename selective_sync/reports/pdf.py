@@ -14,9 +14,11 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
+from html import escape
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from ._output import atomic_output, printable
 from .model import (
@@ -25,6 +27,7 @@ from .model import (
     OBJECT_COLUMNS,
     Listing,
     SyncReport,
+    TrendChart,
     VerificationReport,
     sync_listings,
     verification_listings,
@@ -287,6 +290,72 @@ def pdf_listing(listing: Listing, line: int = LINE_CHARS) -> PdfListing:
     return PdfListing(listing.heading, listing.legend, header, _blocks(rows), listing.none_text)
 
 
+# --- the accuracy-over-time chart ---------------------------------------------------------
+
+# One colour per object, in order (distinct in print and for colour-blind readers).
+CHART_COLOURS = ("#1f5fa8", "#d9730d", "#2e8b57", "#8e44ad", "#b22222", "#6b6b6b")
+CHART_W, CHART_H = 720, 190  # SVG user units; drawn 190 mm wide
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 60, 560, 12, 150
+
+
+def trend_svg(chart: TrendChart) -> Markup:
+    """The chart as inline SVG (weasyprint draws it; its text stays text in the PDF).
+
+    Plain lines and labels, every coordinate computed from the model: the same chart
+    gives the same bytes. Every string is escaped here, the template inserts it as is.
+    """
+    runs = len(chart.run_dates)
+    span = (chart.y_max - chart.y_min) or 1.0
+
+    def x(i: int) -> float:
+        return PLOT_LEFT + (PLOT_RIGHT - PLOT_LEFT) * i / max(runs - 1, 1)
+
+    def y(value: float) -> float:
+        return PLOT_BOTTOM - (PLOT_BOTTOM - PLOT_TOP) * (value - chart.y_min) / span
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {CHART_W} {CHART_H}" '
+        f'width="190mm" height="{190 * CHART_H / CHART_W:.1f}mm" class="chart" '
+        'font-family="DejaVu Sans" font-size="9">',
+        f'<rect x="{PLOT_LEFT}" y="{PLOT_TOP}" width="{PLOT_RIGHT - PLOT_LEFT}" '
+        f'height="{PLOT_BOTTOM - PLOT_TOP}" fill="none" stroke="#999" stroke-width="0.6"/>',
+    ]
+    for value, label in chart.y_labels:
+        yy = y(value)
+        parts.append(
+            f'<line x1="{PLOT_LEFT}" y1="{yy:.1f}" x2="{PLOT_RIGHT}" y2="{yy:.1f}" '
+            'stroke="#ddd" stroke-width="0.5"/>'
+            f'<text x="{PLOT_LEFT - 4}" y="{yy + 3:.1f}" text-anchor="end">{escape(label)}</text>'
+        )
+    for i, (day, time) in enumerate(zip(chart.run_dates, chart.run_times, strict=True)):
+        xx = x(i)
+        parts.append(
+            f'<text x="{xx:.1f}" y="{PLOT_BOTTOM + 13}" text-anchor="middle" font-size="7.5">'
+            f"{escape(day)}</text>"
+            f'<text x="{xx:.1f}" y="{PLOT_BOTTOM + 23}" text-anchor="middle" font-size="7.5">'
+            f"{escape(time)}</text>"
+        )
+    for n, series in enumerate(chart.series):
+        colour = CHART_COLOURS[n % len(CHART_COLOURS)]
+        points = [(x(i), y(v)) for i, v in enumerate(series.values) if v is not None]
+        if len(points) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>'
+            )
+        parts.extend(
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.4" fill="{colour}"/>' for px, py in points
+        )
+        ly = PLOT_TOP + 8 + 16 * n
+        parts.append(
+            f'<line x1="{PLOT_RIGHT + 14}" y1="{ly - 3}" x2="{PLOT_RIGHT + 32}" y2="{ly - 3}" '
+            f'stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{PLOT_RIGHT + 38}" y="{ly}">{escape(series.object)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
 # --- rendering --------------------------------------------------------------------------
 
 
@@ -304,6 +373,7 @@ def report_html(report: SyncReport | VerificationReport) -> str:
             district_columns=DISTRICT_COLUMNS,
             object_columns=OBJECT_COLUMNS,
             issues_heading=report.issues_heading,
+            chart=trend_svg(report.trend) if report.trend else None,
         )
     raise TypeError(f"not a report: {type(report).__name__}")
 

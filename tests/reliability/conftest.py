@@ -63,3 +63,13 @@ def other_districts(request):
     if not guard.watched:
         pytest.fail("a reliability test must call other_districts.watch(state_url)")
     guard.verify()
+
+
+@pytest.fixture(scope="module")
+def module_stack():
+    """An ExitStack closed at the end of the module: databases entered into it outlive
+    each test's ``other_districts`` check (function fixtures are torn down first)."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        yield stack

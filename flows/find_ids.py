@@ -1,0 +1,127 @@
+"""The Find IDs flow: the personIDs or enrollmentIDs that match an ad hoc filter, as artifacts
+an administrator can read in the UI and paste into a selective sync."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import Field
+
+from selective_sync.db import check_databases
+from selective_sync.districts import resolve_district
+from selective_sync.find import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    FindObject,
+    FindResult,
+    SummaryKind,
+    build_query,
+    summary_keys,
+)
+from selective_sync.history_format import md_escape
+from selective_sync.rights import Right, require
+from selective_sync.settings import get_settings
+from tasks.find import find_records_task
+
+
+def find_ids_key(district: int, kind: str = "") -> str:
+    """Artifact key of the district's Find IDs table (``kind="note"``: its markdown note)."""
+    return f"find-ids-{kind}-{district}" if kind else f"find-ids-{district}"
+
+
+@flow(
+    name="find-ids",
+    flow_run_name="Find {object} IDs by {requested_by}",
+    validate_parameters=True,
+)
+def find_ids(
+    requested_by: str,
+    object: FindObject = FindObject.PersonIdentity,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    birth_date: date | None = None,
+    state_id: str | None = None,
+    school: str | None = None,
+    grade: str | None = None,
+    end_year: int | None = None,
+    from_summary: SummaryKind | None = None,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    district: int | None = None,
+) -> FindResult:
+    """Find the district IDs that match a filter, to paste into a selective sync.
+
+    Args:
+        requested_by: Who asks; needs the R right on the tool.
+        object: PersonIdentity lists persons (personIDs); Enrollment lists enrollments
+            (enrollmentIDs) with their person.
+        first_name: First name starts with this (case and accents ignored: jose finds José).
+        last_name: Last name starts with this (case and accents ignored).
+        birth_date: Birth date.
+        state_id: State ID, exactly.
+        school: School ID or name (a unique start of the name will do).
+        grade: Grade: PK, KG, 1-12 or another district grade code.
+        end_year: School year's end year, e.g. 2026 for 2025-26.
+        from_summary: Instead of (or narrowed by) the filters, the keys of the latest stored
+            Verification Summary: missing_at_state, mismatched or missing_at_district.
+        limit: Show at most this many; the note says how many more match.
+        district: District number (default: the district this deployment serves).
+    """
+    logger = get_run_logger()
+    require(requested_by, Right.R)
+    query = build_query(
+        object,
+        first=first_name,
+        last=last_name,
+        birth_date=birth_date,
+        state_id=state_id,
+        school=school,
+        grade=grade,
+        end_year=end_year,
+        limit=limit,
+        from_summary=from_summary,
+    )
+    config = resolve_district(get_settings(), district)
+    check_databases(district_url=config.url)
+    keys = None
+    if query.from_summary is not None:
+        # Imported here: the store is only needed for this option.
+        from flows.verification_store import load_latest_summary
+
+        stored = load_latest_summary(config.number)
+        keys = summary_keys(stored, query.object, query.from_summary)
+    result = find_records_task(query, config.number, keys)
+    logger.info("%s: %s matches, %s shown", result.heading(), result.total, len(result.records))
+    publish_find_artifacts(result)
+    return result
+
+
+def publish_find_artifacts(result: FindResult) -> None:
+    """The result as a table artifact, and a markdown note with the IDs ready to paste."""
+    description = md_escape(result.heading())
+    create_table_artifact(
+        key=find_ids_key(result.district_number),
+        table=result.rows(),
+        description=description,
+    )
+    create_markdown_artifact(
+        key=find_ids_key(result.district_number, "note"),
+        markdown=note_markdown(result),
+        description=description,
+    )
+
+
+def note_markdown(result: FindResult) -> str:
+    """How many matched, the "N more" note, and the comma-separated IDs."""
+    noun = result.key_label + ("s" if result.total != 1 else "")
+    lines = [f"**{result.total:,} {noun} match** ({md_escape(result.heading())})."]
+    note = result.more_note()
+    if note:
+        lines.append(f"**{note}**: raise `limit` (at most {MAX_LIMIT:,}) or narrow the filters.")
+    if result.state_only:
+        lines.append("These records are at the state only: the district has no row for them.")
+    if result.ids:
+        lines += ["", "IDs to paste into a selective sync:", "", "```", result.ids_text, "```"]
+    return "\n".join(lines)

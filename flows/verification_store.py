@@ -1,0 +1,158 @@
+"""The stored Verification Summary in the Prefect API: the latest results and their history.
+
+Each ``verification-summary`` run stores the district's summary as keyed artifacts (see
+``selective_sync.summary_store`` for the layout and why the record issues are chunked).
+This module reads them back: the latest summary in full (figures, key lists, record issues,
+each object's ``verified_at``), or each object's accuracy over the last runs, which needs
+only the small summary tables. ``user``, when given, must hold R; the CLI always passes it,
+and code that has already authorised its caller (the flow itself) leaves it out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    ArtifactFilterType,
+)
+from prefect.client.schemas.sorting import ArtifactSort
+
+from flows.api_client import api_client
+from selective_sync.errors import BadInput
+from selective_sync.models import DistrictVerification
+from selective_sync.rights import Right, require
+from selective_sync.summary_store import (
+    AccuracyTrend,
+    StoredSummaryError,
+    SummaryUnavailable,
+    check_rows,
+    decode_summary,
+    issues_key,
+    summary_key,
+    trend_from_summaries,
+)
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+# The API caps every page at PREFECT_SERVER_API_DEFAULT_LIMIT (200 by default).
+PAGE = 200
+DEFAULT_TREND_RUNS = 10
+
+
+def load_latest_summary(district: int, *, user: str | None = None) -> DistrictVerification | None:
+    """The district's stored summary in full; None when nothing is stored yet.
+
+    Objects verified by earlier runs than the latest keep their own results and
+    ``verified_at``. Needs R when ``user`` is given.
+    """
+    if user is not None:
+        require(user, Right.R)
+    with _client() as client:
+        rows = _latest_rows(client, district)
+        if rows is None:
+            return None
+        return _complete(client, district, rows)
+
+
+def load_trend(
+    district: int, runs: int = DEFAULT_TREND_RUNS, *, user: str | None = None
+) -> AccuracyTrend:
+    """Each object's accuracy in the district's last ``runs`` verification runs, oldest
+    first (only the small summary tables are read). Needs R when ``user`` is given."""
+    if user is not None:
+        require(user, Right.R)
+    if runs < 1:
+        raise BadInput("the trend needs at least 1 run")
+    with _client() as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=_filter(summary_key(district)),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=min(runs, PAGE),
+        )
+    summaries = [(str(a.flow_run_id), _data(a.data)) for a in reversed(artifacts)]
+    return trend_from_summaries(district, summaries)
+
+
+def latest_rows(district: int) -> list[dict[str, Any]] | None:
+    """The rows of the district's stored summary table; None when nothing is stored yet."""
+    with _client() as client:
+        return _latest_rows(client, district)
+
+
+def complete_summary(
+    district: int, rows: Sequence[dict[str, Any]], known: DistrictVerification
+) -> DistrictVerification:
+    """The summary ``rows`` describe: the objects of ``known`` as they are, the others'
+    record issues read back from the runs that verified them."""
+    have = {o.object: o for o in known.objects}
+    missing = [r for r in rows if r["object"] not in have]
+    if missing:
+        with _client() as client:
+            stored = {o.object: o for o in _complete(client, district, missing).objects}
+        have.update((name, o) for name, o in stored.items() if name not in have)
+    objects = [have[r["object"]] for r in rows]
+    return DistrictVerification(known.district_number, known.district_name, objects)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _client():
+    return api_client(SummaryUnavailable, "the Verification Summary")
+
+
+def _filter(key: str, run_ids: list[UUID] | None = None) -> ArtifactFilter:
+    # Type table only: before the summary was stored as a table, its key held markdown.
+    return ArtifactFilter(
+        key=ArtifactFilterKey(any_=[key]),
+        type=ArtifactFilterType(any_=["table"]),
+        flow_run_id=ArtifactFilterFlowRunId(any_=run_ids) if run_ids is not None else None,
+    )
+
+
+def _data(data: Any) -> Any:
+    # A table artifact's data is the JSON text of its table (prefect.artifacts.TableArtifact).
+    if isinstance(data, str):
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise StoredSummaryError("a stored Verification Summary artifact is not JSON") from exc
+    return data
+
+
+def _latest_rows(client: SyncPrefectClient, district: int) -> list[dict[str, Any]] | None:
+    latest = client.read_artifacts(
+        artifact_filter=_filter(summary_key(district)), sort=ArtifactSort.CREATED_DESC, limit=1
+    )
+    return check_rows(_data(latest[0].data)) if latest else None
+
+
+def _complete(
+    client: SyncPrefectClient, district: int, rows: Sequence[dict[str, Any]]
+) -> DistrictVerification:
+    """Rows plus their record issues, each object's from the run that verified it."""
+    runs = sorted({str(r["issues_run"]) for r in rows if r["issue_rows"]})
+    tables: dict[str, list[Any]] = {run: [] for run in runs}
+    if runs:
+        artifact_filter = _filter(issues_key(district), [UUID(run) for run in runs])
+        offset = 0
+        while True:
+            page = client.read_artifacts(
+                artifact_filter=artifact_filter,
+                sort=ArtifactSort.ID_DESC,
+                limit=PAGE,
+                offset=offset,
+            )
+            for artifact in page:
+                tables[str(artifact.flow_run_id)].append(_data(artifact.data))
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+    return decode_summary(list(rows), tables)

@@ -1,0 +1,150 @@
+"""``selective-sync find``: the personIDs or enrollmentIDs that match an ad hoc filter."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from ..districts import resolve_district
+from ..errors import BadInput
+from ..find import MAX_LIMIT, FindResult, build_query, find_in_district, summary_keys
+from ..rights import Right, require
+from ..settings import get_settings
+from .common import UserOption, console, err_console, resolve_user
+
+# Columns that may fold on a narrow terminal; IDs never do (a folded ID reads as two).
+# Columns that fold on a narrow terminal; IDs, codes and dates never do (a folded ID
+# reads as two numbers).
+WRAPPING = {"last", "first", "school"}
+MIN_WRAPPING_WIDTH = 5
+
+
+def find(
+    object_name: str = typer.Option(
+        "PersonIdentity", "--object", help="PersonIdentity (persons) or Enrollment."
+    ),
+    first: str = typer.Option(
+        None, "--first", help="First name starts with (case and accents ignored)."
+    ),
+    last: str = typer.Option(
+        None, "--last", help="Last name starts with (case and accents ignored)."
+    ),
+    birth_date: str = typer.Option(None, "--birth-date", help="YYYY-MM-DD (or MM/DD/YYYY)."),
+    state_id: str = typer.Option(None, "--state-id", help="State ID, exactly."),
+    school: str = typer.Option(None, "--school", help="School ID or name (a unique start)."),
+    grade: str = typer.Option(None, "--grade", help="PK, KG, 1-12 or a district grade code."),
+    end_year: str = typer.Option(None, "--end-year", help="School year's end year, e.g. 2026."),
+    from_summary: str = typer.Option(
+        None,
+        "--from-summary",
+        metavar="KIND",
+        help="The keys of the latest stored Verification Summary: missing_at_state, "
+        "mismatched or missing_at_district (filters narrow them).",
+    ),
+    limit: str = typer.Option(
+        None, "--limit", metavar="N", help=f"Show at most N (default 100, at most {MAX_LIMIT:,})."
+    ),
+    district: int = typer.Option(None, "--district", help="District number (default: configured)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    ids_only: bool = typer.Option(
+        False, "--ids-only", help="Print only the IDs, comma-separated, to paste into sync."
+    ),
+    user: str = UserOption,
+) -> None:
+    """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R."""
+    if as_json and ids_only:
+        raise BadInput("choose one of --json and --ids-only")
+    # Every input is checked before any database or API is touched.
+    query = build_query(
+        object_name,
+        first=first,
+        last=last,
+        birth_date=birth_date,
+        state_id=state_id,
+        school=school,
+        grade=grade,
+        end_year=end_year,
+        limit=limit,
+        from_summary=from_summary,
+    )
+    settings = get_settings()
+    config = resolve_district(settings, district)
+    require(resolve_user(user), Right.R)
+    keys = None
+    if query.from_summary is not None:
+        # Imported only for this option: importing Prefect costs seconds, and its INFO logs
+        # (e.g. starting the ephemeral API) would clutter the output.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        from flows.verification_store import load_latest_summary
+
+        keys = summary_keys(load_latest_summary(config.number), query.object, query.from_summary)
+    result = find_in_district(settings, query, config.number, keys)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    elif ids_only:
+        # stdout holds the IDs alone, so that "$(selective-sync find ... --ids-only)" pastes.
+        typer.echo(result.ids_text)
+        for line in notes(result):
+            err_console.print(Text(line), soft_wrap=True)
+    else:
+        print_result(result)
+
+
+def notes(result: FindResult) -> list[str]:
+    """What the user should know beside the rows: nothing found, more found, state only."""
+    lines = []
+    if not result.records:
+        lines.append(f"No {result.object} matches: {result.heading()}.")
+    note = result.more_note()
+    if note:
+        lines.append(f"{note}: raise --limit (at most {MAX_LIMIT:,}) or narrow the filters.")
+    if result.state_only and result.records:
+        lines.append(
+            f"These {result.key_label}s are at the state only (missing at the district): "
+            "the district has no row for them."
+        )
+    return lines
+
+
+def print_result(result: FindResult) -> None:
+    if result.records:
+        noun = "match" if result.total == 1 else "matches"
+        # The heading on its own line: as a table title it would wrap to the table's width.
+        console.print(Text(f"{result.heading()}: {result.total:,} {noun}"), soft_wrap=True)
+        # Light borders: the enrollment table has twelve columns.
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+        columns, rows = result.columns(), result.rows()
+        for column in columns:
+            table.add_column(column, overflow="fold", no_wrap=column not in WRAPPING)
+        for row in rows:
+            # Text cells, never markup: names print literally.
+            table.add_row(*(Text(value) for value in row.values()))
+        console.print(table)
+        if _narrowest(columns, rows) > console.width:
+            # Rich would crop the last columns silently: say so.
+            err_console.print(
+                Text(
+                    f"(the table is cut at the terminal's {console.width} columns: widen the "
+                    "terminal or use --json)"
+                ),
+                soft_wrap=True,
+            )
+    for line in notes(result):
+        console.print(Text(line), soft_wrap=True)
+
+
+def _narrowest(columns: list[str], rows: list[dict[str, str]]) -> int:
+    """The narrowest the table can be: unfolded columns at their widest cell, the others at
+    a few characters, one space between columns."""
+    width = len(columns) - 1
+    for column in columns:
+        if column in WRAPPING:
+            width += MIN_WRAPPING_WIDTH
+        else:
+            width += max(len(column), *(len(row[column]) for row in rows))
+    return width

@@ -23,6 +23,9 @@ step summary --reverify --user demo-admin
 echo; echo "# The stored summary, shown again without verifying (each object has its timestamp):"
 step summary --object PersonIdentity --user demo-admin
 
+echo; echo "# Which persons differ? The stored summary's record issues, as a table:"
+step find --object PersonIdentity --from-summary mismatched --limit 5 --user demo-admin
+
 orphan=$(pick 'm["will_fail"]["Enrollment"]["parent_missing"][0]')
 mismatched=$(pick 'm["PersonIdentity"]["mismatched"][0]')
 missing=$(pick 'm["PersonIdentity"]["missing_at_state"][-1]')

@@ -59,7 +59,8 @@ def summary(
         raise BadInput("--trend shows the stored history: it takes no --reverify or --report")
     settings = get_settings()
     config = resolve_district(settings, district)
-    _check_databases(config.url, settings.resolved_state_url)
+    # The summary describes these databases: a missing one is named, not a stale result shown.
+    check_databases(config.url, settings.resolved_state_url)
     acting = resolve_user(user)
     require(acting, Right.R)
     # Prefect's own run logs would drown the table; the runs keep them all in the API.
@@ -144,12 +145,6 @@ def _say_where_from(
         if fresh:
             line += f"; {', '.join(sorted(fresh))} had none stored and verified now"
         console.print(Text(line + ". Re-verify with: selective-sync summary --reverify"))
-
-
-def _check_databases(district_url: str, state_url: str) -> None:
-    """The district and state databases exist and hold this tool's tables: the summary
-    describes them, so a missing one is named rather than a stale result shown."""
-    check_databases(district_url, state_url)
 
 
 def _report_target(report: str | None, output: Path | None) -> str | None:

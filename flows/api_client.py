@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.settings import PREFECT_API_URL
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter
 
 
 @contextmanager
@@ -24,3 +26,20 @@ def api_client(unavailable: type[Exception], holds: str) -> Iterator[SyncPrefect
     except httpx.HTTPError as exc:
         url = PREFECT_API_URL.value() or "the ephemeral API"
         raise unavailable(f"the Prefect API that holds {holds} ({url}) failed: {exc}") from exc
+
+
+# The API caps every page at PREFECT_SERVER_API_DEFAULT_LIMIT (200 by default).
+PAGE = 200
+
+
+def read_all_artifacts(client: SyncPrefectClient, artifact_filter: ArtifactFilter) -> Iterator:
+    """Every artifact the filter matches, page by page (newest id first within the pages)."""
+    offset = 0
+    while True:
+        page = client.read_artifacts(
+            artifact_filter=artifact_filter, sort=ArtifactSort.ID_DESC, limit=PAGE, offset=offset
+        )
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE

@@ -31,10 +31,10 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
 )
-from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
-from flows.api_client import api_client
+from flows.api_client import PAGE, api_client, read_all_artifacts
 from selective_sync.districts import configured_districts, resolve_district
 from selective_sync.errors import BadInput
 from selective_sync.history import (
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import Artifact, FlowRun
 
 DEFAULT_LIMIT = 50
-# The API caps every page at PREFECT_SERVER_API_DEFAULT_LIMIT (200 by default).
-PAGE = 200
 MIN_ID_PREFIX = 4
 # A listing reads only these (small) artifacts; the outcome table can hold 10,000 rows.
 SUMMARY_TYPES = ["markdown", "progress"]
@@ -256,18 +254,7 @@ def _artifacts(
             flow_run_id=ArtifactFilterFlowRunId(any_=run_ids[start : start + PAGE]),
             type=ArtifactFilterType(any_=types) if types else None,
         )
-        offset = 0
-        while True:
-            page = client.read_artifacts(
-                artifact_filter=artifact_filter,
-                sort=ArtifactSort.ID_DESC,
-                limit=PAGE,
-                offset=offset,
-            )
-            found.update((a.id, a) for a in page)
-            if len(page) < PAGE:
-                break
-            offset += PAGE
+        found.update((a.id, a) for a in read_all_artifacts(client, artifact_filter))
     return sorted(found.values(), key=lambda a: a.created)
 
 

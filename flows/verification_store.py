@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort
 
-from flows.api_client import api_client
+from flows.api_client import PAGE, api_client, read_all_artifacts
 from selective_sync.errors import BadInput
 from selective_sync.models import DistrictVerification
 from selective_sync.rights import Right, require
@@ -41,8 +41,6 @@ from selective_sync.summary_store import (
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-# The API caps every page at PREFECT_SERVER_API_DEFAULT_LIMIT (200 by default).
-PAGE = 200
 DEFAULT_TREND_RUNS = 10
 
 
@@ -142,17 +140,6 @@ def _complete(
     tables: dict[str, list[Any]] = {run: [] for run in runs}
     if runs:
         artifact_filter = _filter(issues_key(district), [UUID(run) for run in runs])
-        offset = 0
-        while True:
-            page = client.read_artifacts(
-                artifact_filter=artifact_filter,
-                sort=ArtifactSort.ID_DESC,
-                limit=PAGE,
-                offset=offset,
-            )
-            for artifact in page:
-                tables[str(artifact.flow_run_id)].append(_data(artifact.data))
-            if len(page) < PAGE:
-                break
-            offset += PAGE
+        for artifact in read_all_artifacts(client, artifact_filter):
+            tables[str(artifact.flow_run_id)].append(_data(artifact.data))
     return decode_summary(list(rows), tables)

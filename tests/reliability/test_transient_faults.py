@@ -66,7 +66,10 @@ def test_transient_faults_mid_fan_out_are_retried(
     if kind == "postgresql":
         injector = PgTerminator(dbs.state_url, times=5, interval_s=0.25)
     else:
-        injector = SqliteWriteLock(dbs.folder / "state.db", times=3, hold_s=0.8)
+        # Holds 3 s apart: a key's 4 attempts (backoff 0.5, 1, 2 s + jitter) can meet two
+        # holds at most, so a transient fault is retried, never exhausted, even under load
+        # (1 s apart, a loaded run once saw a key fail in all four attempts).
+        injector = SqliteWriteLock(dbs.folder / "state.db", times=3, hold_s=0.8, gap_s=3.0)
     with injector:
         state = run_flow(OBJECT, keys)
     tally.add("faults_tried", injector.done)

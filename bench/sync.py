@@ -380,7 +380,7 @@ class ServerState:
     def describe(self, keys: list[int]) -> str:
         """How the state differs from the district for ``keys`` (not timed)."""
         from selective_sync.db import make_engine
-        from selective_sync.verify import verify_object
+        from selective_sync.verification.engine import verify_object
 
         d_engine = make_engine(district_url_now())
         try:
@@ -459,7 +459,7 @@ def phase_text(totals: dict, calls: dict, labels) -> str:
 
 
 def install_phase_timers() -> Phases:
-    import flows.selective_sync as flow_module
+    import flows.sync_request as flow_module
     import tasks.history as history_module
     import tasks.sync as sync_module
     import tasks.verify as verify_module
@@ -494,7 +494,7 @@ def state_url(url: str):
 
 def run_flow(object_name: str, keys: list[int], url: str):
     """Run the whole flow on the state at ``url``; (seconds, result, flow run id)."""
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     with state_url(url):
         started = time.perf_counter()
@@ -505,8 +505,8 @@ def run_flow(object_name: str, keys: list[int], url: str):
 
 
 def planned_task_runs(n: int) -> tuple[int, str]:
-    from selective_sync.fanout import plan_jobs, writers_in_flight
     from selective_sync.settings import get_settings
+    from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 
     settings = get_settings()
     if n <= settings.per_key_task_limit:
@@ -620,7 +620,7 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
 def check(spec, district: int, keys: list[int], result, url: str) -> list[str]:
     """Every key has one outcome; afterwards only failed keys still differ."""
     from selective_sync.db import make_engine
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
 
     problems = []
     outcome_keys = [o.key for o in result.keys]
@@ -709,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     import_started = time.perf_counter()
-    import flows.selective_sync  # noqa: F401  (import time reported apart)
+    import flows.sync_request  # noqa: F401  (import time reported apart)
 
     import_s = time.perf_counter() - import_started
     phases = install_phase_timers()
@@ -831,7 +831,7 @@ def _shape(reason: str | None) -> str:
 
 def check_baseline(spec, district: int, keys: list[int], url: str) -> list[str]:
     from selective_sync.db import make_engine
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
 
     district_url = district_url_now()
     d_engine, s_engine = make_engine(district_url), make_engine(url)

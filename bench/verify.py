@@ -33,10 +33,10 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from selective_sync.db import make_engine, mask_url
 from selective_sync.demo import DemoManifest
-from selective_sync.normalise import compared_select
 from selective_sync.registry import get_object
 from selective_sync.settings import sqlite_url
-from selective_sync.verify import _side_chunks, verify_object
+from selective_sync.verification.engine import _side_chunks, verify_object
+from selective_sync.verification.normalise import compared_select
 
 KINDS = ("missing_at_state", "missing_at_district", "mismatched")
 KeySets = tuple[list[int], list[int], list[int]]

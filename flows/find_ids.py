@@ -11,7 +11,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import Field
 
 from selective_sync.db import check_databases
-from selective_sync.districts import resolve_district
 from selective_sync.find import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -21,9 +20,9 @@ from selective_sync.find import (
     build_query,
     summary_keys,
 )
-from selective_sync.history_format import md_escape
 from selective_sync.rights import Right, require
-from selective_sync.settings import get_settings
+from selective_sync.settings import get_settings, resolve_district
+from selective_sync.text import md_escape
 from tasks.find import find_records_task
 
 

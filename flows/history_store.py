@@ -35,20 +35,18 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
-from selective_sync.districts import configured_districts, resolve_district
-from selective_sync.errors import BadInput
-from selective_sync.history import (
+from selective_sync.errors import BadInput, RightsError, StoreUnavailable
+from selective_sync.history.codec import parse_history_key, parse_summary
+from selective_sync.history.entry import (
     FLOW_NAME,
     HistoryEntry,
-    HistoryUnavailable,
     RunArtifacts,
     RunFacts,
     build_entry,
 )
-from selective_sync.history_format import parse_history_key, parse_summary
 from selective_sync.reports.storage import ReportStorage
-from selective_sync.rights import Right, RightsError, require
-from selective_sync.settings import Settings, get_settings
+from selective_sync.rights import Right, require
+from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -127,7 +125,7 @@ def clear(district: int | None = None, *, user: str) -> ClearResult:
 
 
 def _client():
-    return api_client(HistoryUnavailable, "the Sync History")
+    return api_client(StoreUnavailable, "the Sync History")
 
 
 def _sync_runs(client: SyncPrefectClient) -> Iterator[list[FlowRun]]:
@@ -294,7 +292,7 @@ def _table_rows(data: Any) -> list[dict[str, Any]]:
     # A table artifact's data is the JSON text of its rows (prefect.artifacts.TableArtifact).
     rows = json.loads(data) if isinstance(data, str) else data
     if not isinstance(rows, list):
-        raise HistoryUnavailable("a sync-outcomes artifact does not hold a list of rows")
+        raise StoreUnavailable("a sync-outcomes artifact does not hold a list of rows")
     return rows
 
 

@@ -10,10 +10,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.selective_sync import selective_sync
+from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
-from selective_sync.districts import configured_districts, resolve_district
-from selective_sync.errors import SelectiveSyncError
+from selective_sync.errors import ReconcileIncomplete
 from selective_sync.reconcile import (
     DEFAULT_MAX_KEYS,
     REQUESTER,
@@ -27,13 +26,9 @@ from selective_sync.reconcile import (
 )
 from selective_sync.registry import ObjectName
 from selective_sync.rights import Right, RightsError, require
-from selective_sync.settings import get_settings
+from selective_sync.settings import configured_districts, get_settings, resolve_district
 
 ARTIFACT_KEY = "reconcile-summary"
-
-
-class ReconcileIncomplete(SelectiveSyncError):
-    """Some district or object could not be reconciled (the others were)."""
 
 
 def _run_name() -> str:

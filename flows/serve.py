@@ -40,8 +40,7 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
                 concurrency_limit=entry.get("concurrency_limit"),
                 enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
                 # Runs import flows.x as a module, like the worker deployments (see
-                # prefect.yaml: a file path would load flows/selective_sync.py as a
-                # top-level module named like the core package).
+                # prefect.yaml).
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )

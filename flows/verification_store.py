@@ -24,13 +24,11 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
-from selective_sync.errors import BadInput
+from selective_sync.errors import BadInput, StoredSummaryError, StoreUnavailable
 from selective_sync.models import DistrictVerification
 from selective_sync.rights import Right, require
-from selective_sync.summary_store import (
+from selective_sync.verification.codec import (
     AccuracyTrend,
-    StoredSummaryError,
-    SummaryUnavailable,
     check_rows,
     decode_summary,
     issues_key,
@@ -103,7 +101,7 @@ def complete_summary(
 
 
 def _client():
-    return api_client(SummaryUnavailable, "the Verification Summary")
+    return api_client(StoreUnavailable, "the Verification Summary")
 
 
 def _filter(key: str, run_ids: list[UUID] | None = None) -> ArtifactFilter:

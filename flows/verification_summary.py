@@ -15,14 +15,13 @@ from prefect.utilities.annotations import quote
 
 from flows.verification_store import complete_summary, latest_rows, load_trend
 from selective_sync.db import check_databases
-from selective_sync.districts import resolve_district
-from selective_sync.errors import SelectiveSyncError
+from selective_sync.errors import SelectiveSyncError, StoredSummaryError
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
 from selective_sync.rights import Right, require
-from selective_sync.settings import get_settings
-from selective_sync.summary_format import percent
-from selective_sync.summary_store import AccuracyTrend, StoredSummaryError
+from selective_sync.settings import get_settings, resolve_district
+from selective_sync.verification.codec import AccuracyTrend
+from selective_sync.verification.format import percent
 from tasks.reports import render_verification_reports
 from tasks.verify import store_summary, verify_object_task
 

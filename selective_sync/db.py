@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from .errors import BadInput, DatabaseUnavailable, SchemaMissing
 from .schema import district_metadata, state_metadata
 from .settings import get_settings
+from .text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def check_schema(engine: Engine, side: str) -> None:
     except OperationalError as exc:
         raise DatabaseUnavailable(
             f"cannot reach the {side} database {mask_url(str(engine.url))}: "
-            f"{_first_line(exc.orig or exc)}"
+            f"{first_line(exc.orig or exc)}"
         ) from exc
     missing = sorted(set(metadata.tables) - present)
     if missing:
@@ -87,11 +88,6 @@ def check_schema(engine: Engine, side: str) -> None:
             f"the {side} database {mask_url(str(engine.url))} is missing tables: "
             + ", ".join(missing)
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def check_databases(district_url: str | None = None, state_url: str | None = None) -> None:

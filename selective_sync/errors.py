@@ -1,12 +1,50 @@
-"""Errors that carry a message fit to show a person as-is."""
+"""Every error the tool raises on purpose, with a message fit to show a person as-is.
+
+One base class, ``SelectiveSyncError``: the CLI prints its message as one ``error:`` line,
+the flows end a run with it. Errors survive pickling with their attributes (Dask workers
+send them back to the flow). Whether trying again may help is a property of the type:
+``transient`` is True only for faults worth retrying (see ``selective_sync.sync.faults``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]):
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class SelectiveSyncError(Exception):
     """Base class: the message names the problem; the CLI prints it as one line."""
 
+    transient: ClassVar[bool] = False
+
+    def __reduce__(self):
+        # Subclasses build their message from attributes with their own __init__ signature;
+        # rebuild from args + attributes so pickling never calls that __init__ again.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
 
 class BadInput(SelectiveSyncError):
     """The request itself is wrong (unknown object, bad IDs, bad option); nothing was changed."""
+
+
+class DistrictNotConfigured(BadInput):
+    """A district number this installation does not serve."""
+
+    def __init__(self, number: int, configured: list[str]):
+        self.number, self.configured = number, configured
+        super().__init__(
+            f"district {number} is not configured here (configured: {', '.join(configured)})"
+        )
+
+
+class RightsError(SelectiveSyncError):
+    """A user lacks the right an action needs (or bootstrap is no longer allowed)."""
 
 
 class DatabaseUnavailable(SelectiveSyncError):
@@ -19,3 +57,20 @@ class SchemaMissing(SelectiveSyncError):
 
 class DataDirError(SelectiveSyncError):
     """The data directory cannot be created or written."""
+
+
+class StoreUnavailable(SelectiveSyncError):
+    """The store that holds the Sync History or the stored summaries (the Prefect API)
+    could not be reached or answered an error."""
+
+
+class StoredSummaryError(SelectiveSyncError):
+    """Stored artifacts that do not decode (another format, a missing chunk)."""
+
+
+class RequestFailed(SelectiveSyncError):
+    """The request could not be processed (refused, or every key hit a database fault)."""
+
+
+class ReconcileIncomplete(SelectiveSyncError):
+    """Some district or object could not be reconciled (the others were)."""

@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from .db import make_engine, mask_url
 from .errors import BadInput, DatabaseUnavailable, SchemaMissing
 from .schema import CODE_TABLES, district_metadata, state_metadata
+from .text import first_line
 
 Side = Literal["district", "state"]
 SIDES: tuple[Side, ...] = ("district", "state")
@@ -179,7 +180,7 @@ def upgrade_engine(
             command.upgrade(alembic_config(side, conn), f"{side}@head")
         except SQLAlchemyError as exc:
             raise DatabaseUnavailable(
-                f"cannot upgrade the {side} database {masked}: {_first_line(exc)}"
+                f"cannot upgrade the {side} database {masked}: {first_line(exc)}"
             ) from exc
         after = MigrationContext.configure(
             conn, opts={"version_table": version_table(side)}
@@ -196,7 +197,7 @@ def _connect(engine: Engine, side: str, begin: bool = False) -> Iterator[Connect
         conn = engine.connect()
     except OperationalError as exc:
         raise DatabaseUnavailable(
-            f"cannot reach the {side} database {mask_url(str(engine.url))}: {_first_line(exc)}"
+            f"cannot reach the {side} database {mask_url(str(engine.url))}: {first_line(exc)}"
         ) from exc
     with conn:
         if begin:
@@ -219,9 +220,3 @@ def _make_sqlite_folder(url: str) -> None:
     database = parsed.database
     if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__

@@ -78,6 +78,21 @@ class DistrictVerification:
         return accuracy(distinct, errors)
 
 
+class RequestStatus(StrEnum):
+    """A Sync History entry's status, as a person reads it."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "In Progress"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    CRASHED = "Crashed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RequestStatus.PENDING, RequestStatus.IN_PROGRESS)
+
+
 class Outcome(StrEnum):
     SYNCED = "synced"
     UNCHANGED = "unchanged"

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from selective_sync.text import format_timestamp, md_escape
+
 from .errors import BadInput
-from .history_format import format_timestamp, md_escape
 from .models import ObjectVerification, Outcome, SyncResult
 from .registry import get_object, object_names
 

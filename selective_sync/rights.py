@@ -37,6 +37,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
+from selective_sync.errors import RightsError
+
 from .db import make_engine, mask_url
 from .errors import BadInput, DatabaseUnavailable, SelectiveSyncError
 from .settings import Settings
@@ -60,10 +62,6 @@ RIGHT_MEANING: dict[Right, str] = {
 
 # Canonical order used whenever rights are stored or shown.
 _ORDER = (Right.R, Right.W, Right.D)
-
-
-class RightsError(SelectiveSyncError):
-    """A user lacks the right an action needs (or bootstrap is no longer allowed)."""
 
 
 @dataclass(frozen=True)
@@ -468,16 +466,46 @@ def _make_sqlite_parent(url: str) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-# ---------------------------------------------------------------- one-shot helpers
+# ---------------------------------------------------------------- the acting user
 
 
-def require(user: str, right: Right | str, *, settings: Settings | None = None) -> None:
-    """Check ``user`` holds ``right`` in the configured store; RightsError otherwise.
+@dataclass(frozen=True)
+class Actor:
+    """The acting user of one entry point (a flow run, a CLI command), with the rights read
+    once from the store: what runs below checks ``actor.require(...)`` without a database."""
 
-    The one call every entry point (flow, CLI, API) makes before it touches anything.
+    name: str
+    rights: frozenset[Right]  # as stored: W is not expanded
+
+    def holds(self, right: Right | str) -> bool:
+        return _as_right(right) in _effective(self.rights)
+
+    def require(self, right: Right | str) -> Actor:
+        """Return the actor if it holds ``right`` (W counts as R); RightsError otherwise."""
+        wanted = _as_right(right)
+        if not self.holds(wanted):
+            raise RightsError(_refusal(self.name, wanted, self.rights))
+        return self
+
+
+def authorise(
+    user: str | Actor, right: Right | str | None = None, *, settings: Settings | None = None
+) -> Actor:
+    """The acting user with their rights, read once from the configured store (an ``Actor``
+    passes through unread); with ``right``, refused unless the user holds it.
+
+    Every entry point (flow, CLI, API) calls this once before it touches anything, and
+    passes the ``Actor`` down.
     """
-    store = RightsStore.from_settings(settings)
-    try:
-        store.require(user, right)
-    finally:
-        store.close()
+    if isinstance(user, Actor):
+        actor = user
+    else:
+        name = normalize_user(user)
+        with RightsStore.from_settings(settings) as store:
+            actor = Actor(name, store.rights_of(name))
+    return actor.require(right) if right is not None else actor
+
+
+def require(user: str | Actor, right: Right | str, *, settings: Settings | None = None) -> Actor:
+    """``authorise`` with a right: the acting user, refused unless they hold ``right``."""
+    return authorise(user, right, settings=settings)

@@ -1,4 +1,5 @@
-"""All configuration, read from the environment (prefix ``SELECTIVE_SYNC_``)."""
+"""All configuration, read from the environment (prefix ``SELECTIVE_SYNC_``), and which
+districts this installation serves (``configured_districts``, ``resolve_district``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import DistrictNotConfigured
 
 DEFAULT_DATA_DIR = Path.home() / ".selective-sync"
 DEMO_DISTRICT_NUMBER = 275
@@ -121,3 +124,25 @@ def sqlite_url(path: Path) -> str:
 def get_settings() -> Settings:
     """Read settings afresh from the environment (cheap; callers may keep the result)."""
     return Settings()
+
+
+def configured_districts(settings: Settings) -> list[DistrictConfig]:
+    """The default district (from the single-district settings) followed by any others."""
+    default = DistrictConfig(
+        number=settings.district_number,
+        name=settings.district_name,
+        url=settings.resolved_district_url,
+    )
+    others = [d for d in settings.districts if d.number != default.number]
+    return [default, *others]
+
+
+def resolve_district(settings: Settings, number: int | None = None) -> DistrictConfig:
+    """The district numbered ``number`` (default: the configured district)."""
+    districts = configured_districts(settings)
+    if number is None:
+        return districts[0]
+    for district in districts:
+        if district.number == number:
+            return district
+    raise DistrictNotConfigured(number, [f"{d.number} {d.name}" for d in districts])

@@ -5,9 +5,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from selective_sync.districts import resolve_district
 from selective_sync.find import FindQuery, FindResult, SummaryKeys, find_records
-from selective_sync.settings import get_settings
+from selective_sync.settings import get_settings, resolve_district
 
 from .engines import engine_for
 from .retry import RETRY_TRANSIENT_FAULTS

@@ -13,14 +13,14 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from selective_sync.history_format import (
+from selective_sync.history.codec import (
     history_key,
     history_markdown,
-    md_escape,
     outcome_rows,
 )
 from selective_sync.models import SyncResult
-from selective_sync.progress import report as report_progress
+from selective_sync.sync.progress import report as report_progress
+from selective_sync.text import md_escape
 
 
 def start_progress(district_number: int) -> UUID:

@@ -8,7 +8,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
-from selective_sync.history_format import md_escape
 from selective_sync.models import DistrictVerification, SyncResult
 from selective_sync.reports import sync_report_from_result, verification_report_from_result
 from selective_sync.reports.storage import (
@@ -18,7 +17,8 @@ from selective_sync.reports.storage import (
     StoredReport,
     store_reports,
 )
-from selective_sync.summary_store import AccuracyTrend
+from selective_sync.text import md_escape
+from selective_sync.verification.codec import AccuracyTrend
 
 SERVER_HINT = "served by `selective-sync reports serve`"
 

@@ -6,10 +6,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from selective_sync.districts import resolve_district
 from selective_sync.models import KeyOutcome
 from selective_sync.registry import get_object
-from selective_sync.settings import get_settings
+from selective_sync.settings import get_settings, resolve_district
 from selective_sync.sync import parse_ids, sync_key, sync_keys, sync_with_dependencies
 
 from .engines import engine_for

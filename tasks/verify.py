@@ -8,18 +8,17 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from selective_sync.districts import resolve_district
 from selective_sync.models import DistrictVerification, ObjectVerification
 from selective_sync.registry import get_object
-from selective_sync.settings import get_settings
-from selective_sync.summary_store import (
+from selective_sync.settings import get_settings, resolve_district
+from selective_sync.verification.codec import (
     encode_summary,
     issues_key,
     merge_rows,
     summary_description,
     summary_key,
 )
-from selective_sync.verify import verify_object
+from selective_sync.verification.engine import verify_object
 
 from .engines import engine_for
 from .retry import RETRY_TRANSIENT_FAULTS

@@ -74,6 +74,34 @@ def prefect_api():
         yield
 
 
+# Folders whose tests are slow (real servers, kills, whole matrices): `pytest -m "not slow"`
+# leaves them out for a fast local loop; CI runs everything.
+SLOW_FOLDERS = ("integration", "matrix", "reliability", "security")
+_uses_servers: dict[str, bool] = {}
+
+
+def _module_uses_servers(path: Path) -> bool:
+    """A module that asks for a PostgreSQL/MariaDB database (tests/dbservers.py)."""
+    key = str(path)
+    if key not in _uses_servers:
+        text = path.read_text(encoding="utf-8")
+        _uses_servers[key] = "server_database" in text or "dbservers" in text
+    return _uses_servers[key]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test by what it needs: `servers`, `prefect_api`, `slow` (see pyproject)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        folders = set(path.relative_to(Path(__file__).parent).parts[:-1])
+        if folders & set(SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
+        if "prefect_api" in item.fixturenames or "integration" in folders:
+            item.add_marker(pytest.mark.prefect_api)
+        if "matrix" in folders or "integration" in folders or _module_uses_servers(path):
+            item.add_marker(pytest.mark.servers)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print what the reliability and security suites tried (tests/tally.py)."""
     import tally

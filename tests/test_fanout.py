@@ -1,6 +1,6 @@
 """How keys become task runs: per key up to the limit, batches above it, keys never lost."""
 
-from selective_sync.fanout import plan_jobs, writers_in_flight
+from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 
 
 def test_per_key_jobs_up_to_the_limit():

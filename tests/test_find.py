@@ -322,7 +322,7 @@ def empty_summary_store(prefect_api):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from selective_sync.summary_store import issues_key, summary_key
+    from selective_sync.verification.codec import issues_key, summary_key
 
     def clear() -> None:
         keys = [summary_key(DISTRICT), issues_key(DISTRICT)]
@@ -419,7 +419,7 @@ def test_ids_only_round_trips_into_a_real_sync(demo, admin):
     """sync Enrollment "$(find --object Enrollment --from-summary mismatched --ids-only)"."""
     from selective_sync.db import make_engine
     from selective_sync.registry import get_object
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
 
     store_summary(admin)
     found = invoke(

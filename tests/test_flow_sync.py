@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def run_sync(object_name, ids, user, **kwargs):
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     return selective_sync(object=object_name, ids=ids, requested_by=user, **kwargs)
 
@@ -27,7 +27,7 @@ def verify_keys(object_name, keys):
     from selective_sync.db import make_engine
     from selective_sync.registry import get_object
     from selective_sync.settings import get_settings
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
 
     settings = get_settings()
     district, state = (

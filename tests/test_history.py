@@ -27,7 +27,7 @@ CLI = [sys.executable, "-m", "selective_sync.cli"]
 
 def run_sync(object_name, ids, user, **kwargs):
     """Run the flow; returns (flow run id, SyncResult or the exception it raised)."""
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     state = selective_sync(
         object=object_name, ids=ids, requested_by=user, return_state=True, **kwargs
@@ -92,13 +92,13 @@ def other_district(demo, monkeypatch):
 def test_summary_and_outcomes_round_trip_hostile_text():
     from datetime import UTC, datetime
 
-    from selective_sync.history import status_of
-    from selective_sync.history_format import (
+    from selective_sync.history.codec import (
         history_markdown,
         outcome_rows,
         outcomes_from_rows,
         parse_summary,
     )
+    from selective_sync.history.entry import status_of
     from selective_sync.models import KeyOutcome, SyncResult
 
     user = "a|b *c* \\ [x](y) <b>_d_ & `e`"

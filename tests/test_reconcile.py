@@ -117,7 +117,7 @@ def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
     from selective_sync.registry import get_object
     from selective_sync.rights import RightsStore
     from selective_sync.settings import get_settings
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
     from tasks.engines import engine_for
 
     with RightsStore.from_settings() as store:

@@ -164,7 +164,7 @@ def enrollment_keys(demo):
 def test_sync_run_stores_reports_links_them_and_the_cli_rebuilds_them(
     demo, admin, server, enrollment_keys, tmp_path
 ):
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     ids = [k for keys in enrollment_keys.values() for k in keys]
     run_id, state = run_flow(selective_sync, object="Enrollment", ids=ids, requested_by=admin)
@@ -205,7 +205,7 @@ def test_report_failure_is_logged_and_the_run_and_history_stay_complete(
     demo, admin, monkeypatch, tmp_path
 ):
     from flows.history_store import get_entry
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")

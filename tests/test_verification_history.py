@@ -16,14 +16,14 @@ from typer.testing import CliRunner
 
 from selective_sync.models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
 from selective_sync.rights import RightsError, RightsStore
-from selective_sync.summary_store import (
+from selective_sync.text import format_timestamp
+from selective_sync.verification.codec import (
     CHUNK_BYTES,
     decode_summary,
     encode_summary,
     issues_key,
     summary_key,
 )
-from selective_sync.timefmt import format_timestamp
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -285,7 +285,7 @@ def test_first_summary_verifies_now_and_stores(demo, admin):
 
 
 def test_reverify_after_a_real_sync_drops_the_fixed_keys(demo, admin):
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     _, computed = run_summary()
     fixed = by_object(computed)["PersonIdentity"].mismatched[:3]

@@ -12,10 +12,9 @@ from selective_sync.db import make_engine
 from selective_sync.errors import BadInput, DatabaseUnavailable, SchemaMissing
 from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.models import ISSUE_KINDS, ColumnDiff, accuracy
-from selective_sync.normalise import NULL_MARK, SEP, packed_is_clean, unpack
 from selective_sync.registry import REGISTRY, get_object
 from selective_sync.settings import DEMO_DISTRICT_NUMBER, sqlite_url
-from selective_sync.verify import (
+from selective_sync.verification.engine import (
     _Collector,
     _merge,
     _Prefetch,
@@ -24,6 +23,7 @@ from selective_sync.verify import (
     verify_district,
     verify_object,
 )
+from selective_sync.verification.normalise import NULL_MARK, SEP, packed_is_clean, unpack
 
 DISTRICT = DEMO_DISTRICT_NUMBER
 OTHER = 301

@@ -10,7 +10,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ..districts import resolve_district
+from selective_sync.settings import resolve_district
+
 from ..errors import BadInput
 from ..find import MAX_LIMIT, FindResult, build_query, find_in_district, summary_keys
 from ..rights import Right, require

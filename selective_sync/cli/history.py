@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..history import HistoryEntry, detail_rows, keys_text, status_text
-from ..history_format import format_timestamp
+from selective_sync.history.entry import HistoryEntry, detail_rows, keys_text, status_text
+from selective_sync.text import format_timestamp
+
 from .common import UserOption, console, resolve_user
 from .sync import OUTCOME_STYLE
 
@@ -104,7 +105,8 @@ def clear(
     user: str | None = UserOption,
 ) -> None:
     """Delete every finished entry of one district (runs in progress are kept). Needs D."""
-    from ..districts import resolve_district
+    from selective_sync.settings import resolve_district
+
     from ..rights import Right, require
     from ..settings import get_settings
 

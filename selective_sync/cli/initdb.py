@@ -6,7 +6,8 @@ from enum import StrEnum
 
 import typer
 
-from ..districts import configured_districts
+from selective_sync.settings import configured_districts
+
 from ..initdb import upgrade
 from ..settings import get_settings
 from .common import console

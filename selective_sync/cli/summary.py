@@ -17,16 +17,22 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from selective_sync.settings import resolve_district
+from selective_sync.text import format_timestamp
+from selective_sync.verification.codec import AccuracyTrend
+from selective_sync.verification.format import (
+    DISTRICT_COLUMNS,
+    OBJECT_COLUMNS,
+    percent,
+    summary_to_dict,
+)
+
 from ..db import check_databases
-from ..districts import resolve_district
 from ..errors import BadInput
 from ..models import DistrictVerification
 from ..registry import get_object, object_names
 from ..rights import Right, require
 from ..settings import get_settings
-from ..summary_format import DISTRICT_COLUMNS, OBJECT_COLUMNS, percent, summary_to_dict
-from ..summary_store import AccuracyTrend
-from ..timefmt import format_timestamp
 from .common import UserOption, console, err_console, resolve_user
 
 TREND_RUNS = 10

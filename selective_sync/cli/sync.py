@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from .. import progress as progress_events
+from selective_sync.sync import progress as progress_events
+
 from ..models import Outcome, SyncResult
 from ..registry import get_object
 from .common import UserOption, console, resolve_user
@@ -39,7 +40,7 @@ def sync(
     refuse_early(" ".join(ids), resolve_user(user), district)
     # Prefect's own run logs would drown the table; the run keeps them all in its API.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     parameters = dict(
         object=spec.name,
@@ -77,8 +78,9 @@ def refuse_early(ids: str, user: str, district: int | None) -> None:
     unreachable database gets the one ``error:`` line every other command gives. The flow
     checks all of this again.
     """
+    from selective_sync.settings import resolve_district
+
     from ..db import check_databases
-    from ..districts import resolve_district
     from ..rights import Right, require
     from ..settings import get_settings
     from ..sync import parse_ids

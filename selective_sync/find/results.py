@@ -6,7 +6,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
-from ..timefmt import format_timestamp
+from selective_sync.text import format_timestamp
+
 from .query import FindObject, SummaryKind
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, String, func, select, type_coerce
 
+from selective_sync.settings import resolve_district
+
 from ..db import check_schema, make_engine
-from ..districts import resolve_district
 from ..errors import BadInput
 from ..schema import district_table
 from ..settings import Settings

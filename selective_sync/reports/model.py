@@ -10,11 +10,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from selective_sync.text import format_timestamp
+from selective_sync.verification.codec import AccuracyTrend
+from selective_sync.verification.format import DISTRICT_COLUMNS, OBJECT_COLUMNS  # noqa: F401  (re-exported)
+
 from ..models import DistrictVerification, IssueKind, Outcome, RecordIssue, SyncResult
 from ..registry import REGISTRY
-from ..summary_format import DISTRICT_COLUMNS, OBJECT_COLUMNS  # noqa: F401  (re-exported)
-from ..summary_store import AccuracyTrend
-from ..timefmt import format_timestamp
 
 # One timestamp format everywhere (reports, CSV): e.g. "11/28/2026 08:15 PM UTC".
 

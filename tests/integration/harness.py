@@ -251,7 +251,7 @@ def verify_keys(data_dir: Path, name: str, keys: list[int] | None = None):
     from selective_sync.db import make_engine
     from selective_sync.registry import get_object
     from selective_sync.settings import sqlite_url
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
 
     district = make_engine(sqlite_url(data_dir / "district.db"))
     state = make_engine(sqlite_url(data_dir / "state.db"))

@@ -102,7 +102,7 @@ def test_deploy_creates_every_deployment_without_secrets(deployed: Server):
         deployment = by_name[name]
         assert deployment["work_pool_name"] == POOL
         assert deployment["enforce_parameter_schema"] is True
-        # A module path: a file path would load flows/selective_sync.py as `selective_sync`.
+        # Module paths, as prefect.yaml explains.
         assert deployment["entrypoint"].startswith("flows."), deployment["entrypoint"]
         # The checkout is resolved by each run (worker environment), not baked in.
         assert deployment["pull_steps"] == [

@@ -17,7 +17,7 @@ from selective_sync.demo import OTHER_DISTRICT
 from selective_sync.models import Outcome
 from selective_sync.registry import get_object
 from selective_sync.sync import sync_key, sync_keys, sync_with_dependencies
-from selective_sync.verify import verify_object
+from selective_sync.verification.engine import verify_object
 
 PERSON = get_object("PersonIdentity")
 ENROLLMENT = get_object("Enrollment")

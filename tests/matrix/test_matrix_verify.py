@@ -6,7 +6,7 @@ import pytest
 
 from selective_sync.models import ISSUE_KINDS
 from selective_sync.registry import REGISTRY, get_object
-from selective_sync.verify import fetch_compared_rows, verify_district, verify_object
+from selective_sync.verification.engine import fetch_compared_rows, verify_district, verify_object
 
 
 @pytest.mark.parametrize("chunk_rows", [20_000, 37])

@@ -201,7 +201,7 @@ def expected_outcomes(
 
 
 def verify(dbs: Databases, object_name: str, keys: list[int]):
-    from selective_sync.verify import verify_object
+    from selective_sync.verification.engine import verify_object
 
     district, state = dbs.engines()
     try:
@@ -284,7 +284,7 @@ def running(*threads: Background, first: Callable[[], object] | None = None) -> 
 
 def run_flow(object_name: str, ids, **kwargs):
     """Run the selective-sync flow in this process; its final state (never raises)."""
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     return selective_sync(
         object=object_name, ids=ids, requested_by=ADMIN, return_state=True, **kwargs

@@ -254,7 +254,7 @@ def test_flow_parameter_validation_never_turns_bad_ids_into_good(ids):
     list of whole numbers."""
     from prefect.exceptions import ParameterTypeError
 
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     tally.add("bad_inputs_tried")
     parameters = {"object": "PersonIdentity", "ids": ids, "requested_by": "someone"}
@@ -307,7 +307,7 @@ HOSTILE_FLOW_PARAMETERS = [
 @pytest.mark.usefixtures("prefect_api")
 @pytest.mark.parametrize(("override", "error", "named"), HOSTILE_FLOW_PARAMETERS)
 def test_flow_refuses_hostile_parameters_and_writes_nothing(demo, admin, override, error, named):
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     parameters = {"object": "PersonIdentity", "ids": "10001", "requested_by": admin}
     parameters.update(override)

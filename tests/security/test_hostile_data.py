@@ -269,11 +269,11 @@ def as_bytes(rows: dict) -> dict:
 
 
 def hostile_round_trip(monkeypatch, data_dir: Path, district_url, state_url, manifest, admin):
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
     from flows.verification_summary import verification_summary
-    from selective_sync import verify as verify_module
     from selective_sync.db import make_engine
     from selective_sync.registry import get_object
+    from selective_sync.verification import engine as verify_module
 
     persons, failing, enrollment = choose_records(district_url, state_url, manifest)
     planted = plant(district_url, state_url, persons, failing, enrollment)
@@ -367,7 +367,7 @@ def hostile_round_trip(monkeypatch, data_dir: Path, district_url, state_url, man
 
     district, state_engine = make_engine(district_url), make_engine(state_url)
     try:
-        from selective_sync.verify import verify_object
+        from selective_sync.verification.engine import verify_object
 
         after = verify_object(
             district, state_engine, get_object("PersonIdentity"), DISTRICT, persons

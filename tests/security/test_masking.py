@@ -143,7 +143,7 @@ def test_passwords_never_shown(demo, admin, monkeypatch):
 
 
 def check_passwords(demo, admin, monkeypatch, root_url, user, pw, wrong, url) -> None:
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
     from flows.verification_summary import verification_summary
     from selective_sync.demo import generate_demo
     from selective_sync.settings import sqlite_url

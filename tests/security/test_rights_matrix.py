@@ -117,7 +117,7 @@ def world(demo_template, tmp_path_factory, prefect_api):
 
 def make_entry(world: World) -> str:
     """A fresh Sync History entry (a dry run: nothing written) to show, report or delete."""
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
 
     run_id, state, _ = run_flow(
         selective_sync, object="PersonIdentity", ids=[world.key], requested_by=ADMIN, dry_run=True
@@ -186,7 +186,7 @@ def act(action: str, user: str, world: World, entry: str, tmp_path: Path):
     actions return the CliResult (the CLI turns refusals into an exit code)."""
     from flows import history_maintenance as maintenance
     from flows import history_store as store
-    from flows.selective_sync import selective_sync
+    from flows.sync_request import selective_sync
     from flows.verification_summary import verification_summary
 
     if action == "api-list":

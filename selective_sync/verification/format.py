@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import DistrictVerification
+from selective_sync.models import DistrictVerification
 
 DISTRICT_COLUMNS = ("District", "Name", "Overall Accuracy")
 OBJECT_COLUMNS = (
@@ -50,8 +50,3 @@ def summary_to_dict(summary: DistrictVerification) -> dict[str, Any]:
 def percent(value: float) -> str:
     """Accuracy as the product prints it: two decimals and a percent sign."""
     return f"{value:.2f}%"
-
-
-def md_cell(text: object) -> str:
-    """Text for a Markdown table cell: a pipe or newline in a name must not break the table."""
-    return str(text).replace("|", "\\|").replace("\n", " ")

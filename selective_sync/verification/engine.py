@@ -32,10 +32,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select
 
-from .db import check_schema
-from .errors import BadInput
-from .models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
-from .normalise import (
+from selective_sync.db import check_schema
+from selective_sync.errors import BadInput
+from selective_sync.models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
+from selective_sync.registry import ObjectSpec, get_object, object_names
+from selective_sync.verification.normalise import (
     NULL_MARK,
     SEP,
     Side,
@@ -46,7 +47,6 @@ from .normalise import (
     packed_select,
     unpack,
 )
-from .registry import ObjectSpec, get_object, object_names
 
 log = logging.getLogger(__name__)
 

@@ -6,22 +6,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .models import KeyOutcome, Outcome, SyncResult
-from .timefmt import format_timestamp  # noqa: F401  (re-exported)
+from selective_sync.models import KeyOutcome, Outcome, RequestStatus, SyncResult
+from selective_sync.text import format_timestamp, md_escape
 
 KEYS_SHOWN = 50
 HISTORY_KINDS = ("history", "outcomes", "progress")
 _KEY = re.compile(r"^sync-(?P<kind>[a-z]+)-(?P<district>[0-9]+)$")
-# Characters that would turn text in a markdown table cell into markup (or end the cell).
-_MD_ACTIVE = re.compile(r"([\\`*_\[\]<>|~&])")
 _MD_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
-def request_status(result: SyncResult) -> str:
+def request_status(result: SyncResult) -> RequestStatus:
     """Complete when every key was processed; Failed when every key hit a database fault."""
     if result.keys and all(k.outcome is Outcome.FAILED and k.transient for k in result.keys):
-        return "Failed"
-    return "Complete"
+        return RequestStatus.FAILED
+    return RequestStatus.COMPLETE
 
 
 def history_key(district_number: int, kind: str = "history") -> str:
@@ -35,13 +33,6 @@ def parse_history_key(key: str | None) -> tuple[str, int] | None:
     if not match or match["kind"] not in HISTORY_KINDS:
         return None
     return match["kind"], int(match["district"])
-
-
-def md_escape(text: object) -> str:
-    """``text`` for a markdown table cell or description, shown literally (one line)."""
-    # User-supplied text (names, reasons): a pipe or a newline would break the table, and
-    # * _ < [ ... would become markup in the UI.
-    return _MD_ACTIVE.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
 
 
 def _unmd(text: str) -> str:

@@ -12,31 +12,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import BadInput, SelectiveSyncError
-from .history_format import format_timestamp, outcomes_from_rows
-from .models import KeyOutcome, SyncResult
-from .sync.keys import parse_ids
+from selective_sync.errors import BadInput
+from selective_sync.history.codec import outcomes_from_rows
+from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
+from selective_sync.sync.keys import parse_ids
+from selective_sync.text import format_timestamp
 
 FLOW_NAME = "selective-sync"
 
 # Prefect state type -> the status a person sees in the history.
 STATUS_BY_STATE = {
-    "SCHEDULED": "Pending",
-    "PENDING": "Pending",
-    "RUNNING": "In Progress",
-    "PAUSED": "In Progress",
-    "CANCELLING": "In Progress",
-    "COMPLETED": "Complete",
-    "FAILED": "Failed",
-    "CRASHED": "Crashed",
-    "CANCELLED": "Cancelled",
+    "SCHEDULED": RequestStatus.PENDING,
+    "PENDING": RequestStatus.PENDING,
+    "RUNNING": RequestStatus.IN_PROGRESS,
+    "PAUSED": RequestStatus.IN_PROGRESS,
+    "CANCELLING": RequestStatus.IN_PROGRESS,
+    "COMPLETED": RequestStatus.COMPLETE,
+    "FAILED": RequestStatus.FAILED,
+    "CRASHED": RequestStatus.CRASHED,
+    "CANCELLED": RequestStatus.CANCELLED,
 }
-FINISHED = frozenset({"Complete", "Failed", "Crashed", "Cancelled"})
+FINISHED = frozenset(s for s in RequestStatus if s.finished)
 _PREFECT_PREFIXES = ("Flow run encountered an exception: ",)
-
-
-class HistoryUnavailable(SelectiveSyncError):
-    """The Prefect API that holds the history could not be reached or answered an error."""
 
 
 def status_of(state_type: str | None) -> str:
@@ -210,7 +207,7 @@ def keys_text(keys: list[int], shown: int = 5) -> str:
 
 
 def status_text(entry: HistoryEntry) -> str:
-    if entry.status == "In Progress" and entry.progress is not None:
+    if entry.status == RequestStatus.IN_PROGRESS and entry.progress is not None:
         return f"In Progress ({entry.progress:.0f}%)"
     return entry.status
 
@@ -273,7 +270,10 @@ def _district_name(text: str | None, district: int | None) -> str | None:
 
 
 def _failure(status: str, message: str | None) -> str | None:
-    if status not in ("Failed", "Crashed", "Cancelled") or not message:
+    if (
+        status not in (RequestStatus.FAILED, RequestStatus.CRASHED, RequestStatus.CANCELLED)
+        or not message
+    ):
         return None
     for prefix in _PREFECT_PREFIXES:
         message = message.removeprefix(prefix)

@@ -13,23 +13,21 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import StrictInt
 
-from selective_sync.districts import resolve_district
-from selective_sync.errors import SelectiveSyncError
-from selective_sync.fanout import plan_jobs, writers_in_flight
-from selective_sync.history_format import request_status
-from selective_sync.models import KeyOutcome, SyncResult
-from selective_sync.outcomes import apply_after_verification, failure_outcome
+from flows.runner import make_task_runner
+from selective_sync.errors import RequestFailed
+from selective_sync.history.codec import request_status
+from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
-from selective_sync.settings import get_settings
+from selective_sync.settings import get_settings, resolve_district
 from selective_sync.sync import is_transient
-from selective_sync.sync.faults import first_line
+from selective_sync.sync.fanout import plan_jobs, writers_in_flight
+from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
+from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.reports import render_reports
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.sync import parse_ids_task, sync_batch_task, sync_key_task
 from tasks.verify import verify_object_task
-
-from .runner import make_task_runner
 
 
 def count_id_tokens(ids: object) -> int:
@@ -43,10 +41,6 @@ def _run_name() -> str:
     obj = params.get("object")
     obj = getattr(obj, "value", obj)
     return f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
-
-
-class RequestFailed(SelectiveSyncError):
-    """The request could not be processed (every key hit a database fault)."""
 
 
 @flow(
@@ -108,7 +102,7 @@ def selective_sync(
         dry_run=dry_run,
         keys=[outcomes[k] for k in keys],
     )
-    status = "Failed" if unverified is not None else request_status(result)
+    status = RequestStatus.FAILED if unverified is not None else request_status(result)
     publish_history(quote(result), status)
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
     deliver_reports(result)
@@ -119,7 +113,7 @@ def selective_sync(
             f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
             "every key's outcome is in the Sync History"
         )
-    if status == "Failed":
+    if status == RequestStatus.FAILED:
         raise RequestFailed(
             f"the request could not be processed: every key failed on a database fault "
             f"({result.keys[0].reason})"

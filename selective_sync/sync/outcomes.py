@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from .models import KeyOutcome, ObjectVerification, Outcome
-from .sync import is_transient
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+from selective_sync.models import KeyOutcome, ObjectVerification, Outcome
+from selective_sync.sync import is_transient
+from selective_sync.text import first_line
 
 
 def failure_outcome(key: int, exc: BaseException, attempts: int) -> KeyOutcome:

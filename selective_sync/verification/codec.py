@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .errors import SelectiveSyncError
-from .history_format import md_escape
-from .models import (
+from selective_sync.errors import StoredSummaryError
+from selective_sync.models import (
     ISSUE_KINDS,
     ColumnDiff,
     DistrictVerification,
@@ -40,8 +39,9 @@ from .models import (
     RecordIssue,
     accuracy,
 )
-from .registry import object_names
-from .summary_format import percent
+from selective_sync.registry import object_names
+from selective_sync.text import md_escape
+from selective_sync.verification.format import percent
 
 FORMAT = 1
 """Version of the row layout; a row of another version is refused, not misread."""
@@ -62,14 +62,6 @@ _SUMMARY_INT_FIELDS = (
     "mismatched",
     "issue_rows",
 )
-
-
-class StoredSummaryError(SelectiveSyncError):
-    """Stored artifacts that do not decode (another format, a missing chunk)."""
-
-
-class SummaryUnavailable(SelectiveSyncError):
-    """The Prefect API that holds the stored summary cannot be reached."""
 
 
 def summary_key(district: int) -> str:

@@ -32,8 +32,8 @@ from typing import Any
 from sqlalchemy import Date, Integer, Select, String, and_, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from .registry import ObjectSpec
-from .schema import district_table, state_table
+from selective_sync.registry import ObjectSpec
+from selective_sync.schema import district_table, state_table
 
 Side = str  # "district" or "state"
 

@@ -1,0 +1,14 @@
+"""Verification: which records differ between a district and the state, and the stored
+Verification Summary.
+
+It owns the streaming engine (``engine``: both sides normalised in SQL, merged by key in
+bounded windows), the SQL normalisation the registry declares (``normalise``), the codec
+between typed results and the stored summary's artifact rows, with the accuracy trend
+(``codec``), and the plain-data forms used by ``summary --json`` and the artifacts
+(``format``). Where the stored summary physically lives is not its business: callers
+pass a ``SummaryStore`` (``store``) implemented by the orchestration layer.
+"""
+
+from selective_sync.verification.engine import verify_district, verify_object
+
+__all__ = ["verify_district", "verify_object"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import flows.cli  # noqa: F401  (the in-process CLI gets its Prefect backend, as the entry point does)
+
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

@@ -29,7 +29,7 @@ from selective_sync.find import (
 from selective_sync.rights import RightsError
 
 DISTRICT = 275
-CLI = [sys.executable, "-m", "selective_sync.cli"]
+CLI = [sys.executable, "-m", "flows.cli"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -77,10 +77,10 @@ def find(demo, **filters):
 
 def invoke(args: list[str]):
     """The CLI in-process (a subprocess would start its own ephemeral API)."""
-    from selective_sync.cli import _register, app
+    from flows.cli import app, register
 
     if not any(command.callback.__name__ == "find" for command in app.registered_commands):
-        _register()
+        register()
     return CliRunner().invoke(app, ["find", *args])
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 ABSENT = 999_999_999
 OTHER = 312
-CLI = [sys.executable, "-m", "selective_sync.cli"]
+CLI = [sys.executable, "-m", "flows.cli"]
 
 
 # ---------------------------------------------------------------- helpers

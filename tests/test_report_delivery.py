@@ -29,7 +29,7 @@ from selective_sync.rights import RightsError, RightsStore
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 ABSENT = 999_999_999
-CLI = [sys.executable, "-m", "selective_sync.cli"]
+CLI = [sys.executable, "-m", "flows.cli"]
 HEADINGS = {
     "failed": FAILED_HEADING,
     "successful": SUCCESSFUL_HEADING,
@@ -97,9 +97,9 @@ def link_url(data: str) -> str:
 
 def invoke(args: list[str]):
     """The CLI in-process (subprocesses cost seconds each); errors stay exceptions."""
-    from selective_sync.cli import _register, app
+    from flows.cli import app, register
 
-    _register()
+    register()
     return CliRunner().invoke(app, args)
 
 

@@ -280,7 +280,7 @@ def test_default_store_is_beside_the_demo_or_in_the_state_database(tmp_path, mon
 def cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {}), "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "selective_sync.cli", "rights", *args],
+        [sys.executable, "-m", "flows.cli", "rights", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

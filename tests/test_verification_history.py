@@ -82,9 +82,9 @@ def wide_console(monkeypatch):
 
 def invoke(args: list[str]):
     """The CLI in-process (a subprocess would start its own ephemeral API)."""
-    from selective_sync.cli import _register, app
+    from flows.cli import app, register
 
-    _register()
+    register()
     return CliRunner().invoke(app, args)
 
 

@@ -1,4 +1,8 @@
-"""The ``selective-sync`` command line: one Typer app, one sub-module per command group."""
+"""The ``selective-sync`` command line: one Typer app, one sub-module per command group.
+
+It runs flows and reads the stored history through the backend it is given
+(``selective_sync.cli.backend``); the entry point that gives it one is ``flows.cli``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
+def register() -> None:
+    """Add every command to ``app`` (once; later calls do nothing)."""
+    if app.registered_commands:
+        return
     from . import demo, find, history, initdb, report, rights, summary, sync
 
     app.command()(demo.demo)
@@ -36,5 +43,5 @@ def main() -> None:
     # Prefect's default 20 s is too short for the first start on a busy two-core machine;
     # a timeout there surfaces as a raw traceback rather than our one error line.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    _register()
+    register()
     run_cli(app)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import typer
 from rich import box
@@ -16,6 +15,7 @@ from ..errors import BadInput
 from ..find import MAX_LIMIT, FindResult, build_query, find_in_district, summary_keys
 from ..rights import Right, require
 from ..settings import get_settings
+from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
 
 # Columns that may fold on a narrow terminal; IDs never do (a folded ID reads as two).
@@ -78,12 +78,8 @@ def find(
     require(resolve_user(user), Right.R)
     keys = None
     if query.from_summary is not None:
-        # Imported only for this option: importing Prefect costs seconds, and its INFO logs
-        # (e.g. starting the ephemeral API) would clutter the output.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        from flows.verification_store import load_latest_summary
-
-        keys = summary_keys(load_latest_summary(config.number), query.object, query.from_summary)
+        stored = backend().summaries.load_latest_summary(config.number)
+        keys = summary_keys(stored, query.object, query.from_summary)
     result = find_in_district(settings, query, config.number, keys)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated
 
 import typer
@@ -11,8 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from selective_sync.history.entry import HistoryEntry, detail_rows, keys_text, status_text
+from selective_sync.history.store import HistoryStore
 from selective_sync.text import format_timestamp
 
+from .backend import backend
 from .common import UserOption, console, resolve_user
 from .sync import OUTCOME_STYLE
 
@@ -33,13 +34,8 @@ DistrictOption = Annotated[
 ]
 
 
-def _store():
-    # Imported only when a history command runs: importing Prefect costs seconds, and its
-    # own INFO logs (e.g. starting the ephemeral API) would clutter the output.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows import history_store
-
-    return history_store
+def _store() -> HistoryStore:
+    return backend().history
 
 
 @app.command("list")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ import typer
 from rich.text import Text
 
 from ..errors import BadInput
+from .backend import backend
 from .common import UserOption, console, resolve_user
 
 reports_app = typer.Typer(
@@ -61,11 +61,7 @@ def report(
 
     name = sync_format(fmt, output)
     check_writable(output)  # before the seconds spent reaching the history
-    # Prefect only now: importing it costs seconds, and its INFO logs would clutter output.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.history_store import get_entry
-
-    entry = get_entry(run, user=resolve_user(user))
+    entry = backend().history.get_entry(run, user=resolve_user(user))
     content = sync_report_from_result(entry.to_sync_result(), datetime.now(UTC))
     render_report(content, output, name)
     console.print(

@@ -9,7 +9,6 @@ district with nothing stored yet is verified on the spot. Needs R.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from ..models import DistrictVerification
 from ..registry import get_object, object_names
 from ..rights import Right, require
 from ..settings import get_settings
+from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
 
 TREND_RUNS = 10
@@ -69,10 +69,7 @@ def summary(
     check_databases(config.url, settings.resolved_state_url)
     acting = resolve_user(user)
     require(acting, Right.R)
-    # Prefect's own run logs would drown the table; the runs keep them all in the API.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows import verification_store
-
+    verification_store = backend().summaries
     if trend:
         history = verification_store.load_trend(config.number, runs, user=acting)
         _print_trend(history, as_json)
@@ -113,11 +110,9 @@ def _shown(
     fresh: dict = {}
     name = stored.district_name if stored else ""
     if missing:
-        from flows.verification_summary import verification_summary
-
         # All of them when nothing is stored: the flow's default is every registry object.
         asked = None if stored is None and not names else missing
-        result = verification_summary(district=district, objects=asked, requested_by=user)
+        result = backend().run_verification(district=district, objects=asked, requested_by=user)
         fresh = {o.object: o for o in result.objects}
         name = result.district_name
     objects = [fresh.get(n) or have[n] for n in wanted if n in fresh or n in have]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import typer
 from rich.markup import escape
@@ -14,6 +13,7 @@ from selective_sync.sync import progress as progress_events
 
 from ..models import Outcome, SyncResult
 from ..registry import get_object
+from .backend import backend
 from .common import UserOption, console, resolve_user
 
 OUTCOME_STYLE = {
@@ -38,10 +38,6 @@ def sync(
     """Re-send the named records from the district to the state, and show each outcome."""
     spec = get_object(object_name)
     refuse_early(" ".join(ids), resolve_user(user), district)
-    # Prefect's own run logs would drown the table; the run keeps them all in its API.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.sync_request import selective_sync
-
     parameters = dict(
         object=spec.name,
         ids=" ".join(ids),
@@ -51,7 +47,7 @@ def sync(
         dry_run=dry_run,
     )
     if as_json:
-        result = selective_sync(**parameters)
+        result = backend().run_sync(**parameters)
         typer.echo(json.dumps(result_to_dict(result), indent=2))
         return
     with Progress(
@@ -64,7 +60,7 @@ def sync(
 
         progress_events.add_listener(listener)
         try:
-            result = selective_sync(**parameters)
+            result = backend().run_sync(**parameters)
         finally:
             progress_events.remove_listener(listener)
     print_result(result)

@@ -132,7 +132,7 @@ def test_unversioned_tables_are_adopted_and_partial_ones_refused(kind, tmp_path)
 
 def run_cli(args, env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "selective_sync.cli", *args],
+        [sys.executable, "-m", "flows.cli", *args],
         env=env,
         capture_output=True,
         text=True,

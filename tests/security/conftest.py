@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "selective_sync.cli"]
+CLI = [sys.executable, "-m", "flows.cli"]
 
 
 @dataclass
@@ -55,11 +55,11 @@ def cli_in_process(*args: str) -> CliResult:
     global _registered
     from rich.console import Console
 
-    from selective_sync import cli
+    from flows import cli
     from selective_sync.cli import common
 
     if not _registered:
-        cli._register()
+        cli.register()
         _registered = True
     out, err = io.StringIO(), io.StringIO()
     code = 0

@@ -77,13 +77,13 @@ def refuse_early(ids: str, user: str, district: int | None) -> None:
     from selective_sync.settings import resolve_district
 
     from ..db import check_databases
-    from ..rights import Right, require
+    from ..rights import Right, authorise
     from ..settings import get_settings
     from ..sync import parse_ids
 
     settings = get_settings()
     config = resolve_district(settings, district)
-    require(user, Right.W)
+    authorise(user, Right.W)
     parse_ids(ids)
     check_databases(config.url, settings.resolved_state_url)
 

@@ -96,16 +96,7 @@ def result_to_dict(result: SyncResult) -> dict:
         "dry_run": result.dry_run,
         "check_dependencies": result.check_dependencies,
         "records": {"succeeded": result.succeeded, "total": result.total},
-        "keys": [
-            {
-                "key": k.key,
-                "outcome": k.outcome.value,
-                "reason": k.reason,
-                "attempts": k.attempts,
-                "parents_synced": k.parents_synced,
-            }
-            for k in result.keys
-        ],
+        "keys": [k.as_dict() for k in result.keys],
     }
 
 

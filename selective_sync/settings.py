@@ -60,6 +60,19 @@ class Settings(BaseSettings):
         gt=0,
         description="Up to this many keys get one task run each; above it keys are batched.",
     )
+    retry_attempts: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "Attempts a key (or a read) gets for transient database faults, the first "
+            "included; see selective_sync/sync/retry.py."
+        ),
+    )
+    retry_backoff_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="Pause after the first failed attempt, doubled after each next one.",
+    )
     rights_url: str | None = Field(
         default=None,
         description=(

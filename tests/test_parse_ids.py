@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selective_sync.errors import BadInput
-from selective_sync.sync import MAX_ID, parse_ids
+from selective_sync.sync.keys import MAX_ID, parse_ids
 
 
 @pytest.mark.parametrize(

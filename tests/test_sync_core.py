@@ -25,14 +25,13 @@ from selective_sync.sync import (
     BatchAborted,
     RetryPolicy,
     TransientFault,
-    diagnose_failure,
-    find_problems,
     is_transient,
     sync_key,
-    sync_key_with_retries,
     sync_keys,
     sync_with_dependencies,
 )
+from selective_sync.sync.copy import sync_key_with_retries
+from selective_sync.sync.diagnose import diagnose_failure, find_problems
 
 D = 275  # the district being synced
 OTHER = 312  # another district at the state, with overlapping IDs

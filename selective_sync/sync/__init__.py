@@ -1,42 +1,28 @@
-"""The plain-Python sync core: parse IDs, copy keys district -> state, diagnose, retry.
+"""The sync core: copy the keys an administrator names from a district to the state.
 
-Nothing here knows about Prefect; the flows, the CLI and the tests share these functions.
+This package owns everything between a list of IDs and the state's rows equal to the
+district's: parsing the IDs (``keys``), reading and comparing rows (``plan``, ``planner``),
+one key's transaction with its checked writes and dry runs (``writer``, ``statements``),
+parents synced first (``parents``), diagnosing a refusal (``diagnose``), which faults are
+transient and how often they are retried (``faults``, ``retry``: the one place that says
+which layer retries what), and the public entry points (``copy``). It knows nothing of
+Prefect: the tasks, the CLI and the tests call the names below (tests also import the
+submodules directly).
 """
 
-from .copy import (
-    DEFAULT_RETRY,
-    TRANSIENT_EXHAUSTED,
-    BatchAborted,
-    sync_key,
-    sync_key_with_retries,
-    sync_keys,
-    sync_with_dependencies,
-)
-from .diagnose import Diagnosis, diagnose_failure, find_problems
-from .faults import RetryPolicy, TransientFault, is_transient
-from .keys import MAX_ID, parse_ids
-from .plan import Plan, normalise, plan_changes, read_district, read_state, read_state_many
+from .copy import BatchAborted, sync_key, sync_keys, sync_with_dependencies
+from .faults import TransientFault, first_line, is_transient
+from .keys import parse_ids
+from .retry import RetryPolicy
 
 __all__ = [
-    "DEFAULT_RETRY",
-    "MAX_ID",
-    "TRANSIENT_EXHAUSTED",
     "BatchAborted",
-    "Diagnosis",
-    "Plan",
     "RetryPolicy",
     "TransientFault",
-    "diagnose_failure",
-    "find_problems",
+    "first_line",
     "is_transient",
-    "normalise",
     "parse_ids",
-    "plan_changes",
-    "read_district",
-    "read_state",
-    "read_state_many",
     "sync_key",
-    "sync_key_with_retries",
     "sync_keys",
     "sync_with_dependencies",
 ]

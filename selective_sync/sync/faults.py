@@ -1,12 +1,8 @@
-"""Which database errors are worth retrying, and the retry policy for batch mode."""
+"""Which database errors are worth retrying (the retry budget itself: ``retry``)."""
 
 from __future__ import annotations
 
-import random
 import sqlite3
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sqlalchemy import exc as sa_exc
 
@@ -87,22 +83,3 @@ def first_line(exc: BaseException) -> str:
     lines = str(inner).strip().splitlines()
     text = lines[0].strip() if lines else ""
     return text or type(inner).__name__
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Per-key retry budget for transient faults: exponential backoff with jitter.
-
-    Attempt n (1-based) that fails is followed by a pause of
-    ``backoff_s * 2**(n-1) * (1 + jitter * random())`` before attempt n+1.
-    """
-
-    attempts: int = 4
-    backoff_s: float = 0.5
-    jitter: float = 0.3
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-    def delay(self, failed_attempt: int) -> float:
-        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed."""
-        base = self.backoff_s * 2 ** (failed_attempt - 1)
-        return base * (1 + self.jitter * random.random())

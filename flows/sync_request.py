@@ -19,14 +19,13 @@ from selective_sync.history.codec import request_status
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
-from selective_sync.sync import is_transient
+from selective_sync.sync import BatchAborted, is_transient
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
 from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.reports import render_reports
-from tasks.retry import TRANSIENT_RETRIES
-from tasks.sync import parse_ids_task, sync_batch_task, sync_key_task
+from tasks.sync import key_task, parse_ids_task, sync_batch_task
 from tasks.verify import verify_object_task
 
 
@@ -179,6 +178,7 @@ def fan_out(
     in_flight = writers_in_flight(settings.resolved_state_url, settings.max_workers)
     jobs = plan_jobs(keys, settings.per_key_task_limit, in_flight)
     per_key = len(keys) <= settings.per_key_task_limit
+    sync_key_task = key_task(settings)
 
     def submit(number: int, chunk: list[int]):
         if per_key:
@@ -200,15 +200,21 @@ def fan_out(
             break
         future = next(as_completed(list(running)))
         chunk = running.pop(future)
-        collect(future.result(raise_on_failure=False), chunk, outcomes)
+        collect(future.result(raise_on_failure=False), chunk, outcomes, settings.retry_attempts)
         progress.advance(len(chunk))
     return outcomes
 
 
-def collect(value, chunk: list[int], outcomes: dict[int, KeyOutcome]) -> None:
-    """Record a finished task's outcomes; a task that failed outright fails its keys."""
+def collect(value, chunk: list[int], outcomes: dict[int, KeyOutcome], budget: int = 1) -> None:
+    """Record a finished task's outcomes; a task that failed outright fails its keys.
+
+    A transient fault failed the task after the whole retry ``budget``; the keys an
+    aborted batch did not reach were tried 0 times.
+    """
     if isinstance(value, BaseException):
-        attempts = 1 + TRANSIENT_RETRIES if is_transient(value) else 1
+        attempts = budget if is_transient(value) else 1
+        if isinstance(value, BatchAborted):
+            attempts = 0
         for outcome in getattr(value, "outcomes", None) or []:
             outcomes[outcome.key] = outcome  # keys a failed batch finished
         for key in chunk:

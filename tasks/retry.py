@@ -1,13 +1,12 @@
-"""Retry policy for I/O tasks: only transient database faults are retried."""
+"""Prefect retries, for the tasks whose core has no retry of its own (which layer retries
+what, and why only one per key: ``selective_sync/sync/retry.py``)."""
 
 from __future__ import annotations
 
-from prefect.tasks import exponential_backoff
+from selective_sync.settings import Settings
+from selective_sync.sync import RetryPolicy, is_transient
 
-from selective_sync.sync import is_transient
-
-TRANSIENT_RETRIES = 3
-RETRY_DELAYS = exponential_backoff(backoff_factor=0.5)
+# Prefect's spread of a pause: between (1 - j) and (1 + j) times it.
 RETRY_JITTER = 0.5
 
 
@@ -17,10 +16,26 @@ def retry_on_transient(task, task_run, state) -> bool:
     return isinstance(exc, BaseException) and is_transient(exc)
 
 
-# The retry settings of every I/O task: transient faults only, exponential backoff + jitter.
-RETRY_TRANSIENT_FAULTS = {
-    "retries": TRANSIENT_RETRIES,
-    "retry_delay_seconds": RETRY_DELAYS,
-    "retry_jitter_factor": RETRY_JITTER,
-    "retry_condition_fn": retry_on_transient,
-}
+def transient_retries(policy: RetryPolicy) -> dict:
+    """Task options retrying transient faults only, on ``policy``'s budget and pauses."""
+    return {
+        "retries": policy.attempts - 1,
+        "retry_delay_seconds": policy.base_delays(),
+        "retry_jitter_factor": RETRY_JITTER,
+        "retry_condition_fn": retry_on_transient,
+    }
+
+
+def sync_key_retries(settings: Settings) -> dict:
+    """The per-key sync task's options: the budget the operator set, read per request."""
+    return transient_retries(RetryPolicy.from_settings(settings))
+
+
+# The I/O tasks (verification, find): their options are fixed when they are defined, so
+# they take the settings' default budget (4 attempts, 0.5 s doubling), as before.
+RETRY_TRANSIENT_FAULTS = transient_retries(
+    RetryPolicy(
+        attempts=Settings.model_fields["retry_attempts"].default,
+        backoff_s=Settings.model_fields["retry_backoff_s"].default,
+    )
+)

@@ -8,11 +8,17 @@ from prefect.context import TaskRunContext
 
 from selective_sync.models import KeyOutcome
 from selective_sync.registry import get_object
-from selective_sync.settings import get_settings, resolve_district
-from selective_sync.sync import parse_ids, sync_key, sync_keys, sync_with_dependencies
+from selective_sync.settings import Settings, get_settings, resolve_district
+from selective_sync.sync import (
+    RetryPolicy,
+    parse_ids,
+    sync_key,
+    sync_keys,
+    sync_with_dependencies,
+)
 
 from .engines import engine_for
-from .retry import RETRY_TRANSIENT_FAULTS
+from .retry import RETRY_TRANSIENT_FAULTS, sync_key_retries
 
 
 @task(name="parse_ids", task_run_name="parse-ids", cache_policy=NO_CACHE)
@@ -25,6 +31,8 @@ def parse_ids_task(ids: str | list[int] | list[str]) -> list[int]:
     name="sync_key",
     task_run_name="sync-{object_name}-{key}",
     cache_policy=NO_CACHE,
+    # Prefect's retries are this task's one retry layer (sync_key itself does not retry);
+    # a request takes its budget from the settings through key_task().
     **RETRY_TRANSIENT_FAULTS,
 )
 def sync_key_task(
@@ -49,9 +57,8 @@ def sync_key_task(
     name="sync_batch",
     task_run_name="sync-{object_name}-batch-{batch_number}",
     cache_policy=NO_CACHE,
-    # Each key retries inside the batch; a batch that keeps hitting faults is retried whole
-    # (keys already done come back unchanged).
-    **RETRY_TRANSIENT_FAULTS,
+    # No Prefect retries: each key retries inside the batch (RetryPolicy), and a batch
+    # retried whole would give its keys a second budget.
 )
 def sync_batch_task(
     object_name: str,
@@ -72,4 +79,10 @@ def sync_batch_task(
         keys,
         check_dependencies=check_dependencies,
         dry_run=dry_run,
+        retry=RetryPolicy.from_settings(settings),
     )
+
+
+def key_task(settings: Settings):
+    """``sync_key_task`` with the retry budget of ``settings`` (one key, one task run)."""
+    return sync_key_task.with_options(**sync_key_retries(settings))

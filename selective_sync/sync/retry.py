@@ -16,8 +16,10 @@ retried; a refusal never is. Each key is retried by exactly one layer, never by 
 Both layers take their budget from the settings, ``RetryPolicy.from_settings``:
 ``SELECTIVE_SYNC_RETRY_ATTEMPTS`` attempts in all (default 4), and after failed attempt n
 a pause of ``SELECTIVE_SYNC_RETRY_BACKOFF_S * 2**(n-1)`` seconds (default 0.5, 1, 2 s)
-plus jitter. I/O tasks with no retry of their own inside (verification, find) keep
-Prefect retries with the same budget, read when the tasks module is imported.
+plus jitter. The I/O tasks with no retry of their own inside (verification, find) keep
+Prefect retries on the default budget (their options are fixed when they are defined).
+Why Prefect for one task per key and not this policy: a per-key task run shows its
+retries in the Prefect UI (AwaitingRetry), which operators watch and the tests check.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ from prefect.utilities.annotations import quote
 from pydantic import StrictInt
 
 from flows.runner import ConfiguredTaskRunner
-from selective_sync.errors import RequestFailed
+from selective_sync.errors import BatchAborted, RequestFailed
 from selective_sync.history.codec import request_status
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
-from selective_sync.sync import BatchAborted, is_transient
+from selective_sync.sync import is_transient
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
 from selective_sync.text import first_line

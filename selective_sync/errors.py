@@ -8,7 +8,10 @@ send them back to the flow). Whether trying again may help is a property of the 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from selective_sync.models import KeyOutcome
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]):
@@ -74,3 +77,34 @@ class RequestFailed(SelectiveSyncError):
 
 class ReconcileIncomplete(SelectiveSyncError):
     """Some district or object could not be reconciled (the others were)."""
+
+
+class TransientFault(SelectiveSyncError):
+    """A fault that may pass if the same work is tried again (lock, deadlock, lost link).
+
+    ``cause`` is the original exception; the message names the key and the fault.
+    """
+
+    transient = True
+
+    def __init__(self, message: str, cause: BaseException | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+class BatchAborted(TransientFault):
+    """Several keys in a row exhausted their retries: the database is likely down.
+
+    ``outcomes`` holds the keys finished before the abort, ``remaining`` the keys not done.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        cause: BaseException | None = None,
+        outcomes: list[KeyOutcome] | None = None,
+        remaining: list[int] | None = None,
+    ):
+        super().__init__(message, cause)
+        self.outcomes = outcomes or []
+        self.remaining = remaining or []

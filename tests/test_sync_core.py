@@ -15,16 +15,14 @@ from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from selective_sync.db import make_engine
-from selective_sync.errors import SelectiveSyncError
+from selective_sync.errors import BatchAborted, SelectiveSyncError, TransientFault
 from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.models import Outcome
 from selective_sync.registry import get_object
 from selective_sync.schema import district_table, state_metadata, state_table
 from selective_sync.settings import sqlite_url
 from selective_sync.sync import (
-    BatchAborted,
     RetryPolicy,
-    TransientFault,
     is_transient,
     sync_key,
     sync_keys,

@@ -12,15 +12,13 @@ events (``progress``). It knows nothing of Prefect; the names below are what the
 flows and CLI use (tests also import the submodules directly).
 """
 
-from .copy import BatchAborted, sync_key, sync_keys, sync_with_dependencies
-from .faults import TransientFault, is_transient
+from .copy import sync_key, sync_keys, sync_with_dependencies
+from .faults import is_transient
 from .keys import parse_ids
 from .retry import RetryPolicy
 
 __all__ = [
-    "BatchAborted",
     "RetryPolicy",
-    "TransientFault",
     "is_transient",
     "parse_ids",
     "sync_key",

@@ -9,7 +9,10 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .faults import TransientFault, first_line, is_transient
+from selective_sync.errors import TransientFault
+from selective_sync.text import first_line
+
+from .faults import is_transient
 
 log = logging.getLogger(__name__)
 

@@ -24,35 +24,18 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from selective_sync.errors import BatchAborted, TransientFault
+from selective_sync.text import first_line
+
 from ..models import KeyOutcome, Outcome
 from ..registry import ObjectSpec, get_object
 from .connection import StateConnection
-from .faults import TransientFault, first_line
 from .parents import KeySyncer
 from .planner import Planner
 from .retry import Exhausted, Retrier, RetryPolicy
 from .writer import KeyWriter
 
 DEFAULT_RETRY = RetryPolicy()
-
-
-class BatchAborted(TransientFault):
-    """Several keys in a row exhausted their retries: the database is likely down.
-
-    ``outcomes`` holds the keys finished before the abort, ``remaining`` the keys not done.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        cause: BaseException | None = None,
-        outcomes: list[KeyOutcome] | None = None,
-        remaining: list[int] | None = None,
-    ):
-        # Defaults keep it picklable (Prefect stores a task's exception in its state).
-        super().__init__(message, cause)
-        self.outcomes = outcomes or []
-        self.remaining = remaining or []
 
 
 # ------------------------------------------------------------------ public API

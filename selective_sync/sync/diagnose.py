@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, String, and_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from selective_sync.text import first_line
+
 from ..registry import REGISTRY, ObjectSpec
 from ..schema import CODE_TABLES, STATE_PREFIX
-from .faults import first_line
 from .plan import Row, part_infos
 
 log = logging.getLogger(__name__)

@@ -22,21 +22,10 @@ _SQLITE_TRANSIENT_NAMES = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 _SQLITE_TRANSIENT_TEXT = ("database is locked", "database table is locked", "database is busy")
 
 
-class TransientFault(SelectiveSyncError):
-    """A fault that may pass if the same work is tried again (lock, deadlock, lost link).
-
-    ``cause`` is the original exception; the message names the key and the fault.
-    """
-
-    def __init__(self, message: str, cause: BaseException | None = None):
-        super().__init__(message)
-        self.cause = cause
-
-
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` is a fault worth retrying; permanent refusals never are."""
-    if isinstance(exc, TransientFault):
-        return True
+    if isinstance(exc, SelectiveSyncError):
+        return exc.transient
     if isinstance(exc, (sa_exc.IntegrityError, sa_exc.DataError)):
         return False
     if isinstance(exc, sa_exc.DBAPIError):
@@ -71,15 +60,3 @@ def _driver_error_is_transient(orig: BaseException | None) -> bool:
         code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
         return code in _MYSQL_TRANSIENT_CODES
     return False
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of the driver's message, without SQLAlchemy's SQL echo."""
-    inner = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    if isinstance(inner, TransientFault) and inner.cause is not None:
-        inner = inner.cause
-        if isinstance(inner, sa_exc.DBAPIError) and inner.orig is not None:
-            inner = inner.orig
-    lines = str(inner).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    return text or type(inner).__name__

@@ -31,8 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from selective_sync.errors import TransientFault
+from selective_sync.text import first_line
+
 from ..models import KeyOutcome, Outcome
-from .faults import TransientFault, first_line
 
 log = logging.getLogger(__name__)
 

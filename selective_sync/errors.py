@@ -74,3 +74,7 @@ class RequestFailed(SelectiveSyncError):
 
 class ReconcileIncomplete(SelectiveSyncError):
     """Some district or object could not be reconciled (the others were)."""
+
+
+class ServerRequired(SelectiveSyncError):
+    """The command needs a Prefect server (PREFECT_API_URL), not the ephemeral API."""

@@ -104,9 +104,10 @@ def _hundredths(distinct: int, errors: int) -> int:
     return int(whole) * 100 + int(part)
 
 
-def _points(hundredths: int) -> str:
+def _points(hundredths: int, signed: bool = True) -> str:
+    """Points of accuracy from hundredths: ``-2.29``, ``+0.10``, ``0.00``."""
     sign = "+" if hundredths > 0 else "-" if hundredths < 0 else ""
-    return f"{sign}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}"
+    return f"{sign if signed else ''}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}"
 
 
 def previous_counts(rows: Sequence[Mapping[str, Any]] | None) -> tuple[int, int] | None:
@@ -140,7 +141,7 @@ def verification_event(
     ):
         crossed.append(Threshold.ACCURACY_DROP)
         reasons.append(
-            f"accuracy dropped {_points(-change)} points since the previous run "
+            f"accuracy dropped {_points(-change, signed=False)} points since the previous run "
             f"(more than {thresholds.drop_points:.2f})"
         )
     since = (

@@ -132,6 +132,8 @@ def test_alert_fires_through_the_webhook_block_only_when_a_threshold_is_crossed(
         assert {a["name"] for a in found} == AUTOMATIONS and len(found) == 2
         ids.append(sorted(a["id"] for a in found))
     assert ids[0] == ids[1]
+    shown = server.run([sys.executable, "-m", "flows.alerts", "show"])
+    assert shown.returncode == 0 and shown.stdout.count(": enabled (fires on") == 2, shown.stdout
     assert {a["trigger"]["expect"][0] for a in found} == set(ALERT_EVENTS)
 
     person = verify_keys(demo_data.dir, "PersonIdentity")

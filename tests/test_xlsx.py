@@ -28,6 +28,7 @@ from selective_sync.reports.xlsx import (
     REQUEST_COLUMNS,
     SUMMARY_COLUMNS,
     split_rows,
+    write_state_xlsx,
     write_verification_xlsx,
 )
 
@@ -293,6 +294,24 @@ def test_state_wide_workbook_of_several_districts(tmp_path):
     assert book["Districts"]["B3"].quotePrefix and book["Districts"]["B3"].data_type == "s"
     for ws in book.worksheets:
         check_sheet_layout(ws)
+
+
+def test_state_workbook_from_district_results(tmp_path):
+    one = district(275, "MAPLE VALLEY", ["a"])
+    two = district(312, "CEDAR FALLS", ["b", "c"])
+    path = write_state_xlsx([one, two], tmp_path / "state.xlsx", generated_at=NOW)
+    rows = sheet_rows(path)
+    assert [r[0] for r in rows["Districts"][1:]] == [275, 312]
+    assert [r[:2] for r in rows["PersonIdentity"][1:]] == [
+        (275, 10),
+        (275, 99),
+        (312, 10),
+        (312, 11),
+        (312, 99),
+    ]
+    with pytest.raises(ValueError, match="twice"):
+        write_state_xlsx([one, one], tmp_path / "twice.xlsx")
+    assert not (tmp_path / "twice.xlsx").exists()
 
 
 def test_split_rows_keeps_every_row_in_order():

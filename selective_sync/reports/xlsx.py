@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
 from ..history.entry import HistoryEntry, keys_text
+from ..models import DistrictVerification
+from ..verification.codec import AccuracyTrend
 from ._output import atomic_output, printable
 from .csv import FORMULA_STARTS
 from .model import (
@@ -39,6 +41,7 @@ from .model import (
     TREND_RUN_COLUMN,
     VerificationReport,
     format_accuracy,
+    verification_report_from_result,
 )
 
 MAX_ROWS = 1_048_576
@@ -319,6 +322,27 @@ def write_verification_xlsx(
         "created": utc_naive(first.generated_at),
     }
     return write_workbook(sheets, path, properties)
+
+
+def write_state_xlsx(
+    results: Sequence[DistrictVerification],
+    path: str | os.PathLike[str],
+    trends: Mapping[int, AccuracyTrend] | None = None,
+    generated_at: dt.datetime | None = None,
+) -> Path:
+    """The state-wide workbook of several districts' Verification Summaries (each with its
+    stored trend when ``trends`` has it, by district number), districts in the order given."""
+    if not results:
+        raise ValueError("a state-wide workbook needs at least one district")
+    numbers = [r.district_number for r in results]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"a district is given twice: {numbers}")
+    moment = generated_at or dt.datetime.now(dt.UTC)
+    reports = [
+        verification_report_from_result(r, moment, (trends or {}).get(r.district_number))
+        for r in results
+    ]
+    return write_verification_xlsx(reports, path)
 
 
 # ---------------------------------------------------------------- Sync History

@@ -97,8 +97,6 @@ REQUEST_COLUMNS = (
 )
 OUTCOME_COLUMNS = ("Key", "Outcome", "Attempts", "Reason", "Parents synced")
 
-MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
 # Column kinds: how a column's cells are written.
 TEXT, INT, KEY, PERCENT, TIME = "text", "int", "key", "percent", "time"
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
@@ -444,8 +442,6 @@ def _writer(ws: Worksheet, kind: str, formats: _Formats) -> Callable[[int, int, 
             return
         if kind == TIME:
             ws.write_datetime(row, col, value)
-        elif isinstance(value, str):  # e.g. "-" for a run that did not verify an object
-            ws.write_string(row, col, value)
         else:
             ws.write_number(row, col, value)
 

@@ -100,6 +100,7 @@ OUTCOME_COLUMNS = ("Key", "Outcome", "Attempts", "Reason", "Parents synced")
 # Column kinds: how a column's cells are written.
 TEXT, INT, KEY, PERCENT, TIME = "text", "int", "key", "percent", "time"
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
+_WIDTH_SAMPLE = 5_000
 _DATE_FORMAT = "mm/dd/yyyy hh:mm AM/PM"
 
 
@@ -118,6 +119,8 @@ class Sheet:
 def cell_text(value: Any) -> str | None:
     """A text cell's content: one line (as in every report), at most Excel's 32,767
     characters (a longer value says how long it was); None for no value."""
+    if type(value) is str and len(value) <= MAX_CELL_CHARS and value.isprintable():
+        return value  # the common case, kept cheap: a workbook has a million of these
     if value is None or (isinstance(value, float) and value != value):
         return None
     text = printable(str(value))
@@ -428,9 +431,9 @@ def _writer(ws: Worksheet, kind: str, formats: _Formats) -> Callable[[int, int, 
 
         def text(row: int, col: int, value: Any) -> None:
             content = cell_text(value)
-            if content is None or content == "":
+            if not content:
                 return
-            if is_formula_like(content):
+            if content.startswith(FORMULA_STARTS):
                 ws.write_string(row, col, content, formats.quoted)
             else:
                 ws.write_string(row, col, content)  # the column's text format applies
@@ -457,9 +460,12 @@ def _width(header: str, values: pd.Series, kind: str) -> float:
     elif len(values) == 0:
         longest = 0
     else:
-        # The 99th percentile, not the maximum: one long reason must not make every
-        # column of the sheet a screen wide.
-        lengths = values.map(lambda v: 0 if v is None else len(str(v)))
+        # The 99th percentile of a sample, not the maximum: one long reason must not make
+        # every column of the sheet a screen wide (and 100,000 rows need not all be read).
+        sample = (
+            values if len(values) <= _WIDTH_SAMPLE else values.sample(_WIDTH_SAMPLE, random_state=0)
+        )
+        lengths = sample.map(lambda v: 0 if v is None else len(str(v)))
         longest = int(lengths.quantile(0.99, interpolation="higher"))
     return float(min(max(len(header) + 3, longest + 2, _MIN_WIDTH), _MAX_WIDTH))
 

@@ -20,7 +20,7 @@ from selective_sync.find import (
     build_query,
     summary_keys,
 )
-from selective_sync.rights import Right, require
+from selective_sync.rights import Right, authorise
 from selective_sync.settings import get_settings, resolve_district
 from selective_sync.text import md_escape
 from tasks.find import find_records_task
@@ -69,7 +69,7 @@ def find_ids(
         district: District number (default: the district this deployment serves).
     """
     logger = get_run_logger()
-    require(requested_by, Right.R)
+    authorise(requested_by, Right.R)
     query = build_query(
         object,
         first=first_name,

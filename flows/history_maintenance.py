@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.history_store import clear, delete_entry
-from selective_sync.rights import Right, require
+from selective_sync.rights import Right, authorise
 
 
 @flow(name="delete-history-entry", validate_parameters=True)
@@ -18,8 +18,8 @@ def delete_history_entry(run_id: str, requested_by: str) -> str:
     """
     logger = get_run_logger()
     # Refused here, before the run is even looked up.
-    require(requested_by, Right.D)
-    entry = delete_entry(run_id, user=requested_by)
+    actor = authorise(requested_by, Right.D)
+    entry = delete_entry(run_id, user=actor)
     logger.info(
         "Deleted Sync History entry %s (%s, requested by %s) for %s",
         entry.run_id,
@@ -40,8 +40,8 @@ def clear_history(requested_by: str, district: int | None = None) -> int:
             districts' entries are never touched.
     """
     logger = get_run_logger()
-    require(requested_by, Right.D)
-    result = clear(district, user=requested_by)
+    actor = authorise(requested_by, Right.D)
+    result = clear(district, user=actor)
     logger.info(
         "Cleared %s Sync History entries of district %s for %s",
         len(result.deleted),

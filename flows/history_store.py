@@ -20,7 +20,6 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -35,7 +34,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
-from selective_sync.errors import BadInput, RightsError, StoreUnavailable
+from selective_sync.errors import BadInput, StoreUnavailable
 from selective_sync.history.codec import parse_history_key, parse_summary
 from selective_sync.history.entry import (
     FLOW_NAME,
@@ -44,8 +43,9 @@ from selective_sync.history.entry import (
     RunFacts,
     build_entry,
 )
+from selective_sync.history.store import ClearResult
 from selective_sync.reports.storage import ReportStorage
-from selective_sync.rights import Right, require
+from selective_sync.rights import Actor, Right, authorise
 from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
 
 if TYPE_CHECKING:
@@ -58,20 +58,11 @@ MIN_ID_PREFIX = 4
 SUMMARY_TYPES = ["markdown", "progress"]
 
 
-@dataclass
-class ClearResult:
-    """What ``clear`` did: the entries deleted, and the unfinished ones it left alone."""
-
-    district: int
-    deleted: list[HistoryEntry] = field(default_factory=list)
-    skipped: list[HistoryEntry] = field(default_factory=list)
-
-
 def list_entries(
-    district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str
+    district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str | Actor
 ) -> list[HistoryEntry]:
     """The district's entries, newest first (default: the configured district). Needs R."""
-    require(user, Right.R)
+    authorise(user, Right.R)
     if limit <= 0:
         raise BadInput("limit must be positive")
     settings = get_settings()
@@ -80,18 +71,18 @@ def list_entries(
         return _district_entries(client, settings, number, limit)
 
 
-def get_entry(run: str, *, user: str) -> HistoryEntry:
+def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
     """The entry of ``run`` (a run id, an id prefix or a run name), with every key. Needs R."""
-    require(user, Right.R)
+    authorise(user, Right.R)
     with _client() as client:
         flow_run = _find_run(client, run)
         return _entries(client, get_settings(), [flow_run], with_outcomes=True)[0]
 
 
-def delete_entry(run: str, *, user: str) -> HistoryEntry:
+def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
     """Delete one finished entry: its artifacts, then its run. Needs D. Returns the entry."""
-    require(user, Right.D)
-    may_read = _holds(user, Right.R)  # D alone does not read: no list of candidates
+    actor = authorise(user, Right.D)
+    may_read = actor.holds(Right.R)  # D alone does not read: no list of candidates
     with _client() as client:
         flow_run = _find_run(client, run, list_matches=may_read)
         entry = _entries(client, get_settings(), [flow_run], with_outcomes=False)[0]
@@ -100,13 +91,13 @@ def delete_entry(run: str, *, user: str) -> HistoryEntry:
         return entry
 
 
-def clear(district: int | None = None, *, user: str) -> ClearResult:
+def clear(district: int | None = None, *, user: str | Actor) -> ClearResult:
     """Delete every finished entry of one district (default: the configured one). Needs D.
 
     Entries of other districts are never touched; runs still in progress are left alone
     (deleting a run under a running flow would orphan what it publishes next).
     """
-    require(user, Right.D)
+    authorise(user, Right.D)
     settings = get_settings()
     number = resolve_district(settings, district).number
     result = ClearResult(number)
@@ -159,14 +150,6 @@ def _district_entries(
         if limit is not None and len(found) >= limit:
             break
     return found[:limit] if limit is not None else found
-
-
-def _holds(user: str, right: Right) -> bool:
-    try:
-        require(user, right)
-    except RightsError:
-        return False
-    return True
 
 
 def _find_run(client: SyncPrefectClient, run: str, *, list_matches: bool = True) -> FlowRun:

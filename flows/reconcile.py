@@ -13,7 +13,7 @@ from pydantic import Field
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
 from selective_sync.alerts import AlertThresholds, reconcile_event
-from selective_sync.errors import ReconcileIncomplete
+from selective_sync.errors import ReconcileIncomplete, RightsError
 from selective_sync.reconcile import (
     DEFAULT_MAX_KEYS,
     REQUESTER,
@@ -26,7 +26,7 @@ from selective_sync.reconcile import (
     reconcile_markdown,
 )
 from selective_sync.registry import ObjectName
-from selective_sync.rights import Right, RightsError, require
+from selective_sync.rights import Right, authorise
 from selective_sync.settings import configured_districts, get_settings, resolve_district
 from tasks.alerts import emit_drift_event
 
@@ -145,7 +145,7 @@ def reverify(district: DistrictReconciliation) -> None:
 def authorise_reconciliation() -> None:
     """Refuse to start unless the reconciliation's requester holds W (nothing is read first)."""
     try:
-        require(REQUESTER, Right.W)
+        authorise(REQUESTER, Right.W)
     except RightsError as exc:
         raise RightsError(f"scheduled reconciliation cannot run: {exc}") from exc
 

@@ -13,12 +13,12 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import StrictInt
 
-from flows.runner import make_task_runner
+from flows.runner import ConfiguredTaskRunner
 from selective_sync.errors import RequestFailed
 from selective_sync.history.codec import request_status
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
-from selective_sync.settings import get_settings, resolve_district
+from selective_sync.settings import Settings, get_settings, resolve_district
 from selective_sync.sync import is_transient
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
@@ -46,7 +46,7 @@ def _run_name() -> str:
 @flow(
     name="selective-sync",
     flow_run_name=_run_name,
-    task_runner=make_task_runner(),
+    task_runner=ConfiguredTaskRunner(),
     validate_parameters=True,
 )
 def selective_sync(
@@ -88,7 +88,9 @@ def selective_sync(
     )
 
     progress_id = start_progress(config.number)
-    outcomes = fan_out(spec.name, config.number, keys, check_dependencies, dry_run, progress_id)
+    outcomes = fan_out(
+        settings, spec.name, config.number, keys, check_dependencies, dry_run, progress_id
+    )
 
     unverified = None if dry_run else verify_after(spec.name, config.number, keys, outcomes)
     result = SyncResult(
@@ -141,9 +143,9 @@ def verify_after(
 
 def authorise_sync(requested_by: str) -> None:
     """Refuse a requester without the W right before anything is read or written."""
-    from selective_sync.rights import Right, require
+    from selective_sync.rights import Right, authorise
 
-    require(requested_by, Right.W)
+    authorise(requested_by, Right.W)
 
 
 def deliver_reports(result: SyncResult) -> None:
@@ -165,6 +167,7 @@ def deliver_reports(result: SyncResult) -> None:
 
 
 def fan_out(
+    settings: Settings,
     object_name: str,
     district: int,
     keys: list[int],
@@ -173,7 +176,6 @@ def fan_out(
     progress_id,
 ) -> dict[int, KeyOutcome]:
     """Run the sync jobs (one key, or a batch of keys each) with bounded writers in flight."""
-    settings = get_settings()
     in_flight = writers_in_flight(settings.resolved_state_url, settings.max_workers)
     jobs = plan_jobs(keys, settings.per_key_task_limit, in_flight)
     per_key = len(keys) <= settings.per_key_task_limit

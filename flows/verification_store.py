@@ -26,7 +26,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from flows.api_client import PAGE, api_client, read_all_artifacts
 from selective_sync.errors import BadInput, StoredSummaryError, StoreUnavailable
 from selective_sync.models import DistrictVerification
-from selective_sync.rights import Right, require
+from selective_sync.rights import Actor, Right, authorise
 from selective_sync.verification.codec import (
     AccuracyTrend,
     check_rows,
@@ -42,14 +42,16 @@ if TYPE_CHECKING:
 DEFAULT_TREND_RUNS = 10
 
 
-def load_latest_summary(district: int, *, user: str | None = None) -> DistrictVerification | None:
+def load_latest_summary(
+    district: int, *, user: str | Actor | None = None
+) -> DistrictVerification | None:
     """The district's stored summary in full; None when nothing is stored yet.
 
     Objects verified by earlier runs than the latest keep their own results and
     ``verified_at``. Needs R when ``user`` is given.
     """
     if user is not None:
-        require(user, Right.R)
+        authorise(user, Right.R)
     with _client() as client:
         rows = _latest_rows(client, district)
         if rows is None:
@@ -58,12 +60,12 @@ def load_latest_summary(district: int, *, user: str | None = None) -> DistrictVe
 
 
 def load_trend(
-    district: int, runs: int = DEFAULT_TREND_RUNS, *, user: str | None = None
+    district: int, runs: int = DEFAULT_TREND_RUNS, *, user: str | Actor | None = None
 ) -> AccuracyTrend:
     """Each object's accuracy in the district's last ``runs`` verification runs, oldest
     first (only the small summary tables are read). Needs R when ``user`` is given."""
     if user is not None:
-        require(user, Right.R)
+        authorise(user, Right.R)
     if runs < 1:
         raise BadInput("the trend needs at least 1 run")
     with _client() as client:

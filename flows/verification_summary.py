@@ -19,7 +19,7 @@ from selective_sync.db import check_databases
 from selective_sync.errors import SelectiveSyncError, StoredSummaryError
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
-from selective_sync.rights import Right, require
+from selective_sync.rights import Right, authorise
 from selective_sync.settings import get_settings, resolve_district
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.format import percent
@@ -50,7 +50,7 @@ def verification_summary(
     logger = get_run_logger()
     settings = get_settings()
     if requested_by is not None:
-        require(requested_by, Right.R)
+        authorise(requested_by, Right.R)
     config = resolve_district(settings, district)
     check_databases(config.url, settings.resolved_state_url)
     names = list(dict.fromkeys(str(o) for o in objects)) if objects else object_names()

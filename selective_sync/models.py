@@ -125,6 +125,16 @@ class KeyOutcome:
     # True when the key failed on a database fault (not a refusal by the state).
     transient: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        """The key's outcome as plain data (``--json``, history entries)."""
+        return {
+            "key": self.key,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "parents_synced": list(self.parents_synced),
+        }
+
 
 @dataclass
 class SyncResult:

@@ -504,8 +504,3 @@ def authorise(
         with RightsStore.from_settings(settings) as store:
             actor = Actor(name, store.rights_of(name))
     return actor.require(right) if right is not None else actor
-
-
-def require(user: str | Actor, right: Right | str, *, settings: Settings | None = None) -> Actor:
-    """``authorise`` with a right: the acting user, refused unless they hold ``right``."""
-    return authorise(user, right, settings=settings)

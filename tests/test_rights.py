@@ -22,9 +22,9 @@ from selective_sync.rights import (
     RightsStore,
     audit_table,
     parse_rights,
-    require,
     rights_table,
 )
+from selective_sync.rights import authorise as require
 from selective_sync.settings import sqlite_url
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from selective_sync.settings import resolve_district
 
 from ..errors import BadInput
 from ..find import MAX_LIMIT, FindResult, build_query, find_in_district, summary_keys
-from ..rights import Right, require
+from ..rights import Right, authorise
 from ..settings import get_settings
 from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
@@ -75,7 +75,7 @@ def find(
     )
     settings = get_settings()
     config = resolve_district(settings, district)
-    require(resolve_user(user), Right.R)
+    authorise(resolve_user(user), Right.R)
     keys = None
     if query.from_summary is not None:
         stored = backend().summaries.load_latest_summary(config.number)

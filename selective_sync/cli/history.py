@@ -119,12 +119,12 @@ def clear(
     """Delete every finished entry of one district (runs in progress are kept). Needs D."""
     from selective_sync.settings import resolve_district
 
-    from ..rights import Right, require
+    from ..rights import Right, authorise
     from ..settings import get_settings
 
     acting = resolve_user(user)
     # Refuse before asking: a user without D must not be invited to confirm anything.
-    require(acting, Right.D)
+    actor = authorise(acting, Right.D)
     config = resolve_district(get_settings(), district)
     if not yes:
         typer.confirm(
@@ -132,7 +132,7 @@ def clear(
             "This cannot be undone",
             abort=True,
         )
-    result = _store().clear(config.number, user=acting)
+    result = _store().clear(config.number, user=actor)
     console.print(
         Text(f"deleted {len(result.deleted)} Sync History entries of district {result.district}")
     )

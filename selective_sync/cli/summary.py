@@ -30,7 +30,7 @@ from ..db import check_databases
 from ..errors import BadInput
 from ..models import DistrictVerification
 from ..registry import get_object, object_names
-from ..rights import Right, require
+from ..rights import Right, authorise
 from ..settings import get_settings
 from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
@@ -70,10 +70,10 @@ def summary(
     # The summary describes these databases: a missing one is named, not a stale result shown.
     check_databases(config.url, settings.resolved_state_url)
     acting = resolve_user(user)
-    require(acting, Right.R)
+    actor = authorise(acting, Right.R)
     verification_store = backend().summaries
     if trend:
-        history = verification_store.load_trend(config.number, runs, user=acting)
+        history = verification_store.load_trend(config.number, runs, user=actor)
         _print_trend(history, as_json)
         return
     stored = None if reverify else verification_store.load_latest_summary(config.number)

@@ -77,13 +77,13 @@ def refuse_early(ids: str, user: str, district: int | None) -> None:
     from selective_sync.settings import resolve_district
 
     from ..db import check_databases
-    from ..rights import Right, require
+    from ..rights import Right, authorise
     from ..settings import get_settings
     from ..sync import parse_ids
 
     settings = get_settings()
     config = resolve_district(settings, district)
-    require(user, Right.W)
+    authorise(user, Right.W)
     parse_ids(ids)
     check_databases(config.url, settings.resolved_state_url)
 
@@ -96,16 +96,7 @@ def result_to_dict(result: SyncResult) -> dict:
         "dry_run": result.dry_run,
         "check_dependencies": result.check_dependencies,
         "records": {"succeeded": result.succeeded, "total": result.total},
-        "keys": [
-            {
-                "key": k.key,
-                "outcome": k.outcome.value,
-                "reason": k.reason,
-                "attempts": k.attempts,
-                "parents_synced": k.parents_synced,
-            }
-            for k in result.keys
-        ],
+        "keys": [k.as_dict() for k in result.keys],
     }
 
 

@@ -83,16 +83,12 @@ def history_markdown(result: SyncResult, status: str | None = None) -> str:
 
 
 def outcome_rows(result: SyncResult) -> list[dict[str, Any]]:
-    return [
-        {
-            "key": k.key,
-            "outcome": k.outcome.value,
-            "reason": k.reason or "",
-            "attempts": k.attempts,
-            "parents_synced": ", ".join(k.parents_synced),
-        }
-        for k in result.keys
-    ]
+    # Table cells hold text: no NULL reason, parents as one comma-separated cell.
+    rows = [k.as_dict() for k in result.keys]
+    for row in rows:
+        row["reason"] = row["reason"] or ""
+        row["parents_synced"] = ", ".join(row["parents_synced"])
+    return rows
 
 
 def outcomes_from_rows(rows: list[dict[str, Any]]) -> list[KeyOutcome]:

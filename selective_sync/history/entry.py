@@ -122,18 +122,7 @@ class HistoryEntry:
         }
         if with_outcomes:
             data["outcomes"] = (
-                None
-                if self.outcomes is None
-                else [
-                    {
-                        "key": k.key,
-                        "outcome": k.outcome.value,
-                        "reason": k.reason,
-                        "attempts": k.attempts,
-                        "parents_synced": k.parents_synced,
-                    }
-                    for k in self.outcomes
-                ]
+                None if self.outcomes is None else [k.as_dict() for k in self.outcomes]
             )
         return data
 

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
+from selective_sync.alerts import AlertThresholds, reconcile_event
 from selective_sync.errors import ReconcileIncomplete, RightsError
 from selective_sync.reconcile import (
     DEFAULT_MAX_KEYS,
@@ -27,6 +28,7 @@ from selective_sync.reconcile import (
 from selective_sync.registry import ObjectName
 from selective_sync.rights import Right, authorise
 from selective_sync.settings import configured_districts, get_settings, resolve_district
+from tasks.alerts import emit_drift_event
 
 ARTIFACT_KEY = "reconcile-summary"
 
@@ -60,6 +62,7 @@ def reconcile(
         else configured_districts(settings)
     )
     authorise_reconciliation()
+    thresholds = AlertThresholds.from_settings(settings)
     result = ReconcileResult(started_at=datetime.now(UTC), max_keys=max_keys)
     for config in chosen:
         district = DistrictReconciliation(config.number, config.name)
@@ -71,6 +74,7 @@ def reconcile(
         if isinstance(summary, BaseException):
             district.error = f"verification failed: {summary}"
             logger.error("District %s: %s", config.number, district.error)
+            emit_drift_event(reconcile_event(district, thresholds), return_state=True)
             continue
         district.overall_accuracy_before = summary.overall_accuracy
         for verification in summary.objects:
@@ -97,6 +101,7 @@ def reconcile(
                 entry.failed,
             )
         reverify(district)
+        emit_drift_event(reconcile_event(district, thresholds), return_state=True)
     result.completed_at = datetime.now(UTC)
     create_markdown_artifact(
         key=ARTIFACT_KEY,

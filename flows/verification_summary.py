@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from flows.verification_store import complete_summary, latest_rows, load_trend
+from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
 from selective_sync.db import check_databases
 from selective_sync.errors import SelectiveSyncError, StoredSummaryError
 from selective_sync.models import DistrictVerification
@@ -22,6 +23,7 @@ from selective_sync.rights import Right, authorise
 from selective_sync.settings import get_settings, resolve_district
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.format import percent
+from tasks.alerts import emit_drift_event
 from tasks.reports import render_verification_reports
 from tasks.verify import store_summary, verify_object_task
 
@@ -80,11 +82,15 @@ def verification_summary(
         logger.warning("Reporting only the objects this run verified: %s", exc)
         current, trend = summary, None
     deliver_reports(current, trend, requested_by or getpass.getuser())
+    drift = verification_event(
+        current, previous_counts(previous), AlertThresholds.from_settings(settings)
+    )
+    emit_drift_event(drift, return_state=True)  # a failure to emit never fails the run
     return summary
 
 
 def deliver_reports(summary: DistrictVerification, trend: AccuracyTrend | None, user: str) -> None:
-    """Render and link the PDF, DOCX and CSV; a failure is logged and the run stays Complete
+    """Render and link the PDF, DOCX, CSV and XLSX; a failure is logged and the run stays Complete
     (the summary is stored; ``selective-sync summary --report`` rebuilds the reports)."""
     state = render_verification_reports(
         quote(summary), flow_run.get_id(), user, quote(trend), return_state=True

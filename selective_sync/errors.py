@@ -108,3 +108,7 @@ class BatchAborted(TransientFault):
         super().__init__(message, cause)
         self.outcomes = outcomes or []
         self.remaining = remaining or []
+
+
+class ServerRequired(SelectiveSyncError):
+    """The command needs a Prefect server (PREFECT_API_URL), not the ephemeral API."""

@@ -99,6 +99,35 @@ class Settings(BaseSettings):
         ),
     )
 
+    alert_below_percent: float | None = Field(
+        default=99.0,
+        ge=0,
+        le=100,
+        description=(
+            "A Verification Summary alerts when the district's overall accuracy is below "
+            "this (percent, as the reports print it); off (or empty) turns it off."
+        ),
+    )
+    alert_drop_points: float | None = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "A Verification Summary alerts when the overall accuracy dropped by more than "
+            "this many points since the previous run; off (or empty) turns it off."
+        ),
+    )
+    alert_on_failed_keys: bool = Field(
+        default=True,
+        description="A reconciliation alerts when it leaves any key failing (or errors).",
+    )
+
+    @field_validator("alert_below_percent", "alert_drop_points", mode="before")
+    @classmethod
+    def _threshold_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
+
     @field_validator("reports_base_url")
     @classmethod
     def _http_base_url(cls, value: str) -> str:

@@ -58,7 +58,7 @@ def render_reports(result: SyncResult, run_id: str) -> list[str]:
 def render_verification_reports(
     summary: DistrictVerification, run_id: str, user: str, trend: AccuracyTrend | None = None
 ) -> list[str]:
-    """Render the Verification Summary as PDF, DOCX and CSV, store them, link them."""
+    """Render the Verification Summary as PDF, DOCX, CSV and XLSX, store and link them."""
     logger = get_run_logger()
     report = verification_report_from_result(summary, datetime.now(UTC), trend)
     number = summary.district_number

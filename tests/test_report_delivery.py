@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import openpyxl
 import pytest
 from docx import Document
 from docx.oxml.ns import qn
@@ -218,22 +219,29 @@ def test_report_failure_is_logged_and_the_run_and_history_stay_complete(
     assert entry.status == "Complete" and entry.records == "1/1"
 
 
-def test_verification_summary_run_stores_and_links_pdf_docx_csv(demo, admin, server):
+def test_verification_summary_run_stores_and_links_pdf_docx_csv_xlsx(demo, admin, server):
     from flows.verification_summary import verification_summary
 
     grant(admin, "reader", "R")
     run_id, state = run_flow(verification_summary, requested_by="reader")
     assert state.is_completed(), state.message
     links = links_of(run_id)
-    assert set(links) == {f"verification-report-{f}-275" for f in ("pdf", "docx", "csv")}
+    formats = ("pdf", "docx", "xlsx", "csv")
+    assert set(links) == {f"verification-report-{f}-275" for f in formats}
     storage = ReportStorage.from_settings()
-    for fmt in ("pdf", "docx", "csv"):
+    for fmt in formats:
         url = link_url(links[f"verification-report-{fmt}-275"])
         assert url.startswith(f"{server.url}/verification/275/{run_id}.{fmt}?user=reader&sig=")
         status, headers, body = fetch(url)
         assert status == 200, body
         assert headers["Content-Type"] == MEDIA_TYPES[fmt]
         assert body == storage.path(StoredReport.verification(275, run_id, fmt)).read_bytes()
+        if fmt == "xlsx":
+            book = openpyxl.load_workbook(io.BytesIO(body))
+            assert book.sheetnames[:2] == ["Summary", "Districts"]
+            keys = {r[0] for r in book["PersonIdentity"].iter_rows(min_row=2, values_only=True)}
+            assert demo.manifest["PersonIdentity"]["mismatched"][0] in keys
+            assert headers["Content-Disposition"].startswith("attachment;")
     rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
     mismatched = demo.manifest["PersonIdentity"]["mismatched"][0]
     assert rows[0][:3] == ["object", "key", "issue"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +15,7 @@ from selective_sync.history.store import HistoryStore
 from selective_sync.text import format_timestamp
 
 from .backend import backend
-from .common import UserOption, console, resolve_user
+from .common import UserOption, console, err_console, resolve_user
 from .sync import OUTCOME_STYLE
 
 app = typer.Typer(
@@ -43,10 +44,25 @@ def list_entries(
     as_json: JsonOption = False,
     district: DistrictOption = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many entries.")] = 50,
+    report: Annotated[
+        str | None, typer.Option("--report", help="Also write the list as xlsx (workbook).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File the --report goes to.")
+    ] = None,
     user: str | None = UserOption,
 ) -> None:
     """The district's entries, newest first. Needs R."""
+    _check_report(report, output)
     entries = _store().list_entries(district, limit, user=resolve_user(user))
+    if report is not None:
+        from selective_sync.reports.xlsx import write_history_xlsx
+
+        write_history_xlsx(entries, output)
+        # With --json, stdout holds the one JSON document.
+        (err_console if as_json else console).print(
+            Text(f"wrote the Sync History ({len(entries)} entries, xlsx) to {output}")
+        )
     if as_json:
         typer.echo(json.dumps([e.as_dict(with_outcomes=False) for e in entries], indent=2))
         return
@@ -127,6 +143,23 @@ def clear(
                 + ", ".join(e.short_id for e in result.skipped)
             )
         )
+
+
+def _check_report(report: str | None, output: Path | None) -> None:
+    """--report and --output, checked before the history is read."""
+    from ..errors import BadInput
+    from ..reports import report_format
+    from ..reports._output import check_writable
+
+    if report is None:
+        if output is not None:
+            raise BadInput("--output needs --report xlsx")
+        return
+    if report_format(report) != "xlsx":
+        raise BadInput("the Sync History list is written as xlsx only (--report xlsx)")
+    if output is None:
+        raise BadInput("--report xlsx needs --output FILE")
+    check_writable(output)
 
 
 def print_entry(entry: HistoryEntry) -> None:

@@ -28,16 +28,20 @@ def register(app: typer.Typer) -> None:
 
 
 def sync_format(fmt: str | None, output: Path) -> str:
-    """The format asked for, else the output file's suffix; pdf or docx only."""
+    """The format asked for, else the output file's suffix; pdf, docx or xlsx."""
     from ..reports import report_format
 
     if fmt is None:
-        if output.suffix.lower() not in (".pdf", ".docx"):
-            raise BadInput(f"cannot tell the format from {output.name!r}: give --format pdf|docx")
+        if output.suffix.lower() not in (".pdf", ".docx", ".xlsx"):
+            raise BadInput(
+                f"cannot tell the format from {output.name!r}: give --format pdf|docx|xlsx"
+            )
         fmt = output.suffix
     name = report_format(fmt)
     if name == "csv":
-        raise BadInput("csv is available for the Verification Summary only: choose pdf or docx")
+        raise BadInput(
+            "csv is available for the Verification Summary only: choose pdf, docx or xlsx"
+        )
     return name
 
 
@@ -51,19 +55,27 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
     fmt: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="pdf or docx (default: from the file name)."),
+        typer.Option("--format", "-f", help="pdf, docx or xlsx (default: from the file name)."),
     ] = None,
     user: str | None = UserOption,
 ) -> None:
-    """Build a selective sync's Sync Request History report again from the history. Needs R."""
+    """Build a selective sync's Sync Request History report again from the history (xlsx:
+    the request and every key's outcome as a workbook). Needs R."""
     from ..reports import render_report, sync_report_from_result
     from ..reports._output import check_writable
 
     name = sync_format(fmt, output)
     check_writable(output)  # before the seconds spent reaching the history
     entry = backend().history.get_entry(run, user=resolve_user(user))
-    content = sync_report_from_result(entry.to_sync_result(), datetime.now(UTC))
-    render_report(content, output, name)
+    if name == "xlsx":
+        from ..reports.xlsx import write_history_xlsx
+
+        if entry.outcomes is None:
+            raise BadInput(f"history entry {entry.short_id} holds no per-key outcomes")
+        write_history_xlsx([entry], output, outcomes_of=entry)
+    else:
+        content = sync_report_from_result(entry.to_sync_result(), datetime.now(UTC))
+        render_report(content, output, name)
     console.print(
         Text(f"wrote the Sync Request History of run {entry.run_id} ({name}) to {output}")
     )

@@ -52,7 +52,9 @@ def summary(
     runs: int = typer.Option(TREND_RUNS, "--runs", min=1, help="Runs shown by --trend."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     report: str = typer.Option(
-        None, "--report", help="Also write the report as pdf, docx or csv (record issues)."
+        None,
+        "--report",
+        help="Also write the report as pdf, docx, csv (record issues) or xlsx (workbook).",
     ),
     output: Path = typer.Option(None, "--output", "-o", help="File the --report goes to."),
     user: str = UserOption,
@@ -152,7 +154,7 @@ def _report_target(report: str | None, output: Path | None) -> str | None:
     """The report format, checked with the output path before the verification runs."""
     if report is None:
         if output is not None:
-            raise BadInput("--output needs --report pdf|docx|csv")
+            raise BadInput("--output needs --report pdf|docx|csv|xlsx")
         return None
     from ..reports import report_format
     from ..reports._output import check_writable

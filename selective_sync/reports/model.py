@@ -224,6 +224,8 @@ class ObjectRow:
     missing_at_state: int
     missing_at_district: int
     mismatched: int
+    # The moment itself, for formats that hold dates (the workbook); ``timestamp`` prints it.
+    verified_at: dt.datetime | None = None
 
     def cells(self) -> tuple[str, ...]:
         return (
@@ -257,6 +259,10 @@ class IssueLine:
 
     def cells(self) -> tuple[str, ...]:
         return (str(self.key), self.issue, self.column, self.district_value, self.state_value)
+
+    def typed_cells(self) -> tuple[int | str, ...]:
+        """The cells with the key as a number (for a spreadsheet, where keys sort)."""
+        return (self.key, self.issue, self.column, self.district_value, self.state_value)
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,8 @@ class TrendChart:
     y_min: float
     y_max: float
     y_labels: tuple[tuple[float, str], ...]
+    # Each run's verification time, as the dates and times above print it.
+    run_moments: tuple[dt.datetime, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -346,6 +354,7 @@ def trend_chart(trend: AccuracyTrend | None) -> TrendChart | None:
         y_min=low,
         y_max=high,
         y_labels=labels,
+        run_moments=tuple(r.verified_at for r in trend.runs),
     )
 
 
@@ -419,6 +428,7 @@ def verification_report_from_result(
                 missing_at_state=len(o.missing_at_state),
                 missing_at_district=len(o.missing_at_district),
                 mismatched=len(o.mismatched),
+                verified_at=o.verified_at,
             )
         )
         spec = REGISTRY.get(o.object)

@@ -156,7 +156,7 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", ref.media_type)
             self.send_header("Content-Length", str(size))
-            # PDFs open in the browser's viewer; DOCX and CSV download.
+            # PDFs open in the browser's viewer; DOCX, CSV and XLSX download.
             disposition = "inline" if ref.fmt == "pdf" else "attachment"
             self.send_header(
                 "Content-Disposition", f'{disposition}; filename="{ref.download_name}"'

@@ -4,7 +4,7 @@ Layout under the report folder (``settings.resolved_report_dir``, DATA_DIR/repor
 default), one file per run and format, each written atomically by the renderers::
 
     sync/<run-id>.<pdf|docx>                        Sync Request History of one sync run
-    verification/<district>/<run-id>.<pdf|docx|csv>  Verification Summary of one run
+    verification/<district>/<run-id>.<pdf|docx|csv|xlsx>  Verification Summary of one run
 
 The report server maps ``/reports/<run-id>.<fmt>`` and ``/verification/<district>/<run-id>
 .<fmt>`` onto these files; :func:`parse_url_path` accepts nothing else, so no request can
@@ -40,14 +40,14 @@ from .render import MEDIA_TYPES, render_report, report_format
 log = logging.getLogger(__name__)
 
 SYNC_FORMATS = ("pdf", "docx")
-VERIFICATION_FORMATS = ("pdf", "docx", "csv")
+VERIFICATION_FORMATS = ("pdf", "docx", "csv", "xlsx")
 KEY_FILE = ".link-key"
 _SIGNATURE_VERSION = "v1"
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _SYNC_PATH = re.compile(rf"^/reports/(?P<run>{_UUID})\.(?P<fmt>pdf|docx)$")
 _VERIFICATION_PATH = re.compile(
-    rf"^/verification/(?P<district>[1-9][0-9]{{0,8}})/(?P<run>{_UUID})\.(?P<fmt>pdf|docx|csv)$"
+    rf"^/verification/(?P<district>[1-9][0-9]{{0,8}})/(?P<run>{_UUID})\.(?P<fmt>pdf|docx|csv|xlsx)$"
 )
 
 Kind = Literal["sync", "verification"]
@@ -111,7 +111,9 @@ class StoredReport:
     @property
     def title(self) -> str:
         report = "Sync Request History" if self.kind == "sync" else "Verification Summary"
-        what = "record issues, CSV" if self.fmt == "csv" else self.fmt.upper()
+        what = {"csv": "record issues, CSV", "xlsx": "workbook, XLSX"}.get(
+            self.fmt, self.fmt.upper()
+        )
         return f"{report} ({what})"
 
 

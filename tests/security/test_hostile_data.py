@@ -30,6 +30,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
+import openpyxl
 import pytest
 import tally
 from dbservers import server_database
@@ -40,7 +41,7 @@ from sqlalchemy import create_engine, select, update
 
 from selective_sync.models import Outcome
 from selective_sync.reports._output import printable
-from selective_sync.reports.csv import neutralise
+from selective_sync.reports.csv import FORMULA_STARTS, neutralise
 from selective_sync.schema import district_table, state_table
 
 from .conftest import release_engines, run_flow
@@ -337,6 +338,19 @@ def hostile_round_trip(monkeypatch, data_dir: Path, district_url, state_url, man
         assert re.search(rf"^{pid}\s+Mismatched\s+{column}\b", pdf, re.M), (pid, column)
     assert STATE_SIDE in pdf and "<script>alert(1)</script>" in pdf
     assert "&lt;" not in pdf.replace("&lt;b&gt;", "")  # no HTML escapes shown as text
+
+    # The workbook: every value a text cell holding it exactly (one line, as everywhere);
+    # a formula-looking one flagged as typed-in text, never stored as a formula.
+    sheet = openpyxl.load_workbook(report_dir / f"{run_id}.xlsx")["PersonIdentity"]
+    xlsx_cells = {(r[0].value, r[2].value): r for r in sheet.iter_rows(min_row=2)}
+    for pid, column, d_value, s_value in expected_lines:
+        row = xlsx_cells[(pid, column)]
+        assert row[1].value == "Mismatched"
+        for cell, value in ((row[3], d_value), (row[4], "NULL" if s_value is None else s_value)):
+            assert cell.value == (printable(value) or None), (pid, column, value)
+            if cell.value is not None:
+                assert cell.data_type == "s", (pid, column, value)
+                assert cell.quotePrefix == cell.value.startswith(FORMULA_STARTS), (pid, value)
 
     # ---- Selective Sync: byte-for-byte copies, clean verification, literal reasons
     sync_runs = []

@@ -1,0 +1,296 @@
+"""The tool as a user opens it: ``selective-sync ui`` (a real Prefect server, every deployment
+served, the report server), then Debian's Chromium driven by Playwright through the V2 UI
+(Prefect 3.9's default) and once through the V1 UI: the Selective Sync form filled by its
+labels, the run, and the request's row in the district's Sync History.
+
+Screenshots go to bench/out/ui/ (not committed) so a person can look at the screens.
+In CI (``CI=true``) a missing browser or Playwright is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .harness import ADMIN, BIN, REPO, Proc, clean_env, fixable, free_port, start, verify_keys
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = REPO / "bench" / "out" / "ui"
+SYNC = "selective-sync/sync-records"
+ABSENT = 999_999_999
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _need_browser():
+    """Playwright's sync API and Debian's Chromium, or a skip (a failure in CI)."""
+    in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed (scripts/bootstrap.sh)"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium; scripts/bootstrap.sh)"
+    if problem:
+        if in_ci:
+            pytest.fail(f"browser test cannot run in CI: {problem}")
+        pytest.skip(problem)
+    return sync_playwright
+
+
+@dataclass
+class Tool:
+    """A running ``selective-sync ui`` and the addresses it printed."""
+
+    base: str
+    reports: str
+    proc: Proc
+    data_dir: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.base}/api"
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=30)
+
+    def deployment_id(self, full_name: str) -> str:
+        with self.http() as client:
+            response = client.get(f"/deployments/name/{full_name}")
+            response.raise_for_status()
+            return response.json()["id"]
+
+    def runs_of(self, deployment_id: str) -> list[dict]:
+        body = {
+            "deployments": {"id": {"any_": [deployment_id]}},
+            "sort": "EXPECTED_START_TIME_DESC",
+        }
+        with self.http() as client:
+            response = client.post("/flow_runs/filter", json=body)
+            response.raise_for_status()
+            return response.json()
+
+    def new_run(self, deployment_id: str, known: set[str], timeout: float = 60) -> dict:
+        """The run the form just created (one not in ``known``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fresh = [r for r in self.runs_of(deployment_id) if r["id"] not in known]
+            if fresh:
+                return fresh[0]
+            time.sleep(0.5)
+        pytest.fail(f"the form created no run within {timeout}s\n{self.proc.tail()}")
+
+    def wait(self, run_id: str, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.http() as client:
+            while True:
+                run = client.get(f"/flow_runs/{run_id}").json()
+                if (run.get("state") or {}).get("type") in TERMINAL:
+                    return run
+                if time.monotonic() > deadline:
+                    pytest.fail(f"run {run_id} not finished after {timeout}s\n{self.proc.tail()}")
+                time.sleep(0.5)
+
+    def outcomes(self, run_id: str) -> dict[int, str]:
+        body = {
+            "artifacts": {"flow_run_id": {"any_": [run_id]}, "key": {"any_": ["sync-outcomes-275"]}}
+        }
+        with self.http() as client:
+            (table,) = client.post("/artifacts/filter", json=body).json()
+        return {int(r["key"]): r["outcome"] for r in json.loads(table["data"])}
+
+
+@pytest.fixture(scope="module")
+def tool(demo_data, tmp_path_factory) -> Iterator[Tool]:
+    """``selective-sync ui`` on free ports, on a copy of the demo, until the module ends."""
+    port, reports_port = free_port(), free_port()
+    logdir = tmp_path_factory.mktemp("ui-logs")
+    env = clean_env(**demo_data.env())
+    args = [str(BIN / "selective-sync"), "ui", "--port", str(port)]
+    proc = start("ui", [*args, "--reports-port", str(reports_port)], env, logdir)
+    deadline = time.monotonic() + 300
+    while "Selective Sync is ready" not in proc.tail(40):
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            proc.stop()
+            pytest.fail(f"selective-sync ui did not get ready:\n{proc.tail()}")
+        time.sleep(0.5)
+    base = f"http://127.0.0.1:{port}"
+    printed = proc.tail(40)
+    assert f"{base}/" in printed and f"export PREFECT_API_URL={base}/api" in printed, printed
+    yield Tool(base, f"http://127.0.0.1:{reports_port}", proc, demo_data.dir)
+    proc.stop(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    sync_playwright = _need_browser()
+    if SHOTS.exists():
+        shutil.rmtree(SHOTS)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(500)  # let the last render settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+# ---------------------------------------------------------------- the history row
+
+
+def history_row(page, *, requester: str, run_name: str) -> dict[str, str]:
+    """The Sync History row of one request, read from the artifact page shown in ``page``.
+
+    Works on a table artifact with one row per request (columns such as Requested, User,
+    Status, Object, Keys, Records and links: the row whose cells name the run or the
+    requester, newest first) and on the markdown summary of one entry (a two-column
+    table of field and value). Returns the row as {column: text}.
+    """
+    page.locator("table").first.wait_for()
+    for table in page.locator("table").all():
+        headers = [h.inner_text().strip() for h in table.locator("thead th").all()]
+        rows = [
+            [c.inner_text().strip() for c in tr.locator("td").all()]
+            for tr in table.locator("tbody tr").all()
+        ]
+        if "Records" in headers:
+            for cells in rows:
+                row = dict(zip(headers, cells, strict=False))
+                text = " ".join(cells)
+                if run_name in text or requester == row.get("User", row.get("Requested by")):
+                    return row
+        pairs = {cells[0]: cells[1] for cells in rows if len(cells) == 2}
+        if "Records" in pairs and pairs.get("Requested by") == requester:
+            return pairs
+    pytest.fail(f"no Sync History row for {run_name!r} by {requester!r} on {page.url}")
+
+
+# ---------------------------------------------------------------- the forms
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the dropdown labelled ``label``."""
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_the_v2_form_runs_a_sync_and_its_history_row_shows_the_records(page, tool, demo_data):
+    keys = fixable(demo_data.manifest, "PersonIdentity", ["mismatched"])[:2]
+    assert verify_keys(tool.data_dir, "PersonIdentity", keys).errors == len(keys)
+    deployment = tool.deployment_id(SYNC)
+    known = {r["id"] for r in tool.runs_of(deployment)}
+
+    page.goto(f"{tool.base}/")
+    page.get_by_text("Deployments").first.wait_for()
+    assert "/v2/" in page.url, page.url  # Prefect 3.9's default UI
+    shot(page, "v2-01-dashboard")
+
+    page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}")
+    page.get_by_text("sync-records").first.wait_for()
+    shot(page, "v2-02-deployment")
+
+    page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}/run")
+    ids = page.get_by_label("IDs", exact=True)
+    ids.wait_for()
+    # The form in plain words: titled fields, no type toggles, no "Property is type".
+    body = page.locator("body").inner_text()
+    for label in ("Object", "IDs", "Requested by", "District", "Check dependencies", "Dry run"):
+        assert label in body, label
+    assert "Property is type" not in body and "requested_by" not in body, body[:2000]
+    choose(page, "Object", "PersonIdentity")
+    # Pasted text, one ID a line and a comma, as copied from a spreadsheet or Find IDs.
+    ids.fill(f"{keys[0]}\n{keys[1]}, {ABSENT}")
+    page.get_by_label("Requested by", exact=True).fill(ADMIN)
+    shot(page, "v2-03-form-filled")
+    page.get_by_role("button", name="Submit").click()
+
+    run = tool.new_run(deployment, known)
+    run = tool.wait(run["id"])
+    assert run["state"]["type"] == "COMPLETED", (run["state"], tool.proc.tail())
+    assert run["name"] == f"PersonIdentity x3 by {ADMIN}", run["name"]
+    outcomes = tool.outcomes(run["id"])
+    assert outcomes == {keys[0]: "synced", keys[1]: "synced", ABSENT: "not_found"}, outcomes
+    assert verify_keys(tool.data_dir, "PersonIdentity", keys).errors == 0
+
+    page.goto(f"{tool.base}/v2/runs/flow-run/{run['id']}")
+    page.get_by_text(run["name"]).first.wait_for()
+    shot(page, "v2-04-run")
+
+    page.goto(f"{tool.base}/v2/artifacts/key/sync-history-275")
+    row = history_row(page, requester=ADMIN, run_name=run["name"])
+    shot(page, "v2-05-history")
+    assert row["Records"] == "2/3", row
+
+
+def test_the_v1_form_runs_a_dry_run(page, tool, demo_data):
+    deployment = tool.deployment_id(SYNC)
+    known = {r["id"] for r in tool.runs_of(deployment)}
+    keys = fixable(demo_data.manifest, "Enrollment", ["mismatched"])[:1]
+    before = verify_keys(tool.data_dir, "Enrollment", keys).errors
+
+    # V1 pages are served at their old paths (the V2 UI lives under /v2/).
+    page.goto(f"{tool.base}/deployments/deployment/{deployment}/run")
+    ids = page.get_by_label("IDs", exact=False).first
+    ids.wait_for()
+    body = page.locator("body").inner_text()
+    assert "Property is type" not in body and "requested_by" not in body, body[:2000]
+    shot(page, "v1-01-form")
+    _v1_choose(page, "Object", "Enrollment")
+    ids.fill(", ".join(map(str, keys)))
+    page.get_by_label("Requested by", exact=False).first.fill(ADMIN)
+    page.get_by_text("Dry run", exact=True).first.wait_for()
+    _v1_check(page, "Dry run")
+    shot(page, "v1-02-form-filled")
+    page.get_by_role("button", name=re.compile("^(Submit|Run)$")).last.click()
+
+    run = tool.wait(tool.new_run(deployment, known)["id"])
+    assert run["state"]["type"] == "COMPLETED", (run["state"], tool.proc.tail())
+    assert run["parameters"]["dry_run"] is True, run["parameters"]
+    assert run["name"] == f"Enrollment x1 by {ADMIN}", run["name"]
+    # A dry run writes nothing.
+    assert verify_keys(tool.data_dir, "Enrollment", keys).errors == before
+    page.goto(f"{tool.base}/runs/flow-run/{run['id']}")
+    page.get_by_text(run["name"]).first.wait_for()
+    shot(page, "v1-03-run")
+
+
+def _v1_choose(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=False).first.click()
+    page.get_by_role("option", name=option, exact=True).first.click()
+
+
+def _v1_check(page, label: str) -> None:
+    page.get_by_label(label, exact=False).first.check()

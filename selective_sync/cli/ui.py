@@ -236,20 +236,20 @@ def wait_for(
 
 
 def print_ready(base: str, reports_url: str, data_dir: Path) -> None:
-    console.print()
-    console.print(Text("Selective Sync is ready. Open in a browser:", style="bold"))
-    console.print(Text(f"    {base}/"))
-    console.print(
-        Text(
-            "  Deployments -> selective-sync / sync-records -> Run -> Custom run: "
-            "the Selective Sync form."
-        )
-    )
-    console.print(Text(f"  Reports (the links in the runs' artifacts): {reports_url}"))
-    console.print(Text("  For the CLI in another shell:"))
-    console.print(Text(f"    export PREFECT_API_URL={base}/api"))
-    console.print(Text(f"    export SELECTIVE_SYNC_DATA_DIR={data_dir}"))
-    console.print(Text("  Ctrl-C stops everything."))
+    lines = [
+        "",
+        "Selective Sync is ready. Open in a browser:",
+        f"    {base}/",
+        "  The Selective Sync form: Deployments > sync-records > Run > Custom run.",
+        f"  Reports (the links in the runs' artifacts): {reports_url}",
+        "  For the CLI in another shell:",
+        f"    export PREFECT_API_URL={base}/api",
+        f"    export SELECTIVE_SYNC_DATA_DIR={data_dir}",
+        "  Ctrl-C stops everything.",
+    ]
+    for line in lines:
+        # Never wrapped: the URLs and export lines are copied as printed.
+        console.print(Text(line), soft_wrap=True)
 
 
 def _check_alive(children: list[Child]) -> None:

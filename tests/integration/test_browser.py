@@ -171,6 +171,16 @@ def shot(page, name: str) -> None:
 # ---------------------------------------------------------------- the history row
 
 
+def open_history(page, base: str, district: int = 275) -> None:
+    """The district's Sync History artifact in the V2 UI: its key page lists the versions
+    (newest first); the newest is the history as it now stands."""
+    page.goto(f"{base}/v2/artifacts/key/sync-history-{district}")
+    newest = page.locator("a[href*='/artifacts/artifact/']").first
+    newest.wait_for()
+    shot(page, "v2-06-history-versions")
+    newest.click()
+
+
 def history_row(page, *, requester: str, run_name: str) -> dict[str, str]:
     """The Sync History row of one request, read from the artifact page shown in ``page``.
 
@@ -266,9 +276,13 @@ def test_the_v2_form_runs_a_sync_and_its_history_row_shows_the_records(page, too
     assert "/v2/" in page.url, page.url  # Prefect 3.9's default UI
     shot(page, "v2-01-dashboard")
 
+    page.goto(f"{tool.base}/v2/deployments")
+    page.get_by_text("clear-district-history").first.wait_for()
+    shot(page, "v2-02-deployments")
+
     page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}")
     page.get_by_text("sync-records").first.wait_for()
-    shot(page, "v2-02-deployment")
+    shot(page, "v2-02-deployment-sync-records")
 
     page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}/run")
     page.get_by_text("Dry run (Optional)").wait_for()
@@ -293,9 +307,9 @@ def test_the_v2_form_runs_a_sync_and_its_history_row_shows_the_records(page, too
     page.get_by_text(run["name"]).first.wait_for()
     shot(page, "v2-05-run")
 
-    page.goto(f"{tool.base}/v2/artifacts/key/sync-history-275")
+    open_history(page, tool.base)
     row = history_row(page, requester=ADMIN, run_name=run["name"])
-    shot(page, "v2-06-history")
+    shot(page, "v2-07-history")
     assert row["Records"] == "2/3", row
 
 
@@ -326,3 +340,19 @@ def test_the_v1_form_runs_a_dry_run(page, tool, demo_data):
     page.goto(f"{tool.base}/runs/flow-run/{run['id']}")
     page.get_by_text(run["name"]).first.wait_for()
     shot(page, "v1-03-run")
+
+
+def test_ctrl_c_stops_the_server_the_deployments_and_the_reports_within_seconds(tool):
+    """Last in this module: Ctrl-C (SIGINT to ``selective-sync ui``) stops all three."""
+    import signal
+
+    assert httpx.get(f"{tool.api}/health", timeout=5).status_code == 200
+    started = time.monotonic()
+    tool.proc.popen.send_signal(signal.SIGINT)
+    tool.proc.popen.wait(timeout=30)
+    took = time.monotonic() - started
+    assert took < 15, took
+    for url in (f"{tool.api}/health", tool.reports):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, timeout=2)
+    assert "stopping" in tool.proc.tail(5), tool.proc.tail()

@@ -342,6 +342,49 @@ def test_the_v1_form_runs_a_dry_run(page, tool, demo_data):
     shot(page, "v1-03-run")
 
 
+FORMS = {
+    "verification-summary/verify-district": ["District", "Objects", "Requested by"],
+    "reconcile/reconcile-nightly": ["Districts", "Objects", "Most keys per object"],
+    "delete-history-entry/delete-entry": ["Run", "Requested by"],
+    "clear-sync-history/clear-district-history": ["Requested by", "District"],
+    "find-ids/find-ids-by-filter": [
+        "Requested by",
+        "Object",
+        "First name",
+        "Last name",
+        "Birth date",
+        "State ID",
+        "School",
+        "Grade",
+        "End year",
+        "From the stored summary",
+        "Show at most",
+        "District",
+    ],
+}
+
+
+@pytest.mark.parametrize("full_name", sorted(FORMS))
+def test_every_other_form_reads_in_plain_words_too(page, tool, full_name):
+    deployment = tool.deployment_id(full_name)
+    page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}/run")
+    page.get_by_text("Parameters").first.wait_for()
+    page.locator("form label").nth(len(FORMS[full_name])).wait_for()
+    labels = [
+        re.sub(r"\s*\(Optional\)$", "", text.strip())
+        for text in page.locator("form label").all_inner_texts()
+    ]
+    assert [label for label in labels if label in FORMS[full_name]] == FORMS[full_name], labels
+    assert not [label for label in labels if "_" in label], labels
+    text = form_text(page)
+    assert "Property is type" not in text, text[:1500]
+    # A union renders as tabs named for its types above the field: none here.
+    types = {"null", "None", "string", "str", "integer", "int", "array", "list", "boolean"}
+    assert not types & {line.strip() for line in text.splitlines()}, text[:1500]
+    assert page.locator("form fieldset [role=tablist]").count() == 0
+    shot(page, f"v2-form-{full_name.replace('/', '-')}")
+
+
 def test_ctrl_c_stops_the_server_the_deployments_and_the_reports_within_seconds(tool):
     """Last in this module: Ctrl-C (SIGINT to ``selective-sync ui``) stops all three."""
     import signal

@@ -42,7 +42,8 @@ def _run_name() -> str:
     params = flow_run.get_parameters()
     obj = params.get("object")
     obj = getattr(obj, "value", obj)
-    return f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
+    name = f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
+    return f"{name} (dry run)" if params.get("dry_run") else name
 
 
 @flow(
@@ -79,7 +80,8 @@ def selective_sync(
     requested_at = datetime.now(UTC)
     authorise_sync(requested_by)
     keys = parse_ids_task(quote(ids))
-    logger.info("%s keys of %s requested by %s", len(keys), spec.name, requested_by)
+    noun = "key" if len(keys) == 1 else "keys"
+    logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
     before = verify_object_task(spec.name, config.number, quote(keys))
     logger.info(

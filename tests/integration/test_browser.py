@@ -334,7 +334,7 @@ def test_the_v1_form_runs_a_dry_run(page, tool, demo_data):
     run = tool.wait(tool.new_run(deployment, known)["id"])
     assert run["state"]["type"] == "COMPLETED", (run["state"], tool.proc.tail())
     assert run["parameters"]["dry_run"] is True, run["parameters"]
-    assert run["name"] == f"Enrollment x1 by {ADMIN}", run["name"]
+    assert run["name"] == f"Enrollment x1 by {ADMIN} (dry run)", run["name"]
     # A dry run writes nothing.
     assert verify_keys(tool.data_dir, "Enrollment", keys).errors == before
     page.goto(f"{tool.base}/runs/flow-run/{run['id']}")

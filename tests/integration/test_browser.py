@@ -233,10 +233,22 @@ def choose(page, title: str, option: str, ui: str) -> None:
         button.click()
         page.get_by_role("option", name=option, exact=True).click()
     else:
-        # V1's select opens from the keyboard (a click toggles it open and shut again).
-        button.focus()
-        page.keyboard.press("ArrowDown")
-        page.locator(".p-select-option").filter(has_text=re.compile(rf"^\s*{option}\s*$")).click()
+        # V1's select opens from the keyboard (a click toggles it open and shut again); the
+        # first key press can land before the page listens: try again until it opens.
+        from playwright.sync_api import TimeoutError as NotOpenYet
+
+        choice = page.locator(".p-select-option").filter(
+            has_text=re.compile(rf"^\s*{re.escape(option)}\s*$")
+        )
+        for _ in range(5):
+            button.focus()
+            page.keyboard.press("ArrowDown")
+            try:
+                choice.first.wait_for(timeout=3000)
+                break
+            except NotOpenYet:
+                page.keyboard.press("Escape")
+        choice.first.click()
     assert option in button.inner_text(), (title, button.inner_text())
 
 
@@ -368,8 +380,10 @@ FORMS = {
 def test_every_other_form_reads_in_plain_words_too(page, tool, full_name):
     deployment = tool.deployment_id(full_name)
     page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}/run")
-    page.get_by_text("Parameters").first.wait_for()
-    page.locator("form label").nth(len(FORMS[full_name])).wait_for()
+    last = FORMS[full_name][-1]
+    page.locator("form label").filter(
+        has_text=re.compile(rf"^\s*{re.escape(last)}(\s*\(Optional\))?\s*$")
+    ).first.wait_for()
     labels = [
         re.sub(r"\s*\(Optional\)$", "", text.strip())
         for text in page.locator("form label").all_inner_texts()

@@ -3,13 +3,22 @@ an administrator can read in the UI and paste into a selective sync."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import Field
+from prefect.runtime import flow_run
+from pydantic import BeforeValidator, Field
 
+from flows.forms import (
+    DistrictNumber,
+    OptionalDate,
+    OptionalNumber,
+    OptionalText,
+    district_or_default,
+    parse_date,
+    title,
+)
 from selective_sync.db import check_databases
 from selective_sync.find import (
     DEFAULT_LIMIT,
@@ -25,30 +34,40 @@ from selective_sync.settings import get_settings, resolve_district
 from selective_sync.text import md_escape
 from tasks.find import find_records_task
 
+# The "From the stored summary" dropdown: no summary (the filters alone), or one key list.
+NO_SUMMARY = "no (the filters only)"
+FromSummary = Annotated[
+    Literal[NO_SUMMARY, *(kind.value for kind in SummaryKind)],  # type: ignore[valid-type]
+    BeforeValidator(lambda value: NO_SUMMARY if value is None else value),
+]
+
 
 def find_ids_key(district: int, kind: str = "") -> str:
     """Artifact key of the district's Find IDs table (``kind="note"``: its markdown note)."""
     return f"find-ids-{kind}-{district}" if kind else f"find-ids-{district}"
 
 
-@flow(
-    name="find-ids",
-    flow_run_name="Find {object} IDs by {requested_by}",
-    validate_parameters=True,
-)
+def _run_name() -> str:
+    """E.g. "Find PersonIdentity IDs by alice"."""
+    params = flow_run.get_parameters()
+    obj = params.get("object") or FindObject.PersonIdentity
+    return f"Find {getattr(obj, 'value', obj)} IDs by {params.get('requested_by')}"
+
+
+@flow(name="find-ids", flow_run_name=_run_name, validate_parameters=True)
 def find_ids(
-    requested_by: str,
-    object: FindObject = FindObject.PersonIdentity,
-    first_name: str | None = None,
-    last_name: str | None = None,
-    birth_date: date | None = None,
-    state_id: str | None = None,
-    school: str | None = None,
-    grade: str | None = None,
-    end_year: int | None = None,
-    from_summary: SummaryKind | None = None,
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    district: int | None = None,
+    requested_by: Annotated[str, title("Requested by")],
+    object: Annotated[FindObject, title("Object")] = FindObject.PersonIdentity,
+    first_name: Annotated[OptionalText, title("First name")] = "",
+    last_name: Annotated[OptionalText, title("Last name")] = "",
+    birth_date: Annotated[OptionalDate, title("Birth date")] = "",
+    state_id: Annotated[OptionalText, title("State ID")] = "",
+    school: Annotated[OptionalText, title("School")] = "",
+    grade: Annotated[OptionalText, title("Grade")] = "",
+    end_year: Annotated[OptionalNumber, title("End year")] = 0,
+    from_summary: Annotated[FromSummary, title("From the stored summary")] = NO_SUMMARY,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), title("Show at most")] = DEFAULT_LIMIT,
+    district: Annotated[DistrictNumber, title("District")] = 0,
 ) -> FindResult:
     """Find the district IDs that match a filter, to paste into a selective sync.
 
@@ -58,31 +77,31 @@ def find_ids(
             (enrollmentIDs) with their person.
         first_name: First name starts with this (case and accents ignored: jose finds José).
         last_name: Last name starts with this (case and accents ignored).
-        birth_date: Birth date.
+        birth_date: Birth date (YYYY-MM-DD).
         state_id: State ID, exactly.
         school: School ID or name (a unique start of the name will do).
         grade: Grade: PK, KG, 1-12 or another district grade code.
-        end_year: School year's end year, e.g. 2026 for 2025-26.
+        end_year: School year's end year, e.g. 2026 for 2025-26; 0 means any year.
         from_summary: Instead of (or narrowed by) the filters, the keys of the latest stored
             Verification Summary: missing_at_state, mismatched or missing_at_district.
         limit: Show at most this many; the note says how many more match.
-        district: District number (default: the district this deployment serves).
+        district: District number; 0 means the district this deployment serves.
     """
     logger = get_run_logger()
     authorise(requested_by, Right.R)
     query = build_query(
         object,
-        first=first_name,
-        last=last_name,
-        birth_date=birth_date,
-        state_id=state_id,
-        school=school,
-        grade=grade,
-        end_year=end_year,
+        first=first_name or None,
+        last=last_name or None,
+        birth_date=parse_date("Birth date", birth_date),
+        state_id=state_id or None,
+        school=school or None,
+        grade=grade or None,
+        end_year=end_year or None,
         limit=limit,
-        from_summary=from_summary,
+        from_summary=None if from_summary == NO_SUMMARY else SummaryKind(from_summary),
     )
-    config = resolve_district(get_settings(), district)
+    config = resolve_district(get_settings(), district_or_default(district))
     check_databases(district_url=config.url)
     keys = None
     if query.from_summary is not None:

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+import contextlib
+from typing import Annotated
 
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.forms import DistrictNumber, district_or_default, title
 from flows.history_store import clear, delete_entry
 from selective_sync.rights import Right, authorise
+from selective_sync.settings import get_settings, resolve_district
 
 
-@flow(name="delete-history-entry", validate_parameters=True)
-def delete_history_entry(run_id: str, requested_by: str) -> str:
+def _delete_run_name() -> str:
+    """E.g. "Delete history entry 3f2a9c1e by alice"."""
+    params = flow_run.get_parameters()
+    return f"Delete history entry {params.get('run_id')} by {params.get('requested_by')}"
+
+
+def _clear_run_name() -> str:
+    """E.g. "Clear Sync History 275 by alice" (the district resolved when 0)."""
+    params = flow_run.get_parameters()
+    number = params.get("district")
+    # The flow itself reports a bad district; naming the run must not fail on it.
+    with contextlib.suppress(Exception):
+        number = resolve_district(get_settings(), district_or_default(number)).number
+    return f"Clear Sync History {number} by {params.get('requested_by')}"
+
+
+@flow(name="delete-history-entry", flow_run_name=_delete_run_name, validate_parameters=True)
+def delete_history_entry(
+    run_id: Annotated[str, title("Run")],
+    requested_by: Annotated[str, title("Requested by")],
+) -> str:
     """Delete one Sync History entry: its artifacts and its selective-sync run.
 
     Args:
-        run_id: The selective-sync run to delete (its id, or the id's first characters).
+        run_id: The selective-sync run to delete: its name (e.g. "PersonIdentity x3 by
+            alice"), its id, or the id's first characters.
         requested_by: Who asks; needs the D right.
     """
     logger = get_run_logger()
@@ -30,18 +56,21 @@ def delete_history_entry(run_id: str, requested_by: str) -> str:
     return entry.run_id
 
 
-@flow(name="clear-sync-history", validate_parameters=True)
-def clear_history(requested_by: str, district: int | None = None) -> int:
+@flow(name="clear-sync-history", flow_run_name=_clear_run_name, validate_parameters=True)
+def clear_history(
+    requested_by: Annotated[str, title("Requested by")],
+    district: Annotated[DistrictNumber, title("District")] = 0,
+) -> int:
     """Delete every finished Sync History entry of one district.
 
     Args:
         requested_by: Who asks; needs the D right.
-        district: District number (default: the district this deployment serves). Other
+        district: District number; 0 means the district this deployment serves. Other
             districts' entries are never touched.
     """
     logger = get_run_logger()
     actor = authorise(requested_by, Right.D)
-    result = clear(district, user=actor)
+    result = clear(district_or_default(district), user=actor)
     logger.info(
         "Cleared %s Sync History entries of district %s for %s",
         len(result.deleted),

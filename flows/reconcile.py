@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.forms import NoneAsEmpty, title
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
 from selective_sync.alerts import AlertThresholds, reconcile_event
@@ -34,21 +35,25 @@ ARTIFACT_KEY = "reconcile-summary"
 
 
 def _run_name() -> str:
+    """E.g. "Reconcile districts 275, 320" or "Reconcile all districts"."""
     chosen = flow_run.get_parameters().get("districts")
-    return f"reconcile {', '.join(map(str, chosen))}" if chosen else "reconcile all districts"
+    if not chosen:
+        return "Reconcile all districts"
+    noun = "district" if len(chosen) == 1 else "districts"
+    return f"Reconcile {noun} {', '.join(map(str, chosen))}"
 
 
 @flow(name="reconcile", flow_run_name=_run_name, validate_parameters=True)
 def reconcile(
-    districts: list[int] | None = None,
-    objects: list[ObjectName] | None = None,
-    max_keys: Annotated[int, Field(ge=1)] = DEFAULT_MAX_KEYS,
+    districts: Annotated[list[int], NoneAsEmpty, title("Districts")] = (),
+    objects: Annotated[list[ObjectName], NoneAsEmpty, title("Objects")] = (),
+    max_keys: Annotated[int, Field(ge=1), title("Most keys per object")] = DEFAULT_MAX_KEYS,
 ) -> ReconcileResult:
     """Verify, then selective-sync the keys that differ, for every district (nightly).
 
     Args:
-        districts: District numbers (default: every district configured here).
-        objects: Objects to reconcile (default: every object in the registry, parents first).
+        districts: District numbers; none given means every district configured here.
+        objects: Objects to reconcile; none chosen means every object, parents first.
         max_keys: At most this many keys are re-sent per object and district; the rest are
             reported as left over and sent by the next run.
     """

@@ -10,18 +10,29 @@ environment, where the SELECTIVE_SYNC_* settings (database URLs, task runner) ar
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import Flow, serve
+from prefect import Flow
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.logging import get_logger
+from prefect.runner import Runner
 from prefect.schedules import Cron, Interval, Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
+# On Ctrl-C or SIGTERM the runner pauses the deployments and cancels its runs through the
+# API; with the API gone those calls retry for minutes (measured: 315 s). Past this grace
+# the process exits anyway.
+STOP_GRACE_S = 10.0
+log = get_logger("serve")
 
 
 def load_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
@@ -72,7 +83,45 @@ def main(argv: list[str] | None = None) -> None:
     # Entrypoints are recorded relative to the working directory, and each run's child
     # process loads its flow from there: serve from the checkout wherever we were started.
     os.chdir(ROOT)
-    serve(*load_deployments(), limit=args.limit)
+    serve(load_deployments(), limit=args.limit)
+
+
+def serve(deployments: list[RunnerDeployment], limit: int | None = None) -> None:
+    """``prefect.serve`` with a bounded shutdown: at most STOP_GRACE_S after a signal."""
+    runner = _BoundedRunner(pause_on_shutdown=True, limit=limit)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    signal.signal(signal.SIGINT, _interrupt)
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    log.info("Serving %s deployments: %s", len(deployments), names)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        log.info("Interrupted: stopped serving")
+
+
+class _BoundedRunner(Runner):
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        _exit_after_grace()
+        super().handle_sigterm(*args, **kwargs)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _exit_after_grace()
+    signal.default_int_handler(signum, frame)
+
+
+def _exit_after_grace() -> None:
+    def force() -> None:
+        log.error(
+            "Not stopped %.0f s after the signal (is the Prefect API down?): exiting", STOP_GRACE_S
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(STOP_GRACE_S, force)
+    timer.daemon = True
+    timer.start()
 
 
 if __name__ == "__main__":

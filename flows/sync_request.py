@@ -6,13 +6,14 @@ import itertools
 import re
 import time
 from datetime import UTC, datetime
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
-from pydantic import StrictInt
 
+from flows.forms import DistrictNumber, IdsText, district_or_default, title
 from flows.runner import ConfiguredTaskRunner
 from selective_sync.errors import BatchAborted, RequestFailed
 from selective_sync.history.codec import request_status
@@ -36,10 +37,12 @@ def count_id_tokens(ids: object) -> int:
 
 
 def _run_name() -> str:
+    """E.g. "PersonIdentity x3 by alice" (the parameters as the run was created)."""
     params = flow_run.get_parameters()
     obj = params.get("object")
     obj = getattr(obj, "value", obj)
-    return f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
+    name = f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
+    return f"{name} (dry run)" if params.get("dry_run") else name
 
 
 @flow(
@@ -49,22 +52,22 @@ def _run_name() -> str:
     validate_parameters=True,
 )
 def selective_sync(
-    object: ObjectName,
-    # StrictInt: Prefect validates leniently, and [true] or [1.0] must not become ID 1.
-    ids: str | list[StrictInt],
-    requested_by: str,
-    district: int | None = None,
-    check_dependencies: bool = False,
-    dry_run: bool = False,
+    object: Annotated[ObjectName, title("Object")],
+    # One text box in the form; a list of whole numbers (API, reconcile) becomes that text.
+    ids: Annotated[IdsText, title("IDs")],
+    requested_by: Annotated[str, title("Requested by")],
+    district: Annotated[DistrictNumber, title("District")] = 0,
+    check_dependencies: Annotated[bool, title("Check dependencies")] = False,
+    dry_run: Annotated[bool, title("Dry run")] = False,
 ) -> SyncResult:
     """Re-send the named records, with the objects they carry, from district to state.
 
     Args:
         object: The object to sync; its hierarchy (e.g. a person's identities) comes along.
-        ids: District IDs (personIDs, enrollmentIDs, ...): a list, or pasted text separated
-            by commas, spaces, semicolons or new lines.
+        ids: District IDs (personIDs, enrollmentIDs, ...), pasted as text: separated by
+            commas, spaces, semicolons or new lines.
         requested_by: Who asks for the sync; needs the W right on the tool.
-        district: District number (default: the district this deployment serves).
+        district: District number; 0 means the district this deployment serves.
         check_dependencies: Sync a missing or different parent first (e.g. an enrollment's
             person), then the record.
         dry_run: Only verify and show what would change; write nothing.
@@ -72,11 +75,12 @@ def selective_sync(
     logger = get_run_logger()
     settings = get_settings()
     spec = get_object(object)
-    config = resolve_district(settings, district)
+    config = resolve_district(settings, district_or_default(district))
     requested_at = datetime.now(UTC)
     authorise_sync(requested_by)
     keys = parse_ids_task(quote(ids))
-    logger.info("%s keys of %s requested by %s", len(keys), spec.name, requested_by)
+    noun = "key" if len(keys) == 1 else "keys"
+    logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
     before = verify_object_task(spec.name, config.number, quote(keys))
     logger.info(

@@ -7,12 +7,15 @@ with each object's accuracy over the last runs. It returns what it verified itse
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
+from flows.forms import DistrictNumber, NoneAsEmpty, OptionalText, district_or_default, title
 from flows.verification_store import complete_summary, latest_rows, load_trend
 from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
 from selective_sync.db import check_databases
@@ -28,30 +31,41 @@ from tasks.reports import render_verification_reports
 from tasks.verify import store_summary, verify_object_task
 
 
+def _run_name() -> str:
+    """E.g. "Verification Summary 275 by alice" (the district resolved when 0 or None)."""
+    params = flow_run.get_parameters()
+    number = params.get("district")
+    # The flow itself reports a bad district; naming the run must not fail on it.
+    with contextlib.suppress(Exception):
+        number = resolve_district(get_settings(), district_or_default(number)).number
+    by = params.get("requested_by")
+    return f"Verification Summary {number} by {by}" if by else f"Verification Summary {number}"
+
+
 @flow(
     name="verification-summary",
-    flow_run_name="Verification Summary {district}",
+    flow_run_name=_run_name,
     validate_parameters=True,
 )
 def verification_summary(
-    district: int | None = None,
-    objects: list[ObjectName] | None = None,
-    requested_by: str | None = None,
+    district: Annotated[DistrictNumber, title("District")] = 0,
+    objects: Annotated[list[ObjectName], NoneAsEmpty, title("Objects")] = (),
+    requested_by: Annotated[OptionalText, title("Requested by")] = "",
 ) -> DistrictVerification:
     """Verify district against state, store the district's summary and render its reports.
 
     Args:
-        district: District number (default: the configured district).
-        objects: Objects to verify (default: every object in the registry). The others
-            keep their stored results and timestamps.
-        requested_by: Who asks; when given, needs the R right, and the report links are
-            issued to this user. Default: the account running the flow.
+        district: District number; 0 means the district this deployment serves.
+        objects: Objects to verify; none chosen means every object. The others keep
+            their stored results and timestamps.
+        requested_by: Who asks (needs the R right); the report links are issued to this
+            user. Left empty (the nightly schedule), the account running the flow.
     """
     logger = get_run_logger()
     settings = get_settings()
-    if requested_by is not None:
+    if requested_by:
         authorise(requested_by, Right.R)
-    config = resolve_district(settings, district)
+    config = resolve_district(settings, district_or_default(district))
     check_databases(config.url, settings.resolved_state_url)
     names = list(dict.fromkeys(str(o) for o in objects)) if objects else object_names()
     futures = [verify_object_task.submit(name, config.number) for name in names]

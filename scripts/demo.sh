@@ -8,6 +8,9 @@ export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 # Each command starts Prefect's ephemeral API (11-17 s); give a busy machine more than 20 s.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-90}
 export SELECTIVE_SYNC_DATA_DIR=${SELECTIVE_SYNC_DATA_DIR:-$PWD/.demo-data}
+# Prefect's local API keeps its runs and artifacts where `selective-sync ui` looks for them,
+# so the syncs below are in the Sync History the UI shows afterwards.
+export PREFECT_HOME=$SELECTIVE_SYNC_DATA_DIR/prefect
 ss=.venv/bin/selective-sync
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; export COLUMNS=${COLUMNS:-150}; fi
 step() { printf '\n%s$ selective-sync %s%s\n' "$bold" "$*" "$plain"; "$ss" "$@"; }
@@ -38,3 +41,9 @@ step sync PersonIdentity "$mismatched, $missing, 99999999" --user demo-admin
 echo; echo "# Re-Verify after the syncs (a plain summary would show the stored results from before):"
 step summary --reverify --user demo-admin
 step summary --trend --user demo-admin
+
+echo
+echo "# The same tool in the Prefect UI, on this demo: one command starts a Prefect server,"
+echo "# every deployment and the report server (Ctrl-C stops them all):"
+printf '%s$ SELECTIVE_SYNC_DATA_DIR=%s .venv/bin/selective-sync ui%s\n' "$bold" "$SELECTIVE_SYNC_DATA_DIR" "$plain"
+echo "# then open http://127.0.0.1:4200/ > Deployments > sync-records > Run > Custom run."

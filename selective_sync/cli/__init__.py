@@ -23,7 +23,7 @@ def register() -> None:
     """Add every command to ``app`` (once; later calls do nothing)."""
     if app.registered_commands:
         return
-    from . import demo, find, history, initdb, report, rights, summary, sync
+    from . import demo, find, history, initdb, report, rights, summary, sync, ui
 
     app.command()(demo.demo)
     app.command("init-db")(initdb.init_db)
@@ -33,6 +33,7 @@ def register() -> None:
     app.add_typer(rights.app, name="rights")
     app.add_typer(history.app, name="history")
     report.register(app)
+    app.command()(ui.ui)
 
 
 def main() -> None:

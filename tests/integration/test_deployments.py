@@ -12,14 +12,14 @@ import pytest
 
 from .harness import ADMIN, POOL, PREFECT, REPO, Server, fixable, verify_keys
 
-SYNC = "selective-sync/ad-hoc"
+SYNC = "selective-sync/sync-records"
 DEPLOYMENTS = {
     SYNC,
-    "verification-summary/nightly",
-    "reconcile/nightly",
-    "delete-history-entry/ad-hoc",
-    "clear-sync-history/ad-hoc",
-    "find-ids/ad-hoc",
+    "verification-summary/verify-district",
+    "reconcile/reconcile-nightly",
+    "delete-history-entry/delete-entry",
+    "clear-sync-history/clear-district-history",
+    "find-ids/find-ids-by-filter",
 }
 SUCCEEDED = {"synced", "unchanged"}
 
@@ -114,7 +114,7 @@ def test_deploy_creates_every_deployment_without_secrets(deployed: Server):
         ]
         text = json.dumps(deployment).lower()
         assert "password" not in text and "postgresql" not in text and "mysql" not in text
-    for name in ("verification-summary/nightly", "reconcile/nightly"):
+    for name in ("verification-summary/verify-district", "reconcile/reconcile-nightly"):
         (schedule,) = by_name[name]["schedules"]
         assert schedule["active"] and schedule["schedule"]["cron"]
     schema = by_name[SYNC]["parameter_openapi_schema"]
@@ -125,8 +125,8 @@ def test_deploy_creates_every_deployment_without_secrets(deployed: Server):
     ]
     assert schema["properties"]["requested_by"]["description"]
     # Never two reconciliations at once (the deployment's concurrency limit).
-    limit = by_name["reconcile/nightly"]["global_concurrency_limit"]
-    assert limit and limit["limit"] == 1, by_name["reconcile/nightly"]
+    limit = by_name["reconcile/reconcile-nightly"]["global_concurrency_limit"]
+    assert limit and limit["limit"] == 1, by_name["reconcile/reconcile-nightly"]
 
 
 def test_unknown_object_is_refused_when_the_run_is_created(deployed: Server):
@@ -135,10 +135,22 @@ def test_unknown_object_is_refused_when_the_run_is_created(deployed: Server):
         return len(deployed.flow_runs(body))
 
     before = runs_of_sync()
-    response = deployed.create_run(SYNC, {"object": "Bogus", "ids": [1], "requested_by": ADMIN})
+    response = deployed.create_run(SYNC, {"object": "Bogus", "ids": "1", "requested_by": ADMIN})
     # Prefect 3.9 answers 409 "Error creating flow run: Validation failed for field 'object'".
     assert response.status_code in (409, 422), response.text
-    assert "object" in response.json()["detail"], response.text
+    assert "'object'" in response.json()["detail"], response.text
+    # The IDs are one text box in the form: the schema takes text (a list is for Python
+    # callers such as the reconciliation), and says which field is wrong.
+    response = deployed.create_run(
+        SYNC, {"object": "PersonIdentity", "ids": [1], "requested_by": ADMIN}
+    )
+    assert response.status_code == 409, response.text
+    assert "'ids'" in response.json()["detail"], response.text
+    response = deployed.create_run(
+        SYNC, {"object": "PersonIdentity", "ids": "1", "requested_by": ADMIN, "dry_run": "no"}
+    )
+    assert response.status_code == 409, response.text
+    assert "'dry_run'" in response.json()["detail"], response.text
     done = run_cli(
         deployed, SYNC, "-p", "object=Bogus", "-p", "ids=[1]", "-p", f"requested_by={ADMIN}"
     )
@@ -172,10 +184,14 @@ def test_selective_sync_from_cli_and_rest(worker, deployed: Server, demo_data):
     assert done.returncode == 0, done.stdout + done.stderr
     cli_run = cli_run_id(done.stdout)
 
-    # REST, with the IDs as a JSON list.
+    # REST, with the IDs as text separated by spaces (a JSON list is refused, see above).
     response = deployed.create_run(
         SYNC,
-        {"object": "PersonIdentity", "ids": [*persons, absent], "requested_by": ADMIN},
+        {
+            "object": "PersonIdentity",
+            "ids": " ".join(map(str, [*persons, absent])),
+            "requested_by": ADMIN,
+        },
     )
     assert response.status_code == 201, response.text
     rest_run = response.json()["id"]
@@ -218,7 +234,7 @@ def test_selective_sync_fans_out_on_dask(worker, deployed: Server, demo_data):
     ):
         response = deployed.create_run(
             SYNC,
-            {"object": "Graduation", "ids": keys, "requested_by": ADMIN},
+            {"object": "Graduation", "ids": "\n".join(map(str, keys)), "requested_by": ADMIN},
             job_variables={
                 "env": {
                     "SELECTIVE_SYNC_TASK_RUNNER": "dask",
@@ -246,7 +262,9 @@ def test_reconcile_leaves_every_synced_key_clean(worker, deployed: Server, demo_
     differing = {n: len(v.missing_at_state) + len(v.mismatched) for n, v in before.items()}
     assert any(differing.values()), differing
 
-    response = deployed.create_run("reconcile/nightly", {"districts": [275], "max_keys": max_keys})
+    response = deployed.create_run(
+        "reconcile/reconcile-nightly", {"districts": [275], "max_keys": max_keys}
+    )
     assert response.status_code == 201, response.text
     run_id = response.json()["id"]
     assert_completed(deployed, deployed.wait(run_id, timeout=240))

@@ -47,12 +47,15 @@ def test_serve_registers_the_deployments_with_their_schedules(served: Server):
 def test_served_selective_sync_runs_and_records_history(served: Server, demo_data):
     keys = fixable(demo_data.manifest, "PersonIdentity", ["mismatched"])
     assert verify_keys(demo_data.dir, "PersonIdentity", keys).errors == len(keys)
+    # The IDs as the form sends them: one text (the schema's single text box).
+    pasted = ", ".join(map(str, keys))
     refused = served.create_run(
-        "selective-sync/ad-hoc", {"object": "Bogus", "ids": keys, "requested_by": ADMIN}
+        "selective-sync/sync-records", {"object": "Bogus", "ids": pasted, "requested_by": ADMIN}
     )
     assert refused.status_code in (409, 422), refused.text
     response = served.create_run(
-        "selective-sync/ad-hoc", {"object": "PersonIdentity", "ids": keys, "requested_by": ADMIN}
+        "selective-sync/sync-records",
+        {"object": "PersonIdentity", "ids": pasted, "requested_by": ADMIN},
     )
     assert response.status_code == 201, response.text
     run = served.wait(response.json()["id"])

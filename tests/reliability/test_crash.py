@@ -44,7 +44,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 OBJECT = "PersonIdentity"
 PERSONS = 3000
-DEPLOYMENT = "selective-sync/ad-hoc"
+DEPLOYMENT = "selective-sync/sync-records"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -112,7 +112,11 @@ def test_sigkill_of_the_flow_run_process(
             deployment = client.read_deployment_by_name(DEPLOYMENT)
             run = client.create_flow_run_from_deployment(
                 deployment.id,
-                parameters={"object": OBJECT, "ids": keys, "requested_by": ADMIN},
+                parameters={
+                    "object": OBJECT,
+                    "ids": ", ".join(map(str, keys)),
+                    "requested_by": ADMIN,
+                },
             )
             wait_until(
                 lambda: progress_of(client, run.id) > 0 or run_state(client, run.id) in TERMINAL,

@@ -1,0 +1,415 @@
+"""The tool as a user opens it: ``selective-sync ui`` (a real Prefect server, every deployment
+served, the report server), then Debian's Chromium driven by Playwright through the V2 UI
+(Prefect 3.9's default) and once through the V1 UI: the Selective Sync form filled by its
+labels, the run, and the request's row in the district's Sync History.
+
+Screenshots go to bench/out/ui/ (not committed) so a person can look at the screens.
+In CI (``CI=true``) a missing browser or Playwright is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .harness import ADMIN, BIN, REPO, Proc, clean_env, fixable, free_port, start, verify_keys
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = REPO / "bench" / "out" / "ui"
+SYNC = "selective-sync/sync-records"
+ABSENT = 999_999_999
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _need_browser():
+    """Playwright's sync API and Debian's Chromium, or a skip (a failure in CI)."""
+    in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed (scripts/bootstrap.sh)"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium; scripts/bootstrap.sh)"
+    if problem:
+        if in_ci:
+            pytest.fail(f"browser test cannot run in CI: {problem}")
+        pytest.skip(problem)
+    return sync_playwright
+
+
+@dataclass
+class Tool:
+    """A running ``selective-sync ui`` and the addresses it printed."""
+
+    base: str
+    reports: str
+    proc: Proc
+    data_dir: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.base}/api"
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=30)
+
+    def deployment_id(self, full_name: str) -> str:
+        with self.http() as client:
+            response = client.get(f"/deployments/name/{full_name}")
+            response.raise_for_status()
+            return response.json()["id"]
+
+    def runs_of(self, deployment_id: str) -> list[dict]:
+        body = {
+            "deployments": {"id": {"any_": [deployment_id]}},
+            "sort": "EXPECTED_START_TIME_DESC",
+        }
+        with self.http() as client:
+            response = client.post("/flow_runs/filter", json=body)
+            response.raise_for_status()
+            return response.json()
+
+    def new_run(self, deployment_id: str, known: set[str], timeout: float = 60) -> dict:
+        """The run the form just created (one not in ``known``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fresh = [r for r in self.runs_of(deployment_id) if r["id"] not in known]
+            if fresh:
+                return fresh[0]
+            time.sleep(0.5)
+        pytest.fail(f"the form created no run within {timeout}s\n{self.proc.tail()}")
+
+    def wait(self, run_id: str, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.http() as client:
+            while True:
+                run = client.get(f"/flow_runs/{run_id}").json()
+                if (run.get("state") or {}).get("type") in TERMINAL:
+                    return run
+                if time.monotonic() > deadline:
+                    pytest.fail(f"run {run_id} not finished after {timeout}s\n{self.proc.tail()}")
+                time.sleep(0.5)
+
+    def outcomes(self, run_id: str) -> dict[int, str]:
+        body = {
+            "artifacts": {"flow_run_id": {"any_": [run_id]}, "key": {"any_": ["sync-outcomes-275"]}}
+        }
+        with self.http() as client:
+            (table,) = client.post("/artifacts/filter", json=body).json()
+        return {int(r["key"]): r["outcome"] for r in json.loads(table["data"])}
+
+
+@pytest.fixture(scope="module")
+def tool(demo_data, tmp_path_factory) -> Iterator[Tool]:
+    """``selective-sync ui`` on free ports, on a copy of the demo, until the module ends."""
+    port, reports_port = free_port(), free_port()
+    logdir = tmp_path_factory.mktemp("ui-logs")
+    env = clean_env(**demo_data.env())
+    args = [str(BIN / "selective-sync"), "ui", "--port", str(port)]
+    proc = start("ui", [*args, "--reports-port", str(reports_port)], env, logdir)
+    deadline = time.monotonic() + 300
+    while "Selective Sync is ready" not in proc.tail(40):
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            proc.stop()
+            pytest.fail(f"selective-sync ui did not get ready:\n{proc.tail()}")
+        time.sleep(0.5)
+    base = f"http://127.0.0.1:{port}"
+    printed = proc.tail(40)
+    assert f"{base}/" in printed and f"export PREFECT_API_URL={base}/api" in printed, printed
+    yield Tool(base, f"http://127.0.0.1:{reports_port}", proc, demo_data.dir)
+    proc.stop(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    sync_playwright = _need_browser()
+    if SHOTS.exists():
+        shutil.rmtree(SHOTS)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(500)  # let the last render settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+# ---------------------------------------------------------------- the history row
+
+
+def open_history(page, base: str, district: int = 275) -> None:
+    """The district's Sync History artifact in the V2 UI: its key page lists the versions
+    (newest first); the newest is the history as it now stands."""
+    page.goto(f"{base}/v2/artifacts/key/sync-history-{district}")
+    newest = page.locator("a[href*='/artifacts/artifact/']").first
+    newest.wait_for()
+    shot(page, "v2-06-history-versions")
+    newest.click()
+
+
+def history_row(page, *, requester: str, run_name: str) -> dict[str, str]:
+    """The Sync History row of one request, read from the artifact page shown in ``page``.
+
+    Works on a table artifact with one row per request (columns such as Requested, User,
+    Status, Object, Keys, Records and links: the row whose cells name the run or the
+    requester, newest first) and on the markdown summary of one entry (a two-column
+    table of field and value). Returns the row as {column: text}.
+    """
+    page.locator("table").first.wait_for()
+    for table in page.locator("table").all():
+        headers = [h.inner_text().strip() for h in table.locator("thead th").all()]
+        rows = [
+            [c.inner_text().strip() for c in tr.locator("td").all()]
+            for tr in table.locator("tbody tr").all()
+        ]
+        if "Records" in headers:
+            for cells in rows:
+                row = dict(zip(headers, cells, strict=False))
+                text = " ".join(cells)
+                if run_name in text or requester == row.get("User", row.get("Requested by")):
+                    return row
+        pairs = {cells[0]: cells[1] for cells in rows if len(cells) == 2}
+        if "Records" in pairs and pairs.get("Requested by") == requester:
+            return pairs
+    pytest.fail(f"no Sync History row for {run_name!r} by {requester!r} on {page.url}")
+
+
+# ---------------------------------------------------------------- the forms
+
+
+def field(page, title: str):
+    """The controls of the form field labelled ``title`` (V1 or V2; "(Optional)" ignored).
+
+    Found by the label a user reads, not by ids: neither UI ties every label to its control.
+    """
+    label = page.locator("label").filter(
+        has_text=re.compile(rf"^\s*{re.escape(title)}(\s*\(Optional\))?\s*$")
+    )
+    return label.first.locator("xpath=ancestor::*[.//fieldset][1]").locator("fieldset").first
+
+
+def fill(page, title: str, text: str) -> None:
+    field(page, title).locator("textarea, input").first.fill(text)
+
+
+def choose(page, title: str, option: str, ui: str) -> None:
+    """Pick ``option`` in the dropdown titled ``title``."""
+    button = field(page, title).locator("button").first
+    if ui == "v2":
+        button.click()
+        page.get_by_role("option", name=option, exact=True).click()
+    else:
+        # V1's select opens from the keyboard (a click toggles it open and shut again); the
+        # first key press can land before the page listens: try again until it opens.
+        from playwright.sync_api import TimeoutError as NotOpenYet
+
+        choice = page.locator(".p-select-option").filter(
+            has_text=re.compile(rf"^\s*{re.escape(option)}\s*$")
+        )
+        for _ in range(5):
+            button.focus()
+            page.keyboard.press("ArrowDown")
+            try:
+                choice.first.wait_for(timeout=3000)
+                break
+            except NotOpenYet:
+                page.keyboard.press("Escape")
+        choice.first.click()
+    assert option in button.inner_text(), (title, button.inner_text())
+
+
+def switch_on(page, title: str) -> None:
+    control = field(page, title).get_by_role("switch").first
+    control.click()
+    assert field(page, title).locator("input[type=checkbox]").first.is_checked() or (
+        control.get_attribute("aria-checked") == "true"
+    ), title
+
+
+def form_text(page) -> str:
+    return page.locator("form").first.inner_text()
+
+
+def assert_plain_form(page) -> None:
+    """Titled fields in the seed's order; no parameter names, type toggles or None."""
+    labels = [
+        re.sub(r"\s*\(Optional\)$", "", text.strip())
+        for text in page.locator("form label").all_inner_texts()
+    ]
+    titles = ["Object", "IDs", "Requested by", "District", "Check dependencies", "Dry run"]
+    assert [label for label in labels if label in titles] == titles, labels
+    text = form_text(page)
+    for python in ("requested_by", "check_dependencies", "dry_run", "Property is type", "None"):
+        assert python not in text, (python, text[:1500])
+
+
+def test_the_v2_form_runs_a_sync_and_its_history_row_shows_the_records(page, tool, demo_data):
+    keys = fixable(demo_data.manifest, "PersonIdentity", ["mismatched"])[:2]
+    assert verify_keys(tool.data_dir, "PersonIdentity", keys).errors == len(keys)
+    deployment = tool.deployment_id(SYNC)
+    known = {r["id"] for r in tool.runs_of(deployment)}
+
+    page.goto(f"{tool.base}/")
+    page.get_by_text("Deployments").first.wait_for()
+    assert "/v2/" in page.url, page.url  # Prefect 3.9's default UI
+    shot(page, "v2-01-dashboard")
+
+    page.goto(f"{tool.base}/v2/deployments")
+    page.get_by_text("clear-district-history").first.wait_for()
+    shot(page, "v2-02-deployments")
+
+    page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}")
+    page.get_by_text("sync-records").first.wait_for()
+    shot(page, "v2-02-deployment-sync-records")
+
+    page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}/run")
+    page.get_by_text("Dry run (Optional)").wait_for()
+    assert_plain_form(page)
+    shot(page, "v2-03-form")
+    choose(page, "Object", "PersonIdentity", "v2")
+    # Pasted text, one ID a line and a comma, as copied from a spreadsheet or Find IDs.
+    fill(page, "IDs", f"{keys[0]}\n{keys[1]}, {ABSENT}")
+    fill(page, "Requested by", ADMIN)
+    shot(page, "v2-04-form-filled")
+    page.get_by_role("button", name="Submit").click()
+
+    run = tool.new_run(deployment, known)
+    run = tool.wait(run["id"])
+    assert run["state"]["type"] == "COMPLETED", (run["state"], tool.proc.tail())
+    assert run["name"] == f"PersonIdentity x3 by {ADMIN}", run["name"]
+    outcomes = tool.outcomes(run["id"])
+    assert outcomes == {keys[0]: "synced", keys[1]: "synced", ABSENT: "not_found"}, outcomes
+    assert verify_keys(tool.data_dir, "PersonIdentity", keys).errors == 0
+
+    page.goto(f"{tool.base}/v2/runs/flow-run/{run['id']}")
+    page.get_by_text(run["name"]).first.wait_for()
+    shot(page, "v2-05-run")
+
+    open_history(page, tool.base)
+    row = history_row(page, requester=ADMIN, run_name=run["name"])
+    shot(page, "v2-07-history")
+    assert row["Records"] == "2/3", row
+
+
+def test_the_v1_form_runs_a_dry_run(page, tool, demo_data):
+    deployment = tool.deployment_id(SYNC)
+    known = {r["id"] for r in tool.runs_of(deployment)}
+    keys = fixable(demo_data.manifest, "Enrollment", ["mismatched"])[:1]
+    before = verify_keys(tool.data_dir, "Enrollment", keys).errors
+
+    # V1 pages are served at their old paths (the V2 UI lives under /v2/).
+    page.goto(f"{tool.base}/deployments/deployment/{deployment}/run")
+    page.get_by_text("Dry run (Optional)").wait_for()
+    assert_plain_form(page)
+    shot(page, "v1-01-form")
+    choose(page, "Object", "Enrollment", "v1")
+    fill(page, "IDs", ", ".join(map(str, keys)))
+    fill(page, "Requested by", ADMIN)
+    switch_on(page, "Dry run")
+    shot(page, "v1-02-form-filled")
+    page.get_by_role("button", name="Submit").click()
+
+    run = tool.wait(tool.new_run(deployment, known)["id"])
+    assert run["state"]["type"] == "COMPLETED", (run["state"], tool.proc.tail())
+    assert run["parameters"]["dry_run"] is True, run["parameters"]
+    assert run["name"] == f"Enrollment x1 by {ADMIN} (dry run)", run["name"]
+    # A dry run writes nothing.
+    assert verify_keys(tool.data_dir, "Enrollment", keys).errors == before
+    page.goto(f"{tool.base}/runs/flow-run/{run['id']}")
+    page.get_by_text(run["name"]).first.wait_for()
+    shot(page, "v1-03-run")
+
+
+FORMS = {
+    "verification-summary/verify-district": ["District", "Objects", "Requested by"],
+    "reconcile/reconcile-nightly": ["Districts", "Objects", "Most keys per object"],
+    "delete-history-entry/delete-entry": ["Run", "Requested by"],
+    "clear-sync-history/clear-district-history": ["Requested by", "District"],
+    "find-ids/find-ids-by-filter": [
+        "Requested by",
+        "Object",
+        "First name",
+        "Last name",
+        "Birth date",
+        "State ID",
+        "School",
+        "Grade",
+        "End year",
+        "From the stored summary",
+        "Show at most",
+        "District",
+    ],
+}
+
+
+@pytest.mark.parametrize("full_name", sorted(FORMS))
+def test_every_other_form_reads_in_plain_words_too(page, tool, full_name):
+    deployment = tool.deployment_id(full_name)
+    page.goto(f"{tool.base}/v2/deployments/deployment/{deployment}/run")
+    last = FORMS[full_name][-1]
+    page.locator("form label").filter(
+        has_text=re.compile(rf"^\s*{re.escape(last)}(\s*\(Optional\))?\s*$")
+    ).first.wait_for()
+    labels = [
+        re.sub(r"\s*\(Optional\)$", "", text.strip())
+        for text in page.locator("form label").all_inner_texts()
+    ]
+    assert [label for label in labels if label in FORMS[full_name]] == FORMS[full_name], labels
+    assert not [label for label in labels if "_" in label], labels
+    text = form_text(page)
+    assert "Property is type" not in text, text[:1500]
+    # A union renders as tabs named for its types above the field: none here.
+    types = {"null", "None", "string", "str", "integer", "int", "array", "list", "boolean"}
+    assert not types & {line.strip() for line in text.splitlines()}, text[:1500]
+    assert page.locator("form fieldset [role=tablist]").count() == 0
+    shot(page, f"v2-form-{full_name.replace('/', '-')}")
+
+
+def test_ctrl_c_stops_the_server_the_deployments_and_the_reports_within_seconds(tool):
+    """Last in this module: Ctrl-C (SIGINT to ``selective-sync ui``) stops all three."""
+    import signal
+
+    assert httpx.get(f"{tool.api}/health", timeout=5).status_code == 200
+    started = time.monotonic()
+    tool.proc.popen.send_signal(signal.SIGINT)
+    tool.proc.popen.wait(timeout=30)
+    took = time.monotonic() - started
+    assert took < 15, took
+    for url in (f"{tool.api}/health", tool.reports):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, timeout=2)
+    assert "stopping" in tool.proc.tail(5), tool.proc.tail()

@@ -9,13 +9,16 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 from pydantic import StrictInt
 
+from flows.history_store import refresh_table
 from flows.runner import ConfiguredTaskRunner
-from selective_sync.errors import RequestFailed
-from selective_sync.history.codec import request_status
+from selective_sync.errors import RequestFailed, SelectiveSyncError
+from selective_sync.history.codec import outcome_line, request_status
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
@@ -43,11 +46,30 @@ def _run_name() -> str:
     return f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
 
 
+def refresh_history(flow, run, state) -> None:
+    """State hook: rewrite the district's View History table once the run's final state is
+    set, so the table shows it Complete, Failed or Crashed (refusals included)."""
+    district = (run.parameters or {}).get("district")
+    try:
+        refresh_table(district)
+    except Exception as exc:  # the run's outcome stands; the next write catches up
+        flow_run_logger(run, flow).warning(
+            "The View History table was not updated: %s", first_line(exc)
+        )
+
+
+HISTORY_HOOKS = [refresh_history]
+
+
 @flow(
     name="selective-sync",
     flow_run_name=_run_name,
     task_runner=ConfiguredTaskRunner(),
     validate_parameters=True,
+    on_completion=HISTORY_HOOKS,
+    on_failure=HISTORY_HOOKS,
+    on_crashed=HISTORY_HOOKS,
+    on_cancellation=HISTORY_HOOKS,
 )
 def selective_sync(
     object: ObjectName,
@@ -72,11 +94,15 @@ def selective_sync(
     """
     logger = get_run_logger()
     settings = get_settings()
-    spec = get_object(object)
-    config = resolve_district(settings, district)
     requested_at = datetime.now(UTC)
-    authorise_sync(requested_by)
-    keys = parse_ids_task(quote(ids))
+    try:
+        spec = get_object(object)
+        config = resolve_district(settings, district)
+        authorise_sync(requested_by)
+        keys = parse_ids_task(quote(ids))
+    except SelectiveSyncError as exc:
+        return refused(exc)
+    show_in_progress(config.number)
     logger.info("%s keys of %s requested by %s", len(keys), spec.name, requested_by)
 
     before = verify_object_task(spec.name, config.number, quote(keys))
@@ -109,18 +135,41 @@ def selective_sync(
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
     deliver_reports(result)
     if unverified is not None:
-        raise RequestFailed(
-            "the request could not be processed: the after-sync verification could not "
-            f"read the databases after retries ({unverified}); records "
-            f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
-            "every key's outcome is in the Sync History"
+        return refused(
+            RequestFailed(
+                "the request could not be processed: the after-sync verification could not "
+                f"read the databases after retries ({unverified}); records "
+                f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
+                "every key's outcome is in the Sync History"
+            )
         )
     if status == RequestStatus.FAILED:
-        raise RequestFailed(
-            f"the request could not be processed: every key failed on a database fault "
-            f"({result.keys[0].reason})"
+        return refused(
+            RequestFailed(
+                f"the request could not be processed: every key failed on a database fault "
+                f"({result.keys[0].reason})"
+            )
         )
-    return result
+    name, message = outcome_line(result, status)
+    # The runs list shows the state's name, the run page its message too; callers of the
+    # flow still get the SyncResult (the state's data).
+    return Completed(name=name, message=message, data=result)
+
+
+def refused(exc: SelectiveSyncError):
+    """End the run Failed with the error's one line (no traceback: it is no crash); the
+    caller of the flow still gets ``exc`` raised, or returned by ``state.result()``."""
+    line = first_line(exc)
+    get_run_logger().error("%s", line)
+    return Failed(message=line, data=exc)
+
+
+def show_in_progress(district: int) -> None:
+    """Show the request In Progress in the View History table (best effort)."""
+    try:
+        refresh_table(district)
+    except Exception as exc:  # the sync matters more than the table; its end rewrites it
+        get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
 
 
 def verify_after(

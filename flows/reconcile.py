@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.history_store import run_url
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
 from selective_sync.errors import ReconcileIncomplete, RightsError
@@ -75,7 +76,9 @@ def reconcile(
         district.overall_accuracy_before = summary.overall_accuracy
         for verification in summary.objects:
             plan = plan_object(verification, max_keys)
-            entry = ObjectReconciliation(plan, accuracy_before=verification.accuracy)
+            entry = ObjectReconciliation(
+                plan, counts_before=(verification.distinct, verification.errors)
+            )
             district.objects.append(entry)
             if plan.leftover:
                 logger.warning(
@@ -100,7 +103,7 @@ def reconcile(
     result.completed_at = datetime.now(UTC)
     create_markdown_artifact(
         key=ARTIFACT_KEY,
-        markdown=reconcile_markdown(result),
+        markdown=reconcile_markdown(result, run_url),
         description="Scheduled reconciliation: what differed, what was re-sent, what is left",
     )
     if result.errors:
@@ -132,9 +135,9 @@ def reverify(district: DistrictReconciliation) -> None:
             summary,
         )
         return
-    after = {v.object: v.accuracy for v in summary.objects}
+    after = {v.object: (v.distinct, v.errors) for v in summary.objects}
     for entry in sent:
-        entry.accuracy_after = after.get(entry.object)
+        entry.counts_after = after.get(entry.object)
 
 
 def authorise_reconciliation() -> None:

@@ -17,12 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 from selective_sync.settings import resolve_district
-from selective_sync.text import format_timestamp
+from selective_sync.text import format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.format import (
     DISTRICT_COLUMNS,
     OBJECT_COLUMNS,
-    percent,
     summary_to_dict,
 )
 
@@ -169,7 +168,9 @@ def print_summary(result: DistrictVerification) -> None:
     for column in DISTRICT_COLUMNS:
         head.add_column(column)
     head.add_row(
-        str(result.district_number), Text(result.district_name), percent(result.overall_accuracy)
+        str(result.district_number),
+        Text(result.district_name),
+        format_accuracy(result.distinct, result.errors),
     )
     console.print(head)
     table = Table(show_lines=False)
@@ -180,7 +181,7 @@ def print_summary(result: DistrictVerification) -> None:
     for o in result.objects:
         table.add_row(
             o.object,
-            percent(o.accuracy),
+            format_accuracy(o.distinct, o.errors),
             format_timestamp(o.verified_at),
             f"{o.distinct:,}",
             f"{o.at_district:,}",
@@ -211,9 +212,8 @@ def _print_trend(trend: AccuracyTrend, as_json: bool) -> None:
     for name in trend.objects:
         table.add_column(name, justify="right")
     for run in trend.runs:
-        accuracy = run.accuracy
         table.add_row(
             format_timestamp(run.verified_at),
-            *(percent(accuracy[n]) if n in accuracy else "-" for n in trend.objects),
+            *(format_accuracy(*run.counts[n]) if n in run.counts else "-" for n in trend.objects),
         )
     console.print(table)

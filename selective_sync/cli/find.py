@@ -116,6 +116,8 @@ def print_result(result: FindResult) -> None:
         print_rows(
             [Column(c, wrap=c in WRAPPING) for c in columns],
             [tuple(row.values()) for row in rows],
+            out=console,
+            compact=True,
         )
     for line in notes(result):
         console.print(Text(line))

@@ -72,7 +72,7 @@ def list_entries(
         )
         for e in entries
     ]
-    print_rows(columns, rows, title="Sync History")
+    print_rows(columns, rows, title="Sync History", out=console)
 
 
 @app.command()
@@ -154,4 +154,4 @@ def print_entry(entry: HistoryEntry) -> None:
         )
         for k in entry.outcomes
     ]
-    print_rows(columns, rows, title=f"Outcomes: Records {entry.records}")
+    print_rows(columns, rows, title=f"Outcomes: Records {entry.records}", out=console)

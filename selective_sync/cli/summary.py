@@ -174,6 +174,7 @@ def print_summary(result: DistrictVerification) -> None:
             )
         ],
         title="Verification Summary",
+        out=console,
     )
     columns = [
         Column(c, justify="left" if c in ("Object", "Timestamp") else "right")
@@ -194,7 +195,7 @@ def print_summary(result: DistrictVerification) -> None:
         )
         for o in result.objects
     ]
-    print_rows(columns, rows)
+    print_rows(columns, rows, out=console)
 
 
 def _print_trend(trend: AccuracyTrend, as_json: bool) -> None:
@@ -218,4 +219,4 @@ def _print_trend(trend: AccuracyTrend, as_json: bool) -> None:
         )
         for run in trend.runs
     ]
-    print_rows(columns, rows, title=title)
+    print_rows(columns, rows, title=title, out=console)

@@ -129,4 +129,4 @@ def print_result(result: SyncResult) -> None:
         )
         for k in result.keys
     ]
-    print_rows(columns, rows, title=title)
+    print_rows(columns, rows, title=title, out=console)

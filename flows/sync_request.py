@@ -22,14 +22,14 @@ from selective_sync.history.codec import outcome_line, request_status
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
-from selective_sync.sync import is_transient
+from selective_sync.sync import is_transient, parse_ids
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
 from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.reports import render_reports
 from tasks.retry import TRANSIENT_RETRIES
-from tasks.sync import parse_ids_task, sync_batch_task, sync_key_task
+from tasks.sync import sync_batch_task, sync_key_task
 from tasks.verify import verify_object_task
 
 
@@ -99,7 +99,9 @@ def selective_sync(
         spec = get_object(object)
         config = resolve_district(settings, district)
         authorise_sync(requested_by)
-        keys = parse_ids_task(quote(ids))
+        # Parsed in the flow, not in a task: bad IDs end the run with one plain line
+        # (a failed task would log its traceback first).
+        keys = parse_ids(ids)
     except SelectiveSyncError as exc:
         return refused(exc)
     show_in_progress(config.number)

@@ -9,16 +9,10 @@ from prefect.context import TaskRunContext
 from selective_sync.models import KeyOutcome
 from selective_sync.registry import get_object
 from selective_sync.settings import get_settings, resolve_district
-from selective_sync.sync import parse_ids, sync_key, sync_keys, sync_with_dependencies
+from selective_sync.sync import sync_key, sync_keys, sync_with_dependencies
 
 from .engines import engine_for
 from .retry import RETRY_TRANSIENT_FAULTS
-
-
-@task(name="parse_ids", task_run_name="parse-ids", cache_policy=NO_CACHE)
-def parse_ids_task(ids: str | list[int] | list[str]) -> list[int]:
-    """Parse and de-duplicate the requested IDs, refusing every bad token at once."""
-    return parse_ids(ids)
 
 
 @task(

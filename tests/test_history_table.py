@@ -211,3 +211,49 @@ def _artifacts_of(run_id: str):
         return client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )
+
+
+def _logs_of(run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)]))
+        )
+    return [log.message for log in logs]
+
+
+@pytest.mark.parametrize("case", ["refused", "bad ids"])
+def test_a_refusal_ends_the_run_with_one_plain_line(demo, admin, case):
+    from selective_sync.errors import BadInput
+
+    with RightsStore.from_settings() as store:
+        store.grant(admin, "reader", "R")
+    user, ids, error, words = {
+        "refused": ("reader", [1], RightsError, "lacks the W right"),
+        "bad ids": (admin, "12, x7, 13", BadInput, "x7"),
+    }[case]
+    run_id, state = run_sync("PersonIdentity", ids, user)
+    assert state.is_failed() and isinstance(state.result(raise_on_failure=False), error)
+    assert words in state.message and "\n" not in state.message
+    assert "Traceback" not in state.message and "Flow run encountered" not in state.message
+    logs = _logs_of(run_id)
+    assert not [m for m in logs if "Traceback" in m], logs
+    assert sum(words in m for m in logs) <= 2, logs  # our error line and Prefect's final state
+    assert next(r for r in table_rows() if r["run_id"] == run_id)["status"] == "Failed"
+
+
+def test_progress_moves_while_the_fan_out_runs(demo, admin, monkeypatch):
+    from selective_sync.sync import progress
+
+    seen: list[float] = []
+    progress.add_listener(seen.append)
+    try:
+        keys = demo.manifest["PersonIdentity"]["mismatched"][:6] + list(range(10**8, 10**8 + 20))
+        _, state = run_sync("PersonIdentity", keys, admin)
+    finally:
+        progress.remove_listener(seen.append)
+    assert state.is_completed()
+    assert seen[-1] == 100.0 and seen == sorted(seen)
+    assert any(0 < p < 100 for p in seen), seen  # it moved before the fan-out ended

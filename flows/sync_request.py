@@ -161,7 +161,7 @@ def selective_sync(
 def refused(exc: SelectiveSyncError):
     """End the run Failed with the error's one line (no traceback: it is no crash); the
     caller of the flow still gets ``exc`` raised, or returned by ``state.result()``."""
-    line = first_line(exc)
+    line = " ".join(str(exc).split()) or type(exc).__name__  # all of it, on one line
     get_run_logger().error("%s", line)
     return Failed(message=line, data=exc)
 

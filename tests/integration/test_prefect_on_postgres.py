@@ -92,7 +92,7 @@ def test_selective_sync_flow_on_a_postgres_backed_server(pg_server, databases):
     )
     code = (
         "import sys, json\n"
-        "from flows.selective_sync import selective_sync\n"
+        "from flows.sync_request import selective_sync\n"
         "result = selective_sync(object='PersonIdentity', ids=sys.argv[1], "
         "requested_by=sys.argv[2])\n"
         "print(json.dumps({str(k.key): str(k.outcome) for k in result.keys}))\n"

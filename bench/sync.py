@@ -451,7 +451,7 @@ class Phases:
         self.calls.clear()
 
 
-FLOW_PHASES = ("authorise", "parse task", "verify tasks", "fan-out", "publish task")
+FLOW_PHASES = ("authorise", "parse", "verify tasks", "fan-out", "publish task")
 
 
 def phase_text(totals: dict, calls: dict, labels) -> str:
@@ -469,7 +469,7 @@ def install_phase_timers() -> Phases:
     phases.wrap(sync_module, "sync_keys", "sync core (batches)")
     phases.wrap(sync_module, "sync_key", "sync core (per key)")
     # Task calls made by the flow itself (wall time of the task run, Prefect included).
-    phases.wrap(flow_module, "parse_ids_task", "parse task")
+    phases.wrap(flow_module, "parse_ids", "parse")
     phases.wrap(flow_module, "verify_object_task", "verify tasks")
     phases.wrap(flow_module, "publish_history", "publish task")
     phases.wrap(flow_module, "fan_out", "fan-out")

@@ -23,19 +23,23 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
 )
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
 from selective_sync.errors import BadInput, StoreUnavailable
-from selective_sync.history.codec import parse_history_key, parse_summary
+from selective_sync.history.codec import SUMMARY_KINDS, parse_history_key, parse_summary
 from selective_sync.history.entry import (
     FLOW_NAME,
     HistoryEntry,
@@ -44,7 +48,14 @@ from selective_sync.history.entry import (
     build_entry,
 )
 from selective_sync.history.store import ClearResult
-from selective_sync.reports.storage import ReportStorage
+from selective_sync.history.table import (
+    TABLE_ROWS,
+    RowLinks,
+    history_table_markdown,
+    table_description,
+    table_key,
+)
+from selective_sync.reports.storage import SYNC_FORMATS, LinkSigner, ReportStorage, StoredReport
 from selective_sync.rights import Actor, Right, authorise
 from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
 
@@ -56,6 +67,10 @@ DEFAULT_LIMIT = 50
 MIN_ID_PREFIX = 4
 # A listing reads only these (small) artifacts; the outcome table can hold 10,000 rows.
 SUMMARY_TYPES = ["markdown", "progress"]
+# Writers of the View History table re-check it this many times (see refresh_table).
+TABLE_WRITES = 4
+# Where the run links of the table point when Prefect has no UI URL set (an ephemeral API).
+DEFAULT_UI_URL = "http://127.0.0.1:4200"
 
 
 def list_entries(
@@ -88,6 +103,8 @@ def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
         entry = _entries(client, get_settings(), [flow_run], with_outcomes=False)[0]
         _refuse_unfinished(entry)
         _delete(client, flow_run.id)
+        if entry.district is not None:
+            _refresh_table(client, get_settings(), entry.district)
         return entry
 
 
@@ -109,7 +126,18 @@ def clear(district: int | None = None, *, user: str | Actor) -> ClearResult:
                 result.deleted.append(entry)
             else:
                 result.skipped.append(entry)
+        _refresh_table(client, settings, number)
     return result
+
+
+def refresh_table(district: int | None = None) -> None:
+    """Rewrite the district's View History table from the history (no right needed: it is
+    called by the runs themselves when they end, and it shows what ``history list`` shows
+    to anyone who may open the Prefect UI)."""
+    settings = get_settings()
+    number = resolve_district(settings, district).number
+    with _client() as client:
+        _refresh_table(client, settings, number)
 
 
 # ---------------------------------------------------------------- reading
@@ -262,7 +290,7 @@ def _contents(artifacts: list[Artifact]) -> RunArtifacts:
         if parsed is None:
             continue
         kind, district = parsed
-        if kind == "history" and artifact.type == "markdown":
+        if kind in SUMMARY_KINDS and artifact.type == "markdown":
             summary = parse_summary(str(artifact.data or ""))
         elif kind == "outcomes" and artifact.type == "table":
             rows = _table_rows(artifact.data)
@@ -300,3 +328,145 @@ def _delete(client: SyncPrefectClient, run_id: UUID) -> None:
         client.delete_flow_run(run_id)
     # Its report files too, so the entry's download links stop working with it.
     ReportStorage.from_settings().delete_run(str(run_id))
+
+
+# ---------------------------------------------------------------- the View History table
+
+
+def _refresh_table(client: SyncPrefectClient, settings: Settings, number: int) -> None:
+    """Clean up after runs deleted outside the history, then make the table current.
+
+    Two runs that end at once both write; the later write may hold the older view (each
+    renders what it read). So every writer reads again after writing and writes again
+    while the stored table differs from a fresh one; the last writer to read leaves the
+    current table. Bounded: a district this busy is rewritten by its next run anyway.
+    """
+    _delete_orphans(client, settings, number)
+    for _ in range(TABLE_WRITES):
+        markdown = _table_markdown(client, settings, number)
+        latest = _latest_table(client, number)
+        if latest is not None and latest.data == markdown:
+            return
+        _write_table(client, settings, number, markdown)
+
+
+def _table_markdown(client: SyncPrefectClient, settings: Settings, number: int) -> str:
+    entries = _district_entries(client, settings, number, limit=TABLE_ROWS + 1)
+    shown = entries[:TABLE_ROWS]
+    name = next((e.district_name for e in shown if e.district_name), None) or next(
+        (d.name for d in configured_districts(settings) if d.number == number), None
+    )
+    links = _row_links(settings, shown)
+    return history_table_markdown(number, name, shown, links, more=len(entries) > TABLE_ROWS)
+
+
+def _row_links(settings: Settings, entries: list[HistoryEntry]) -> dict[str, RowLinks]:
+    ui = ui_url()
+    storage = ReportStorage.from_settings(settings)
+    signer: LinkSigner | None = None
+    links = {}
+    for entry in entries:
+        reports: dict[str, str | None] = {}
+        for fmt in SYNC_FORMATS:
+            ref = StoredReport.sync(entry.run_id, fmt)
+            if storage.path(ref).exists():
+                signer = signer or LinkSigner.from_settings(settings)
+                # Issued to the requester, as the run's own report links are.
+                reports[fmt] = signer.link(
+                    settings.reports_base_url, ref, entry.requested_by or "unknown"
+                )
+        links[entry.run_id] = RowLinks(
+            run=run_url(entry.run_id, ui), pdf=reports.get("pdf"), docx=reports.get("docx")
+        )
+    return links
+
+
+def ui_url() -> str:
+    """The Prefect UI's address: PREFECT_UI_URL, else the API URL without ``/api``."""
+    from prefect.settings import get_current_settings
+
+    current = get_current_settings()
+    url = current.ui_url or current.api.url
+    if not url:
+        return DEFAULT_UI_URL
+    return str(url).rstrip("/").removesuffix("/api")
+
+
+def run_url(run_id: str, ui: str | None = None) -> str:
+    """The run's page in the Prefect UI (the same path in the V1 and the V2 UI)."""
+    return f"{ui or ui_url()}/runs/flow-run/{run_id}"
+
+
+def _latest_table(client: SyncPrefectClient, number: int) -> Artifact | None:
+    versions = list(
+        read_all_artifacts(client, ArtifactFilter(key=ArtifactFilterKey(any_=[table_key(number)])))
+    )
+    # Newest id first is not newest created first: pick by creation time.
+    return max(versions, key=lambda a: a.created, default=None)
+
+
+def _write_table(client: SyncPrefectClient, settings: Settings, number: int, markdown: str):
+    name = next((d.name for d in configured_districts(settings) if d.number == number), None)
+    # No flow run: the table belongs to the district, so deleting a run never deletes it.
+    written = client.create_artifact(
+        ArtifactCreate(
+            key=table_key(number),
+            type="markdown",
+            data=markdown,
+            description=table_description(number, name),
+        )
+    )
+    # Keep only the newest version, so the key's page in the UI is the table alone. A
+    # concurrent writer's newer version is kept; older ones go.
+    for artifact in read_all_artifacts(
+        client, ArtifactFilter(key=ArtifactFilterKey(any_=[table_key(number)]))
+    ):
+        if artifact.id != written.id and artifact.created <= written.created:
+            with suppress(ObjectNotFound):
+                client.delete_artifact(artifact.id)
+
+
+def _delete_orphans(client: SyncPrefectClient, settings: Settings, number: int) -> None:
+    """Delete what runs deleted outside the history left behind (the UI's own Delete
+    removes the run only): their artifacts and their report files."""
+    keys = [f"sync-{kind}-{number}" for kind in ("request", "history", "progress")]
+    keys += [f"sync-report-{fmt}-{number}" for fmt in SYNC_FORMATS]
+    small = read_all_artifacts(
+        client,
+        ArtifactFilter(
+            key=ArtifactFilterKey(any_=keys),
+            type=ArtifactFilterType(any_=["markdown", "progress", "link"]),
+        ),
+    )
+    run_ids = {a.flow_run_id for a in small if a.flow_run_id is not None}
+    storage = ReportStorage.from_settings(settings)
+    files = _report_files(storage)
+    gone = _missing_runs(client, run_ids | set(files))
+    for run_id in gone:
+        if run_id in run_ids:
+            for artifact in _artifacts(client, [run_id]):
+                with suppress(ObjectNotFound):
+                    client.delete_artifact(artifact.id)
+        if run_id in files:
+            storage.delete_run(str(run_id))
+
+
+def _report_files(storage: ReportStorage) -> set[UUID]:
+    """The runs that have sync report files stored."""
+    found = set()
+    for path in storage.root.glob("sync/*"):
+        with suppress(ValueError):
+            found.add(UUID(path.stem))
+    return found
+
+
+def _missing_runs(client: SyncPrefectClient, run_ids: set[UUID]) -> set[UUID]:
+    wanted = list(run_ids)
+    existing: set[UUID] = set()
+    for start in range(0, len(wanted), PAGE):
+        chunk = wanted[start : start + PAGE]
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=PAGE
+        )
+        existing.update(r.id for r in runs)
+    return run_ids - existing

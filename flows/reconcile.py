@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.forms import NoneAsEmpty, title
+from flows.history_store import run_url
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
 from selective_sync.alerts import AlertThresholds, reconcile_event
@@ -84,7 +85,9 @@ def reconcile(
         district.overall_accuracy_before = summary.overall_accuracy
         for verification in summary.objects:
             plan = plan_object(verification, max_keys)
-            entry = ObjectReconciliation(plan, accuracy_before=verification.accuracy)
+            entry = ObjectReconciliation(
+                plan, counts_before=(verification.distinct, verification.errors)
+            )
             district.objects.append(entry)
             if plan.leftover:
                 logger.warning(
@@ -110,7 +113,7 @@ def reconcile(
     result.completed_at = datetime.now(UTC)
     create_markdown_artifact(
         key=ARTIFACT_KEY,
-        markdown=reconcile_markdown(result),
+        markdown=reconcile_markdown(result, run_url),
         description="Scheduled reconciliation: what differed, what was re-sent, what is left",
     )
     if result.errors:
@@ -142,9 +145,9 @@ def reverify(district: DistrictReconciliation) -> None:
             summary,
         )
         return
-    after = {v.object: v.accuracy for v in summary.objects}
+    after = {v.object: (v.distinct, v.errors) for v in summary.objects}
     for entry in sent:
-        entry.accuracy_after = after.get(entry.object)
+        entry.counts_after = after.get(entry.object)
 
 
 def authorise_reconciliation() -> None:

@@ -10,23 +10,26 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
 from flows.forms import DistrictNumber, IdsText, district_or_default, title
+from flows.history_store import refresh_table
 from flows.runner import ConfiguredTaskRunner
-from selective_sync.errors import BatchAborted, RequestFailed
-from selective_sync.history.codec import request_status
+from selective_sync.errors import BatchAborted, RequestFailed, SelectiveSyncError
+from selective_sync.history.codec import outcome_line, request_status
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
-from selective_sync.sync import is_transient
+from selective_sync.sync import is_transient, parse_ids
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
 from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.reports import render_reports
-from tasks.sync import key_task, parse_ids_task, sync_batch_task
+from tasks.sync import key_task, sync_batch_task
 from tasks.verify import verify_object_task
 
 
@@ -45,11 +48,30 @@ def _run_name() -> str:
     return f"{name} (dry run)" if params.get("dry_run") else name
 
 
+def refresh_history(flow, run, state) -> None:
+    """State hook: rewrite the district's View History table once the run's final state is
+    set, so the table shows it Complete, Failed or Crashed (refusals included)."""
+    district = (run.parameters or {}).get("district")
+    try:
+        refresh_table(district)
+    except Exception as exc:  # the run's outcome stands; the next write catches up
+        flow_run_logger(run, flow).warning(
+            "The View History table was not updated: %s", first_line(exc)
+        )
+
+
+HISTORY_HOOKS = [refresh_history]
+
+
 @flow(
     name="selective-sync",
     flow_run_name=_run_name,
     task_runner=ConfiguredTaskRunner(),
     validate_parameters=True,
+    on_completion=HISTORY_HOOKS,
+    on_failure=HISTORY_HOOKS,
+    on_crashed=HISTORY_HOOKS,
+    on_cancellation=HISTORY_HOOKS,
 )
 def selective_sync(
     object: Annotated[ObjectName, title("Object")],
@@ -74,11 +96,17 @@ def selective_sync(
     """
     logger = get_run_logger()
     settings = get_settings()
-    spec = get_object(object)
-    config = resolve_district(settings, district_or_default(district))
     requested_at = datetime.now(UTC)
-    authorise_sync(requested_by)
-    keys = parse_ids_task(quote(ids))
+    try:
+        spec = get_object(object)
+        config = resolve_district(settings, district_or_default(district))
+        authorise_sync(requested_by)
+        # Parsed in the flow, not in a task: bad IDs end the run with one plain line
+        # (a failed task would log its traceback first).
+        keys = parse_ids(ids)
+    except SelectiveSyncError as exc:
+        return refused(exc)
+    show_in_progress(config.number)
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
@@ -112,18 +140,41 @@ def selective_sync(
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
     deliver_reports(result)
     if unverified is not None:
-        raise RequestFailed(
-            "the request could not be processed: the after-sync verification could not "
-            f"read the databases after retries ({unverified}); records "
-            f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
-            "every key's outcome is in the Sync History"
+        return refused(
+            RequestFailed(
+                "the request could not be processed: the after-sync verification could not "
+                f"read the databases after retries ({unverified}); records "
+                f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
+                "every key's outcome is in the Sync History"
+            )
         )
     if status == RequestStatus.FAILED:
-        raise RequestFailed(
-            f"the request could not be processed: every key failed on a database fault "
-            f"({result.keys[0].reason})"
+        return refused(
+            RequestFailed(
+                f"the request could not be processed: every key failed on a database fault "
+                f"({result.keys[0].reason})"
+            )
         )
-    return result
+    name, message = outcome_line(result, status)
+    # The runs list shows the state's name, the run page its message too; callers of the
+    # flow still get the SyncResult (the state's data).
+    return Completed(name=name, message=message, data=result)
+
+
+def refused(exc: SelectiveSyncError):
+    """End the run Failed with the error's one line (no traceback: it is no crash); the
+    caller of the flow still gets ``exc`` raised, or returned by ``state.result()``."""
+    line = " ".join(str(exc).split()) or type(exc).__name__  # all of it, on one line
+    get_run_logger().error("%s", line)
+    return Failed(message=line, data=exc)
+
+
+def show_in_progress(district: int) -> None:
+    """Show the request In Progress in the View History table (best effort)."""
+    try:
+        refresh_table(district)
+    except Exception as exc:  # the sync matters more than the table; its end rewrites it
+        get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
 
 
 def verify_after(

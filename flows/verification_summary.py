@@ -24,8 +24,8 @@ from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
 from selective_sync.rights import Right, authorise
 from selective_sync.settings import get_settings, resolve_district
+from selective_sync.text import format_accuracy
 from selective_sync.verification.codec import AccuracyTrend
-from selective_sync.verification.format import percent
 from tasks.alerts import emit_drift_event
 from tasks.reports import render_verification_reports
 from tasks.verify import store_summary, verify_object_task
@@ -78,7 +78,7 @@ def verification_summary(
         "District %s %s overall accuracy %s",
         config.number,
         config.name,
-        percent(summary.overall_accuracy),
+        format_accuracy(summary.distinct, summary.errors),
     )
     # Read before storing: the rows of objects this run does not verify are kept as stored.
     try:

@@ -25,8 +25,8 @@ from typing import Any
 
 from .models import DistrictVerification
 from .reconcile import DistrictReconciliation
-from .reports.model import format_accuracy
 from .settings import Settings
+from .text import format_accuracy
 
 EVENT_PREFIX = "selective-sync"
 VERIFICATION_ALERT = f"{EVENT_PREFIX}.verification.alert"

@@ -7,15 +7,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from selective_sync.text import accuracy_hundredths
+
 IssueKind = Literal["missing_at_state", "missing_at_district", "mismatched"]
 ISSUE_KINDS: tuple[IssueKind, ...] = ("missing_at_state", "missing_at_district", "mismatched")
 
 
 def accuracy(distinct: int, errors: int) -> float:
-    """Accuracy in percent: (Distinct - Errors) / Distinct, 100 when Distinct is 0."""
-    if distinct == 0:
-        return 100.0
-    return 100.0 * (distinct - errors) / distinct
+    """Accuracy in percent, (Distinct - Errors) / Distinct, rounded down to the hundredth
+    (100 when Distinct is 0): the number ``--json`` shows, equal to what is printed."""
+    return accuracy_hundredths(distinct, errors) / 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +73,16 @@ class DistrictVerification:
     objects: list[ObjectVerification]
 
     @property
+    def distinct(self) -> int:
+        return sum(o.distinct for o in self.objects)
+
+    @property
+    def errors(self) -> int:
+        return sum(o.errors for o in self.objects)
+
+    @property
     def overall_accuracy(self) -> float:
-        distinct = sum(o.distinct for o in self.objects)
-        errors = sum(o.errors for o in self.objects)
-        return accuracy(distinct, errors)
+        return accuracy(self.distinct, self.errors)
 
 
 class RequestStatus(StrEnum):

@@ -12,14 +12,14 @@ not found). They are counted so the report says how many need a person to look a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from selective_sync.text import format_timestamp, md_escape
+from selective_sync.text import format_accuracy, format_timestamp, md_escape
 
 from .errors import BadInput
-from .models import ObjectVerification, Outcome, SyncResult
+from .models import ObjectVerification, Outcome, SyncResult, accuracy
 from .registry import get_object, object_names
 
 REQUESTER = "scheduled reconciliation"
@@ -54,9 +54,10 @@ class ObjectReconciliation:
     """One object of one district: the plan and, when a sync ran, its outcome counts."""
 
     plan: ObjectPlan
-    accuracy_before: float
-    # From the re-verification after the syncs; None when nothing was sent or it failed.
-    accuracy_after: float | None = None
+    # (Distinct, Errors) verified before the syncs, and after them: None when nothing was
+    # sent or the re-verification failed.
+    counts_before: tuple[int, int]
+    counts_after: tuple[int, int] | None = None
     sync_run_id: str | None = None
     synced: int = 0
     unchanged: int = 0
@@ -67,6 +68,14 @@ class ObjectReconciliation:
     @property
     def object(self) -> str:
         return self.plan.object
+
+    @property
+    def accuracy_before(self) -> float:
+        return accuracy(*self.counts_before)
+
+    @property
+    def accuracy_after(self) -> float | None:
+        return None if self.counts_after is None else accuracy(*self.counts_after)
 
     @property
     def leftover(self) -> int:
@@ -190,8 +199,14 @@ def plan_object(verification: ObjectVerification, max_keys: int) -> ObjectPlan:
     )
 
 
-def reconcile_markdown(result: ReconcileResult) -> str:
-    """The run's artifact: per district and object, what differed, what was sent, leftovers."""
+def reconcile_markdown(
+    result: ReconcileResult, run_link: Callable[[str], str] | None = None
+) -> str:
+    """The run's artifact: per district, a narrow table of each object (what differed, what
+    was sent and became of it, what is left), with links to the selective-sync runs.
+
+    ``run_link`` maps a run id to its page in the Prefect UI (without it, the id is shown).
+    """
     lines = [
         "# Scheduled reconciliation",
         "",
@@ -201,36 +216,62 @@ def reconcile_markdown(result: ReconcileResult) -> str:
         "",
         f"Keys sent: **{result.sent:,}**, succeeded: **{result.succeeded:,}**, "
         f"failed: **{result.failed:,}**, left over for the next run: **{result.leftover:,}**.",
-        "",
-        "| District | Object | Accuracy before | Accuracy after | Missing at state | Mismatched "
-        "| Sent | Synced | Unchanged | Not found | Failed | Left over | Missing at district "
-        "| Selective sync run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for district in result.districts:
-        label = f"{district.district_number} {md_escape(district.district_name)}"
+        lines += [
+            "",
+            f"## District {district.district_number} {md_escape(district.district_name)}",
+            "",
+        ]
         if district.error:
-            lines.append(
-                f"| {label} | (verification failed: {md_escape(district.error)}) "
-                "| | | | | | | | | | | | |"
-            )
-        for o in district.objects:
-            run = o.sync_run_id or ("" if o.sent else "nothing to send")
-            if o.error:
-                run = f"{run} failed: {md_escape(o.error)}".strip()
-            lines.append(
-                f"| {label} | {o.object} | {o.accuracy_before:.2f}% "
-                f"| {'' if o.accuracy_after is None else f'{o.accuracy_after:.2f}%'} "
-                f"| {o.plan.missing_at_state:,} | {o.plan.mismatched:,} | {o.sent:,} "
-                f"| {o.synced:,} | {o.unchanged:,} | {o.not_found:,} | {o.failed:,} "
-                f"| {o.leftover:,} | {o.plan.missing_at_district:,} | {run} |"
-            )
+            lines += [f"Verification failed: {md_escape(district.error)}"]
+            continue
+        lines += [
+            "| Object | Accuracy | Differing | Sent | Outcome | Left over | Run |",
+            "|---|---|---|---|---|---|---|",
+            *(_object_row(o, run_link) for o in district.objects),
+        ]
+        if not district.objects:
+            lines.append("| (no objects) | | | | | | |")
     if not result.districts:
-        lines.append("| | | | | | | | | | | | | | |")
+        lines += ["", "No district was reconciled."]
     lines += [
         "",
-        "*Missing at district* records exist only at the state; the district is the source "
-        "of truth, so a sync cannot fix them: review them in the Verification Summary's "
+        "*Differing* counts the keys missing at the state plus the mismatched ones; keys "
+        "*missing at district* exist only at the state, and as the district is the source "
+        "of truth a sync cannot fix them: review them in the Verification Summary's "
         "record-issue report. *Left over* keys are sent by the next run.",
     ]
     return "\n".join(lines)
+
+
+def _object_row(o: ObjectReconciliation, run_link: Callable[[str], str] | None) -> str:
+    before = format_accuracy(*o.counts_before)
+    after = format_accuracy(*o.counts_after) if o.counts_after is not None else None
+    plan = o.plan
+    differing = f"{plan.missing_at_state:,} missing at state, {plan.mismatched:,} mismatched"
+    if plan.missing_at_district:
+        differing += f"; {plan.missing_at_district:,} missing at district"
+    counts = [
+        (o.synced, "synced"),
+        (o.unchanged, "unchanged"),
+        (o.not_found, "not found"),
+        (o.failed, "failed"),
+    ]
+    outcome = ", ".join(f"{n:,} {name}" for n, name in counts if n) or "-"
+    if o.sync_run_id:
+        run = f"[{o.sync_run_id[:8]}]({run_link(o.sync_run_id)})" if run_link else o.sync_run_id
+    else:
+        run = "" if o.sent else "nothing to send"
+    if o.error:
+        run = f"{run} failed: {md_escape(o.error)}".strip()
+    cells = (
+        md_escape(o.object),
+        f"{before} → {after}" if after else before,
+        differing,
+        f"{o.sent:,}",
+        outcome,
+        f"{o.leftover:,}",
+        run,
+    )
+    return "| " + " | ".join(cells) + " |"

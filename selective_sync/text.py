@@ -1,4 +1,4 @@
-"""How text is shown to people: timestamps, one-line error messages, markdown cells.
+"""How text is shown to people: timestamps, accuracy, one-line error messages, markdown cells.
 
 One place for each, so the history, the reports, the artifacts, the logs and the CLI agree.
 """
@@ -21,6 +21,23 @@ def format_timestamp(value: dt.datetime | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC)
     return value.strftime(TIMESTAMP_FORMAT)
+
+
+def accuracy_hundredths(distinct: int, errors: int) -> int:
+    """Accuracy in hundredths of a percent, rounded *down* with integer arithmetic.
+
+    1 error in 30,000 keys is 9,999 (99.99%), never a 100.00% that hides an error, and no
+    float artefact (0.29 * 100 = 28.999...) moves a figure. 10,000 when Distinct is 0.
+    """
+    if distinct <= 0:
+        return 10_000
+    return max(distinct - errors, 0) * 10_000 // distinct
+
+
+def format_accuracy(distinct: int, errors: int) -> str:
+    """Accuracy as every output prints it: ``99.99%`` (two decimals, rounded down)."""
+    hundredths = accuracy_hundredths(distinct, errors)
+    return f"{hundredths // 100}.{hundredths % 100:02d}%"
 
 
 def first_line(exc: BaseException) -> str:

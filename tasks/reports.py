@@ -33,6 +33,11 @@ def _link_artifacts(links: list[ReportLink], key_prefix: str, district: int, wha
         )
 
 
+def _link_list(links: list[ReportLink]) -> str:
+    # Links a person can open, not the server's file paths.
+    return ", ".join(f"{link.ref.fmt.upper()} {link.url}" for link in links)
+
+
 @task(name="render_reports", task_run_name="render-reports", cache_policy=NO_CACHE)
 def render_reports(result: SyncResult, run_id: str) -> list[str]:
     """Render the Sync Request History as PDF and DOCX, store them, link them. Returns URLs."""
@@ -46,7 +51,7 @@ def render_reports(result: SyncResult, run_id: str) -> list[str]:
         result.district_number,
         f"Sync Request History of the {result.object} sync by {result.requested_by}",
     )
-    logger.info("Reports stored: %s", ", ".join(str(link.path) for link in links))
+    logger.info("Reports: %s", _link_list(links))
     return [link.url for link in links]
 
 
@@ -67,5 +72,5 @@ def render_verification_reports(
     _link_artifacts(
         links, "verification-report", number, f"Verification Summary of district {number}"
     )
-    logger.info("Reports stored: %s", ", ".join(str(link.path) for link in links))
+    logger.info("Reports: %s", _link_list(links))
     return [link.url for link in links]

@@ -11,7 +11,6 @@ from selective_sync.registry import get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
 from selective_sync.sync import (
     RetryPolicy,
-    parse_ids,
     sync_key,
     sync_keys,
     sync_with_dependencies,
@@ -19,12 +18,6 @@ from selective_sync.sync import (
 
 from .engines import engine_for
 from .retry import RETRY_TRANSIENT_FAULTS, sync_key_retries
-
-
-@task(name="parse_ids", task_run_name="parse-ids", cache_policy=NO_CACHE)
-def parse_ids_task(ids: str | list[int] | list[str]) -> list[int]:
-    """Parse and de-duplicate the requested IDs, refusing every bad token at once."""
-    return parse_ids(ids)
 
 
 @task(

@@ -143,14 +143,14 @@ def test_run_publishes_history_artifacts(demo, admin, three_keys):
     assert (result.succeeded, result.total) == (2, 3)
     by_key = {a.key: a for a in artifacts_of(run_id)}
     assert set(by_key) == {
-        "sync-history-275",
+        "sync-request-275",
         "sync-outcomes-275",
         "sync-progress-275",
         "sync-report-pdf-275",
         "sync-report-docx-275",
     }
 
-    markdown = by_key["sync-history-275"].data
+    markdown = by_key["sync-request-275"].data
     for row in (
         "| Status | Complete |",
         "| Requested | ",
@@ -245,9 +245,10 @@ def test_delete_removes_exactly_one_entry_and_its_artifacts(demo, admin, three_k
     assert artifacts_of(newer) == [] and not run_exists(newer)
     assert list(reports.glob(f"{newer}.*")) == []
     assert len(list(reports.glob(f"{older}.*"))) == 2
-    assert {a.key for a in artifacts_of(older)} >= {"sync-history-275", "sync-outcomes-275"}
-    # The UI's latest sync-history-275 is the remaining run's again.
-    assert str(Artifact.get("sync-history-275").flow_run_id) == older
+    assert {a.key for a in artifacts_of(older)} >= {"sync-request-275", "sync-outcomes-275"}
+    # The UI's View History table lists the remaining run, not the deleted one.
+    table = Artifact.get("sync-history-275").data
+    assert f"/runs/flow-run/{older})" in table and newer not in table
 
 
 def test_clear_removes_this_districts_entries_only(demo, admin, three_keys, other_district):
@@ -265,7 +266,7 @@ def test_clear_removes_this_districts_entries_only(demo, admin, three_keys, othe
     assert entry_ids(admin) == []
     assert entry_ids(admin, other_district) == other_before
     assert {a.key for a in artifacts_of(elsewhere)} == {
-        "sync-history-312",
+        "sync-request-312",
         "sync-outcomes-312",
         "sync-progress-312",
         "sync-report-pdf-312",

@@ -70,7 +70,7 @@ def test_objects_go_parents_first():
 
 
 def test_record_counts_outcomes_and_markdown_reports_leftovers():
-    entry = ObjectReconciliation(plan_object(verification(missing=[1, 2, 3]), 2), 97.0)
+    entry = ObjectReconciliation(plan_object(verification(missing=[1, 2, 3]), 2), (100, 3))
     result = SyncResult(
         object="Enrollment",
         district_number=275,

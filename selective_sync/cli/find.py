@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from selective_sync.settings import resolve_district
@@ -17,12 +15,12 @@ from ..rights import Right, authorise
 from ..settings import get_settings
 from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
+from .layout import Column, print_rows
 
 # Columns that may fold on a narrow terminal; IDs never do (a folded ID reads as two).
 # Columns that fold on a narrow terminal; IDs, codes and dates never do (a folded ID
 # reads as two numbers).
 WRAPPING = {"last", "first", "school"}
-MIN_WRAPPING_WIDTH = 5
 
 
 def find(
@@ -111,37 +109,15 @@ def notes(result: FindResult) -> list[str]:
 def print_result(result: FindResult) -> None:
     if result.records:
         noun = "match" if result.total == 1 else "matches"
-        # The heading on its own line: as a table title it would wrap to the table's width.
-        console.print(Text(f"{result.heading()}: {result.total:,} {noun}"), soft_wrap=True)
-        # Light borders: the enrollment table has twelve columns.
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+        # The heading on its own line (wrapped at the terminal), not as a table title.
+        console.print(Text(f"{result.heading()}: {result.total:,} {noun}"))
         columns, rows = result.columns(), result.rows()
-        for column in columns:
-            table.add_column(column, overflow="fold", no_wrap=column not in WRAPPING)
-        for row in rows:
-            # Text cells, never markup: names print literally.
-            table.add_row(*(Text(value) for value in row.values()))
-        console.print(table)
-        if _narrowest(columns, rows) > console.width:
-            # Rich would crop the last columns silently: say so.
-            err_console.print(
-                Text(
-                    f"(the table is cut at the terminal's {console.width} columns: widen the "
-                    "terminal or use --json)"
-                ),
-                soft_wrap=True,
-            )
+        # A table when it fits (the enrollment table has twelve columns), else stacked.
+        print_rows(
+            [Column(c, wrap=c in WRAPPING) for c in columns],
+            [tuple(row.values()) for row in rows],
+            out=console,
+            compact=True,
+        )
     for line in notes(result):
-        console.print(Text(line), soft_wrap=True)
-
-
-def _narrowest(columns: list[str], rows: list[dict[str, str]]) -> int:
-    """The narrowest the table can be: unfolded columns at their widest cell, the others at
-    a few characters, one space between columns."""
-    width = len(columns) - 1
-    for column in columns:
-        if column in WRAPPING:
-            width += MIN_WRAPPING_WIDTH
-        else:
-            width += max(len(column), *(len(row[column]) for row in rows))
-    return width
+        console.print(Text(line))

@@ -16,6 +16,7 @@ from selective_sync.text import format_timestamp
 
 from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
+from .layout import Column, print_rows
 from .sync import OUTCOME_STYLE
 
 app = typer.Typer(
@@ -69,28 +70,25 @@ def list_entries(
     if not entries:
         console.print("No Sync History entries.")
         return
-    table = Table(title="Sync History", title_justify="left")
-    for column in ("Run", "Requested", "User", "Status", "Completed", "Object", "Keys"):
-        table.add_column(column, overflow="fold")
-    table.add_column("Records", justify="right")
-    for e in entries:
-        # Text cells, never markup: user names and run names print literally.
-        table.add_row(
-            *(
-                Text(value)
-                for value in (
-                    e.short_id,
-                    format_timestamp(e.requested_at),
-                    e.requested_by,
-                    status_text(e),
-                    format_timestamp(e.completed_at),
-                    e.object,
-                    keys_text(e.keys),
-                    e.records,
-                )
-            )
+    columns = [
+        *(Column(c) for c in ("Run", "Requested", "User", "Status", "Completed", "Object")),
+        Column("Keys", wrap=True),
+        Column("Records", justify="right"),
+    ]
+    rows = [
+        (
+            e.short_id,
+            format_timestamp(e.requested_at),
+            e.requested_by,
+            status_text(e),
+            format_timestamp(e.completed_at),
+            e.object,
+            keys_text(e.keys),
+            e.records,
         )
-    console.print(table)
+        for e in entries
+    ]
+    print_rows(columns, rows, title="Sync History", out=console)
 
 
 @app.command()
@@ -172,15 +170,21 @@ def print_entry(entry: HistoryEntry) -> None:
     if entry.outcomes is None:
         console.print("No per-key outcomes were recorded for this run.")
         return
-    table = Table(title=f"Outcomes: Records {entry.records}", title_justify="left")
-    for column in ("Key", "Outcome", "Attempts", "Reason", "Parents synced"):
-        table.add_column(column, overflow="fold")
-    for k in entry.outcomes:
-        table.add_row(
+    columns = [
+        Column("Key", justify="right"),
+        Column("Outcome"),
+        Column("Attempts", justify="right"),
+        Column("Reason", wrap=True),
+        Column("Parents synced", wrap=True),
+    ]
+    rows = [
+        (
             str(k.key),
             Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome]),
             str(k.attempts),
-            Text(k.reason or ""),
-            Text(", ".join(k.parents_synced)),
+            k.reason or "",
+            ", ".join(k.parents_synced),
         )
-    console.print(table)
+        for k in entry.outcomes
+    ]
+    print_rows(columns, rows, title=f"Outcomes: Records {entry.records}", out=console)

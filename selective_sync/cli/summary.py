@@ -13,16 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from selective_sync.settings import resolve_district
-from selective_sync.text import format_timestamp
+from selective_sync.text import format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.format import (
     DISTRICT_COLUMNS,
     OBJECT_COLUMNS,
-    percent,
     summary_to_dict,
 )
 
@@ -34,6 +32,7 @@ from ..rights import Right, authorise
 from ..settings import get_settings
 from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
+from .layout import Column, print_rows
 
 TREND_RUNS = 10
 
@@ -167,22 +166,26 @@ def _report_target(report: str | None, output: Path | None) -> str | None:
 
 
 def print_summary(result: DistrictVerification) -> None:
-    head = Table(title="Verification Summary", title_justify="left")
-    for column in DISTRICT_COLUMNS:
-        head.add_column(column)
-    head.add_row(
-        str(result.district_number), Text(result.district_name), percent(result.overall_accuracy)
+    print_rows(
+        [Column(c, wrap=c == "Name") for c in DISTRICT_COLUMNS],
+        [
+            (
+                str(result.district_number),
+                result.district_name,
+                format_accuracy(result.distinct, result.errors),
+            )
+        ],
+        title="Verification Summary",
+        out=console,
     )
-    console.print(head)
-    table = Table(show_lines=False)
-    for column in OBJECT_COLUMNS:
-        left = column in ("Object", "Timestamp")
-        # Object and time on one line; a narrow terminal wraps the count headers instead.
-        table.add_column(column, justify="left" if left else "right", no_wrap=left)
-    for o in result.objects:
-        table.add_row(
+    columns = [
+        Column(c, justify="left" if c in ("Object", "Timestamp") else "right")
+        for c in OBJECT_COLUMNS
+    ]
+    rows = [
+        (
             o.object,
-            percent(o.accuracy),
+            format_accuracy(o.distinct, o.errors),
             format_timestamp(o.verified_at),
             f"{o.distinct:,}",
             f"{o.at_district:,}",
@@ -192,7 +195,9 @@ def print_summary(result: DistrictVerification) -> None:
             f"{len(o.missing_at_district):,}",
             f"{len(o.mismatched):,}",
         )
-    console.print(table)
+        for o in result.objects
+    ]
+    print_rows(columns, rows, out=console)
 
 
 def _print_trend(trend: AccuracyTrend, as_json: bool) -> None:
@@ -208,14 +213,12 @@ def _print_trend(trend: AccuracyTrend, as_json: bool) -> None:
         )
         return
     title = f"Accuracy over the last {len(trend.runs)} runs: district {trend.district_number}"
-    table = Table(title=title, title_justify="left")
-    table.add_column("Verified", no_wrap=True)
-    for name in trend.objects:
-        table.add_column(name, justify="right")
-    for run in trend.runs:
-        accuracy = run.accuracy
-        table.add_row(
+    columns = [Column("Verified"), *(Column(n, justify="right") for n in trend.objects)]
+    rows = [
+        (
             format_timestamp(run.verified_at),
-            *(percent(accuracy[n]) if n in accuracy else "-" for n in trend.objects),
+            *(format_accuracy(*run.counts[n]) if n in run.counts else "-" for n in trend.objects),
         )
-    console.print(table)
+        for run in trend.runs
+    ]
+    print_rows(columns, rows, title=title, out=console)

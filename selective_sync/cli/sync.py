@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
+from rich.text import Text
 
 from selective_sync.sync import progress as progress_events
 
@@ -15,6 +14,7 @@ from ..models import Outcome, SyncResult
 from ..registry import get_object
 from .backend import backend
 from .common import UserOption, console, resolve_user
+from .layout import Column, print_rows
 
 OUTCOME_STYLE = {
     Outcome.SYNCED: "green",
@@ -105,11 +105,19 @@ def print_result(result: SyncResult) -> None:
         f"{result.object} sync by {result.requested_by}: "
         f"Records {result.succeeded}/{result.total}" + (" (dry run)" if result.dry_run else "")
     )
-    table = Table(title=title, title_justify="left")
-    for column in ("Key", "Outcome", "Attempts", "Reason"):
-        table.add_column(column, overflow="fold")
-    for k in result.keys:
-        reason = k.reason or ""  # the core names any parents synced first
-        style = OUTCOME_STYLE[k.outcome]
-        table.add_row(str(k.key), f"[{style}]{k.outcome.value}[/]", str(k.attempts), escape(reason))
-    console.print(table)
+    columns = [
+        Column("Key", justify="right"),
+        Column("Outcome"),
+        Column("Attempts", justify="right"),
+        Column("Reason", wrap=True),
+    ]
+    rows = [
+        (
+            str(k.key),
+            Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome]),
+            str(k.attempts),
+            k.reason or "",  # the core names any parents synced first
+        )
+        for k in result.keys
+    ]
+    print_rows(columns, rows, title=title, out=console)

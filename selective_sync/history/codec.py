@@ -10,7 +10,10 @@ from selective_sync.models import KeyOutcome, Outcome, RequestStatus, SyncResult
 from selective_sync.text import format_timestamp, md_escape
 
 KEYS_SHOWN = 50
-HISTORY_KINDS = ("history", "outcomes", "progress")
+# "request" holds each run's summary; "history" is the district's View History table (a
+# run's summary before the table existed, still read from older runs).
+HISTORY_KINDS = ("request", "history", "outcomes", "progress")
+SUMMARY_KINDS = ("request", "history")
 _KEY = re.compile(r"^sync-(?P<kind>[a-z]+)-(?P<district>[0-9]+)$")
 _MD_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 
@@ -22,7 +25,7 @@ def request_status(result: SyncResult) -> RequestStatus:
     return RequestStatus.COMPLETE
 
 
-def history_key(district_number: int, kind: str = "history") -> str:
+def history_key(district_number: int, kind: str = "request") -> str:
     """Artifact key of this district's history (lowercase and dashes only)."""
     return f"sync-{kind}-{district_number}"
 
@@ -103,3 +106,16 @@ def outcomes_from_rows(rows: list[dict[str, Any]]) -> list[KeyOutcome]:
         )
         for row in rows
     ]
+
+
+def outcome_line(result: SyncResult, status: str | None = None) -> tuple[str, str]:
+    """The finished run's state name and message, e.g. ``Complete · Records 2/3`` and
+    ``Complete · Records 2/3 · 1 failed, 1 synced`` (what the runs list and run page show)."""
+    name = f"{status or request_status(result)} · Records {result.succeeded}/{result.total}"
+    if result.dry_run:
+        name += " · dry run"
+    counts = [(o, sum(1 for k in result.keys if k.outcome is o)) for o in Outcome]
+    # Failures first: they are what a person looks for.
+    counts.sort(key=lambda c: c[0] is not Outcome.FAILED)
+    details = ", ".join(f"{n:,} {o.value.replace('_', ' ')}" for o, n in counts if n)
+    return name, f"{name} · {details}" if details else name

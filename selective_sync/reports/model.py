@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from selective_sync.text import format_timestamp
+from selective_sync.text import format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.format import DISTRICT_COLUMNS, OBJECT_COLUMNS  # noqa: F401  (re-exported)
 
@@ -51,18 +51,6 @@ ISSUE_LABELS: dict[IssueKind, str] = {
 }
 
 ISSUE_COLUMNS = ("Key", "Issue", "Column", "District value", "State value")
-
-
-def format_accuracy(distinct: int, errors: int) -> str:
-    """Accuracy with 2 decimals and a % sign, e.g. ``99.40%``.
-
-    Rounded *down* with integer arithmetic: 1 error in a million keys prints 99.99%, never a
-    100.00% that hides an error (and no float artefacts such as 0.29 * 100 = 28.999...).
-    """
-    if distinct <= 0:
-        return "100.00%"
-    hundredths = max(distinct - errors, 0) * 10_000 // distinct
-    return f"{hundredths // 100}.{hundredths % 100:02d}%"
 
 
 def display_value(value: Any) -> str:

@@ -9,7 +9,9 @@ API calls; this module never imports Prefect):
   did not verify keep their row, timestamp and issue reference), so the latest version is
   the current summary and older versions are the accuracy history.
 - ``verification-issues-<district>``: the record issues of the objects a run verified, one
-  table row per printed issue line (a mismatch has one row per differing column), in
+  table row per printed issue line (a mismatch has one row per differing column; a list
+  of row objects, which both Prefect UIs show as a real table; the values print as they
+  are and a ``*_type`` column names the type of a date, decimal, ... value), in
   chunks of at most ``CHUNK_BYTES``. Prefect puts a keyed artifact's data into an event
   and refuses events over 1.5 MB (the artifact is stored, the event dropped): chunks keep
   every event well under that, whatever the drift. An object's rows never share a chunk
@@ -40,8 +42,7 @@ from selective_sync.models import (
     accuracy,
 )
 from selective_sync.registry import object_names
-from selective_sync.text import md_escape
-from selective_sync.verification.format import percent
+from selective_sync.text import format_accuracy, md_escape
 
 FORMAT = 1
 """Version of the row layout; a row of another version is refused, not misread."""
@@ -51,6 +52,19 @@ CHUNK_BYTES = 1_000_000
 (the table's JSON text, JSON-escaped once more): 1.5 MB is Prefect's event limit."""
 
 ISSUE_COLUMNS = ("object", "n", "key", "issue", "column", "district_value", "state_value")
+# A stored row's columns, in the order the UI shows them; the *_type columns are empty
+# for JSON's own types.
+ROW_COLUMNS = (
+    "object",
+    "key",
+    "issue",
+    "column",
+    "district_value",
+    "state_value",
+    "n",
+    "district_type",
+    "state_type",
+)
 
 _SUMMARY_INT_FIELDS = (
     "distinct",
@@ -119,17 +133,18 @@ def decode_value(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class IssueChunk:
-    """One ``verification-issues`` artifact: a column-wise table of one object's rows."""
+    """One ``verification-issues`` artifact: a table (list of row objects) of one object's
+    rows."""
 
     object: str
     part: int
     parts: int
-    table: dict[str, list[Any]]
+    table: list[dict[str, Any]]
     size_bytes: int
 
     @property
     def rows(self) -> int:
-        return len(self.table["n"])
+        return len(self.table)
 
     @property
     def description(self) -> str:
@@ -156,7 +171,29 @@ def _issue_rows(o: ObjectVerification) -> Iterable[list[list[Any]]]:
         ]
 
 
-def _event_bytes(row: list[Any]) -> int:
+def _row_object(row: list[Any]) -> dict[str, Any]:
+    """A row as the stored table holds it: a tagged value splits into its text and type."""
+    values = dict(zip(ISSUE_COLUMNS, row, strict=True))
+    stored = {name: values.get(name) for name in ROW_COLUMNS}
+    for side in ("district", "state"):
+        value = values[f"{side}_value"]
+        tagged = isinstance(value, dict)
+        stored[f"{side}_value"] = value["value"] if tagged else value
+        stored[f"{side}_type"] = value["type"] if tagged else ""
+    return stored
+
+
+def _row_values(row: Mapping[str, Any]) -> list[Any]:
+    """The inverse of :func:`_row_object` (``n`` first, as the decoder sorts by it)."""
+
+    def value(side: str) -> Any:
+        kind = row[f"{side}_type"]
+        return {"type": kind, "value": row[f"{side}_value"]} if kind else row[f"{side}_value"]
+
+    return [row["n"], row["key"], row["issue"], row["column"], value("district"), value("state")]
+
+
+def _event_bytes(row: dict[str, Any]) -> int:
     # The row's JSON, plus one byte per character the event's second JSON escaping adds.
     text = json.dumps(row)
     return len(text) + text.count('"') + text.count("\\") + 2  # ", " / ": " separators
@@ -178,10 +215,11 @@ def issue_chunks(o: ObjectVerification, max_bytes: int = CHUNK_BYTES) -> list[Is
     """
     _check_key_lists(o)
     # The column names and brackets every chunk has, however few its rows.
-    overhead = len(json.dumps(json.dumps({name: [] for name in ISSUE_COLUMNS})))
-    groups: list[list[list[list[Any]]]] = [[]]
+    overhead = len(json.dumps(json.dumps([])))
+    groups: list[list[list[dict[str, Any]]]] = [[]]
     used = overhead
-    for rows in _issue_rows(o):
+    for issue_rows in _issue_rows(o):
+        rows = [_row_object(r) for r in issue_rows]
         size = sum(_event_bytes(r) for r in rows)
         if groups[-1] and used + size > max_bytes:
             groups.append([])
@@ -192,8 +230,7 @@ def issue_chunks(o: ObjectVerification, max_bytes: int = CHUNK_BYTES) -> list[Is
         return []
     chunks = []
     for part, group in enumerate(groups, start=1):
-        flat = [row for rows in group for row in rows]
-        table = {name: [row[i] for row in flat] for i, name in enumerate(ISSUE_COLUMNS)}
+        table = [row for rows in group for row in rows]
         size = len(json.dumps(json.dumps(table)))
         chunks.append(IssueChunk(o.object, part, len(groups), table, size))
     return chunks
@@ -220,10 +257,20 @@ def _issues_from_rows(rows: list[tuple[Any, ...]]) -> list[RecordIssue]:
     return issues
 
 
-def issues_by_object(tables: Iterable[Mapping[str, list[Any]]]) -> dict[str, list[RecordIssue]]:
-    """Decode any number of issue tables (chunks of one or several runs, in any order)."""
+def issues_by_object(tables: Iterable[Any]) -> dict[str, list[RecordIssue]]:
+    """Decode any number of issue tables (chunks of one or several runs, in any order).
+
+    A table is a list of row objects; a dict of columns is the layout stored before the
+    UI showed it as a table, still read."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for table in tables:
+        if isinstance(table, list):
+            try:
+                for row in table:
+                    rows.setdefault(row["object"], []).append(tuple(_row_values(row)))
+            except (KeyError, TypeError) as exc:
+                raise StoredSummaryError("a stored record-issues row lacks its columns") from exc
+            continue
         try:
             columns = [table[name] for name in ISSUE_COLUMNS]
         except (KeyError, TypeError) as exc:
@@ -244,7 +291,7 @@ def summary_row(
     """One object's row of the summary table; ``issues_run`` holds its issue chunks."""
     return {
         "object": o.object,
-        "accuracy": percent(o.accuracy),
+        "accuracy": format_accuracy(o.distinct, o.errors),
         "verified_at": o.verified_at.isoformat(),
         "distinct": o.distinct,
         "at_district": o.at_district,
@@ -262,9 +309,14 @@ def summary_row(
     }
 
 
+def rows_counts(rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """Distinct and Errors over a stored summary's rows."""
+    return sum(int(r["distinct"]) for r in rows), sum(int(r["errors"]) for r in rows)
+
+
 def rows_accuracy(rows: Sequence[Mapping[str, Any]]) -> float:
     """The overall accuracy of a stored summary's rows."""
-    return accuracy(sum(int(r["distinct"]) for r in rows), sum(int(r["errors"]) for r in rows))
+    return accuracy(*rows_counts(rows))
 
 
 def summary_description(
@@ -273,7 +325,7 @@ def summary_description(
     """The summary artifact's description (markdown in the UI: the name prints literally)."""
     return (
         f"Verification Summary of district {district} {md_escape(district_name)}: "
-        f"overall accuracy {percent(rows_accuracy(rows))}"
+        f"overall accuracy {format_accuracy(*rows_counts(rows))}"
     )
 
 

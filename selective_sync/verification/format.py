@@ -45,8 +45,3 @@ def summary_to_dict(summary: DistrictVerification) -> dict[str, Any]:
             for o in summary.objects
         ],
     }
-
-
-def percent(value: float) -> str:
-    """Accuracy as the product prints it: two decimals and a percent sign."""
-    return f"{value:.2f}%"

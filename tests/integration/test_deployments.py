@@ -75,7 +75,7 @@ def outcomes(server: Server, run_id: str) -> dict[int, str]:
 def assert_history(server: Server, run_id: str, data_dir) -> None:
     """The run is a Sync History entry: summary, outcomes, progress and linked reports."""
     keys = {a["key"] for a in server.artifacts([run_id])}
-    history = {"sync-history-275", "sync-outcomes-275", "sync-progress-275"}
+    history = {"sync-request-275", "sync-outcomes-275", "sync-progress-275"}
     reports = {"sync-report-pdf-275", "sync-report-docx-275"}
     assert history | reports <= keys, keys
     for fmt, magic in (("pdf", b"%PDF"), ("docx", b"PK")):

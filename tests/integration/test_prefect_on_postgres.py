@@ -114,7 +114,7 @@ def test_selective_sync_flow_on_a_postgres_backed_server(pg_server, databases):
     assert run["state"]["type"] == "COMPLETED"
     keys_found = {a["key"] for a in server.artifacts([run["id"]])}
     assert {
-        f"sync-history-{DISTRICT}",
+        f"sync-request-{DISTRICT}",
         f"sync-outcomes-{DISTRICT}",
         f"sync-progress-{DISTRICT}",
         f"sync-report-pdf-{DISTRICT}",
@@ -123,7 +123,7 @@ def test_selective_sync_flow_on_a_postgres_backed_server(pg_server, databases):
     (table,) = server.artifacts([run["id"]], key={"any_": [f"sync-outcomes-{DISTRICT}"]})
     rows = {int(row["key"]): row["outcome"] for row in json.loads(table["data"])}
     assert rows == {**dict.fromkeys(synced, "synced"), 10**8: "not_found"}
-    (history,) = server.artifacts([run["id"]], key={"any_": [f"sync-history-{DISTRICT}"]})
+    (history,) = server.artifacts([run["id"]], key={"any_": [f"sync-request-{DISTRICT}"]})
     assert f"| Records | 3/{len(keys)} |" in history["data"], history["data"]
     assert f"| Requested by | {ADMIN} |" in history["data"]
 

@@ -61,5 +61,5 @@ def test_served_selective_sync_runs_and_records_history(served: Server, demo_dat
     run = served.wait(response.json()["id"])
     assert run["state"]["type"] == "COMPLETED", served.logs()
     artifact_keys = {a["key"] for a in served.artifacts([run["id"]])}
-    assert {"sync-history-275", "sync-outcomes-275"} <= artifact_keys
+    assert {"sync-request-275", "sync-outcomes-275"} <= artifact_keys
     assert verify_keys(demo_data.dir, "PersonIdentity", keys).errors == 0

@@ -84,7 +84,7 @@ def cli_in_process(*args: str) -> CliResult:
         sys.argv = ["selective-sync", *args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                cli.run_cli(cli.app)
+                common.run_cli(cli.app)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:

@@ -1,0 +1,259 @@
+"""The View History table in the Prefect UI: equal to ``history list`` and to the stored
+reports after concurrent syncs, a refusal, a delete, a run deleted with Prefect's own
+Delete, and a clear, all on a real Prefect API."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
+
+import pytest
+
+from selective_sync.errors import RightsError
+from selective_sync.rights import RightsStore
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+ABSENT = 999_999_999
+RUN_LINK = re.compile(r"\]\([^)]*/runs/flow-run/(?P<id>[0-9a-f-]{36})\)")
+REPORT_LINK = re.compile(r"\[(?P<fmt>PDF|DOCX)\]\((?P<url>[^)]+)\)")
+
+
+def run_sync(object_name, ids, user, **kwargs):
+    from flows.sync_request import selective_sync
+
+    state = selective_sync(
+        object=object_name, ids=ids, requested_by=user, return_state=True, **kwargs
+    )
+    return str(state.state_details.flow_run_id), state
+
+
+def table_rows(district: int = 275) -> list[dict]:
+    """The latest sync-history table, parsed back: one dict per row, top to bottom."""
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get(f"sync-history-{district}")
+    assert artifact is not None and artifact.type == "markdown"
+    assert artifact.flow_run_id is None  # the district's, not a run's
+    rows = []
+    for line in artifact.data.splitlines():
+        match = RUN_LINK.search(line)
+        if not line.startswith("| ") or not match:
+            continue
+        cells = line[2:-2].split(" | ")
+        rows.append(
+            {
+                "run_id": match["id"],
+                "user": cells[1],
+                "status": cells[2],
+                "object": cells[3],
+                "keys": cells[4],
+                "records": cells[5],
+                "reports": {m["fmt"].lower(): m["url"] for m in REPORT_LINK.finditer(cells[7])},
+            }
+        )
+    return rows
+
+
+def listed(user: str, district: int = 275) -> list:
+    from flows.history_store import list_entries
+    from selective_sync.history.table import TABLE_ROWS
+
+    return list_entries(district, limit=TABLE_ROWS, user=user)
+
+
+def table_versions(district: int = 275) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"sync-history-{district}"]))
+        )
+    return len(found)
+
+
+def assert_table_is_history(user: str, reports_dir) -> list[dict]:
+    """Table == history list (order, status, records, who, what) == the stored reports."""
+    from selective_sync.reports.storage import LinkSigner
+
+    rows, entries = table_rows(), listed(user)
+    assert [r["run_id"] for r in rows] == [e.run_id for e in entries]
+    for row, entry in zip(rows, entries, strict=True):
+        assert (row["status"], row["records"], row["user"], row["object"]) == (
+            entry.status,
+            entry.records,
+            entry.requested_by,
+            entry.object,
+        )
+        assert row["keys"].endswith(f"({len(entry.keys):,} key{'s' * (len(entry.keys) != 1)})")
+        stored = {p.suffix[1:] for p in (reports_dir / "sync").glob(f"{entry.run_id}.*")}
+        assert set(row["reports"]) == stored, (row, stored)
+        for fmt, url in row["reports"].items():
+            parts = urlsplit(url)
+            assert parts.path == f"/reports/{entry.run_id}.{fmt}"
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            assert LinkSigner.from_settings().verify(parts.path, query["user"], query["sig"])
+    assert table_versions() == 1  # the key's page in the UI is the table alone
+    return rows
+
+
+def test_table_stays_equal_to_history_list_through_a_mixed_sequence(demo, admin):
+    from prefect.client.orchestration import get_client
+
+    from flows.history_store import clear, delete_entry, refresh_table
+
+    reports = demo.dir / "reports"
+    mismatched = demo.manifest["PersonIdentity"]["mismatched"]
+    with RightsStore.from_settings() as store:
+        store.grant(admin, "reader", "R")
+
+    # Two syncs at once: both end (and write the table) at about the same time.
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(run_sync, "PersonIdentity", [mismatched[0], ABSENT], admin),
+            pool.submit(run_sync, "PersonIdentity", mismatched[1:4], admin),
+        ]
+        (two, two_state), (three, _) = (f.result() for f in futures)
+    rows = assert_table_is_history(admin, reports)
+    by_id = {r["run_id"]: r for r in rows}
+    assert (by_id[two]["status"], by_id[two]["records"]) == ("Complete", "1/2")
+    assert by_id[three]["records"] == "3/3"
+    # The run's state says what happened, in the runs list (name) and run page (message).
+    assert two_state.name == "Complete · Records 1/2"
+    assert two_state.message == "Complete · Records 1/2 · 1 synced, 1 not found"
+    assert two_state.result().succeeded == 1  # callers still get the SyncResult
+
+    # A refused request is a Failed row, as history list says, with no reports.
+    refused, refused_state = run_sync("PersonIdentity", mismatched[:1], "reader")
+    assert isinstance(refused_state.result(raise_on_failure=False), RightsError)
+    assert "Traceback" not in refused_state.message and "lacks the W right" in refused_state.message
+    rows = assert_table_is_history(admin, reports)
+    assert rows[0]["run_id"] == refused and rows[0]["status"] == "Failed"
+    assert rows[0]["records"] == "-/1" and rows[0]["reports"] == {}
+
+    # A delete through the history removes the row.
+    delete_entry(three, user=admin)
+    rows = assert_table_is_history(admin, reports)
+    assert three not in {r["run_id"] for r in rows}
+
+    # Prefect's own Delete removes the run only; the next history write cleans up after it.
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(UUID(two))
+    assert list((reports / "sync").glob(f"{two}.*"))  # left behind by Prefect's Delete
+    after, _ = run_sync("PersonIdentity", mismatched[4:5], admin)
+    rows = assert_table_is_history(admin, reports)
+    assert two not in {r["run_id"] for r in rows} and rows[0]["run_id"] == after
+    assert list((reports / "sync").glob(f"{two}.*")) == []
+    assert _artifacts_of(two) == []
+
+    # A clear empties this district's table (runs of other tests in this API included).
+    clear(user=admin)
+    assert assert_table_is_history(admin, reports) == [] and listed(admin) == []
+
+    # Rewriting a current table writes nothing new.
+    refresh_table(275)
+    assert table_versions() == 1
+
+
+def test_a_run_deleted_in_the_ui_is_cleaned_by_the_next_clear(demo, admin):
+    from prefect.client.orchestration import get_client
+
+    from flows.history_store import clear
+
+    run_id, _ = run_sync("PersonIdentity", demo.manifest["PersonIdentity"]["mismatched"][:1], admin)
+    assert _artifacts_of(run_id)
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(UUID(run_id))
+    clear(user=admin)
+    assert _artifacts_of(run_id) == []
+    assert list((demo.dir / "reports" / "sync").glob(f"{run_id}.*")) == []
+    assert run_id not in {r["run_id"] for r in table_rows()}
+
+
+def test_table_cells_are_escaped_and_keys_shortened():
+    from selective_sync.history.entry import HistoryEntry
+    from selective_sync.history.table import RowLinks, history_table_markdown, keys_cell
+
+    assert keys_cell([1]) == "1 (1 key)"
+    assert keys_cell(list(range(1, 1201))) == "1, 2, 3 … (1,200 keys)"
+    entry = HistoryEntry(
+        run_id="0" * 8 + "-0000-0000-0000-" + "0" * 12,
+        run_name="x",
+        requested_at=datetime(2026, 11, 28, 20, 15, tzinfo=UTC),
+        requested_by="a|b [x](javascript:y) *c*",
+        status="Complete",
+        completed_at=None,
+        object="PersonIdentity",
+        keys=[1, 2],
+        records_succeeded=2,
+        records_total=2,
+        district=275,
+        district_name="MAPLE VALLEY",
+        check_dependencies=False,
+        dry_run=False,
+    )
+    text = history_table_markdown(275, "MAPLE VALLEY", [entry], {entry.run_id: RowLinks("u")})
+    row = text.splitlines()[-1]
+    assert "a\\|b \\[x\\](javascript:y) \\*c\\*" in row
+    assert row.count(" | ") == 7  # the user's pipe did not add a cell
+    assert "11/28/2026 08:15 PM UTC" in row and "| 2/2 |" in row
+
+
+def _artifacts_of(run_id: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+
+
+def _logs_of(run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)]))
+        )
+    return [log.message for log in logs]
+
+
+@pytest.mark.parametrize("case", ["refused", "bad ids"])
+def test_a_refusal_ends_the_run_with_one_plain_line(demo, admin, case):
+    from selective_sync.errors import BadInput
+
+    with RightsStore.from_settings() as store:
+        store.grant(admin, "reader", "R")
+    user, ids, error, words = {
+        "refused": ("reader", [1], RightsError, "lacks the W right"),
+        "bad ids": (admin, "12, x7, 13", BadInput, "x7"),
+    }[case]
+    run_id, state = run_sync("PersonIdentity", ids, user)
+    assert state.is_failed() and isinstance(state.result(raise_on_failure=False), error)
+    assert words in state.message and "\n" not in state.message
+    assert "Traceback" not in state.message and "Flow run encountered" not in state.message
+    logs = _logs_of(run_id)
+    assert not [m for m in logs if "Traceback" in m], logs
+    assert sum(words in m for m in logs) <= 2, logs  # our error line and Prefect's final state
+    assert next(r for r in table_rows() if r["run_id"] == run_id)["status"] == "Failed"
+
+
+def test_progress_moves_while_the_fan_out_runs(demo, admin, monkeypatch):
+    from selective_sync.sync import progress
+
+    seen: list[float] = []
+    progress.add_listener(seen.append)
+    try:
+        keys = demo.manifest["PersonIdentity"]["mismatched"][:6] + list(range(10**8, 10**8 + 20))
+        _, state = run_sync("PersonIdentity", keys, admin)
+    finally:
+        progress.remove_listener(seen.append)
+    assert state.is_completed()
+    assert seen[-1] == 100.0 and seen == sorted(seen)
+    assert any(0 < p < 100 for p in seen), seen  # it moved before the fan-out ended

@@ -53,7 +53,7 @@ def refresh_history(flow, run, state) -> None:
     set, so the table shows it Complete, Failed or Crashed (refusals included)."""
     district = (run.parameters or {}).get("district")
     try:
-        refresh_table(district)
+        refresh_table(district_or_default(district))
     except Exception as exc:  # the run's outcome stands; the next write catches up
         flow_run_logger(run, flow).warning(
             "The View History table was not updated: %s", first_line(exc)

@@ -89,7 +89,7 @@ def reconciliation(failed: int = 0, error: str | None = None) -> DistrictReconci
     plan = ObjectPlan(
         "Enrollment", keys=[1, 2, 3], missing_at_state=2, mismatched=1, missing_at_district=0
     )
-    entry = ObjectReconciliation(plan, accuracy_before=97.0, accuracy_after=99.5)
+    entry = ObjectReconciliation(plan, counts_before=(100, 3), counts_after=(200, 1))
     entry.synced, entry.failed, entry.error = 3 - failed, failed, error
     return DistrictReconciliation(275, "MAPLE VALLEY", [entry])
 

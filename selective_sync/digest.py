@@ -219,11 +219,14 @@ def token_select(
     district_number: int,
     dialect_name: str,
     keys: Sequence[int] | None = None,
+    *,
+    hashed: bool = True,
 ) -> Select:
-    """SELECT key, token: the md5 of the key's canonical text (the text itself on SQLite).
+    """SELECT key, token: the md5 of the key's canonical text (the text itself on SQLite,
+    or everywhere with ``hashed=False``).
 
-    Same FROM and WHERE as ``compared_select``, plus one LEFT JOIN per child part; with
-    ``keys``, only those keys (root and children). No ORDER BY.
+    Same FROM and WHERE as ``compared_select``, plus one child section per child part;
+    with ``keys``, only those keys (root and children). No ORDER BY.
     """
     base = compared_select(spec, side, district_number, dialect_name)
     key, *values = base.selected_columns
@@ -243,7 +246,7 @@ def token_select(
         parts.append(func.coalesce(text, literal(""), type_=String))
         parts.append(literal(PART_END))
     text = _concat(parts)
-    if dialect_name == "sqlite":
+    if dialect_name == "sqlite" or not hashed:
         digest = text
     elif dialect_name == "postgresql":
         digest = func.md5(text, type_=String)

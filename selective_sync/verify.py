@@ -49,9 +49,9 @@ _LEAF_ROWS = 32
 _PREFETCH_DEPTH = 1
 """Chunks a reader thread may hold ready beyond the one being merged (bounds memory)."""
 
-_GROUP_CONCAT_MAX = 1 << 30
-"""MariaDB/MySQL's GROUP_CONCAT limit for a child section: far above any history, so a
-section is never cut short (the default 1 MB would silently truncate it)."""
+_GROUP_CONCAT_MAX = "SET SESSION group_concat_max_len = 1073741824"
+"""MariaDB/MySQL's GROUP_CONCAT limit for a child section, 1 GiB: far above any history,
+so a section is never cut short (the default 1 MB would silently truncate it)."""
 
 _key = itemgetter(0)
 Row = tuple[Any, ...]
@@ -97,7 +97,7 @@ def _raw_cursor(conn: Connection, server_side: bool) -> Iterator[Any]:
         cursor = dbapi_conn.cursor(name=f"verify_{uuid.uuid4().hex[:12]}")
     if dialect.name in ("mysql", "mariadb"):
         with dbapi_conn.cursor() as setup:
-            setup.execute(f"SET SESSION group_concat_max_len = {_GROUP_CONCAT_MAX}")
+            setup.execute(_GROUP_CONCAT_MAX)
     if server_side and dialect.name in ("mysql", "mariadb"):
         sscursor = getattr(getattr(dialect.dbapi, "cursors", None), "SSCursor", None)
         if sscursor is not None:

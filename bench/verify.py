@@ -305,7 +305,8 @@ def reladiff_runs(
                 *extra,
             ]
             started = time.perf_counter()
-            proc = subprocess.run(command, capture_output=True, text=True, check=False)
+            env = os.environ | {"COLUMNS": "100000"}  # as little wrapping as it allows
+            proc = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
             seconds = time.perf_counter() - started
             if proc.returncode != 0:
                 note = (proc.stderr.strip().splitlines() or ["failed"])[-1][:120]
@@ -320,15 +321,20 @@ def reladiff_runs(
 
 
 def _reladiff_sets(output: str) -> KeySets:
+    """Key sets from reladiff's --json output: a stream of ``["-"|"+", [key, ...]]`` values
+    (not one per line)."""
     minus: set[int] = set()
     plus: set[int] = set()
-    for line in output.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        record = json.loads(line)
-        key = int(record["key"][0] if isinstance(record["key"], list) else record["key"])
-        (minus if record["type"] == "-" else plus).add(key)
+    # Its console wraps long lines at the terminal width, inside JSON strings too: JSON holds
+    # no raw line breaks of its own, so drop them all.
+    output = output.replace("\n", "")
+    decoder = json.JSONDecoder()
+    at = output.find("[")
+    while at != -1:
+        record, end = decoder.raw_decode(output, at)
+        sign, values = record
+        (minus if sign == "-" else plus).add(int(values[0]))
+        at = output.find("[", end)
     return sets_from_two_differences(minus, plus)
 
 

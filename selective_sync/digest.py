@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, and_, cast, func, literal, select
+from sqlalchemy import Date, Integer, Select, String, and_, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import GenericFunction
@@ -138,7 +138,11 @@ def token(
 ) -> ColumnElement:
     """SQL for one value's token (see the module docstring); ``normalise=False`` for an
     expression normalised already."""
-    if normalise:
+    if normalise and normaliser == "date" and dialect_name == "postgresql":
+        # A date's text cast, 4x cheaper than to_char: 'YYYY-MM-DD' as every date style
+        # starting with ISO gives it (verification's cursors set DateStyle to ISO).
+        expr = cast(cast(expr, Date), String)
+    elif normalise:
         expr = normalised(expr, normaliser, dialect_name)
     text, may_hold_marks = _text_of(expr, normaliser, dialect_name)
     if may_hold_marks:
@@ -229,10 +233,10 @@ def token_select(
     with ``keys``, only those keys (root and children). No ORDER BY.
     """
     base = compared_select(spec, side, district_number, dialect_name)
-    key, *values = base.selected_columns
+    key = base.selected_columns[0]
+    # The same columns compared_select normalises (its FROM holds these very tables).
     parts = [
-        token(value.element, compared.normalise, dialect_name, normalise=False)
-        for compared, value in zip(spec.compared, values, strict=True)
+        token(_table(side, c.table).c[c.column], c.normalise, dialect_name) for c in spec.compared
     ]
     root_key = _table(side, spec.root).c[spec.key_column]
     from_clause = base.get_final_froms()[0]

@@ -86,6 +86,11 @@ def _raw_cursor(conn: Connection, server_side: bool) -> Iterator[Any]:
     dbapi_conn = conn.connection.dbapi_connection
     dialect = conn.dialect
     cursor = None
+    if dialect.name == "postgresql":
+        # The digests write dates with a text cast, which follows DateStyle: ISO gives
+        # 'YYYY-MM-DD' as the other vendors do. SET LOCAL ends with the transaction.
+        with dbapi_conn.cursor() as setup:
+            setup.execute("SET LOCAL DateStyle = 'ISO, YMD'")
     if server_side and dialect.name == "postgresql":
         # A cursor is planned for its first 10% of rows by default, which on freshly
         # loaded tables (no statistics yet) picked a nested loop over the whole identity

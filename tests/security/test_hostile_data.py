@@ -126,14 +126,30 @@ def in_pdf(value: str, pdf: str) -> bool:
         lines = [flat(line) for line in _nfc(pdf).splitlines()]
         if any(wanted in line for line in lines):
             return True
-        # A value wider than its column wraps onto the next line (beside other cells).
+        # A value wider than its column wraps onto the next lines (beside other cells):
+        # with the identity history's long values beside it, over more than two.
         return any(
             wanted[:k] in first and wanted[k:] in second
             for first, second in zip(lines, lines[1:], strict=False)
             for k in range(1, len(wanted))
-        )
+        ) or any(_wraps_over(wanted, lines[i:]) for i in range(len(lines)))
     shown = {ch for ch in flat(text) if unicodedata.category(ch) != "Cf"}
     return shown <= set(_nfc(pdf))
+
+
+def _wraps_over(wanted: str, lines: list[str], most: int = 6) -> bool:
+    """Whether ``wanted`` is cut into pieces on consecutive ``lines``, each piece the
+    longest prefix of what is left that the line holds (at most ``most`` lines)."""
+    for line in lines[:most]:
+        k = len(wanted)
+        while k and wanted[:k] not in line:
+            k -= 1
+        if k == 0:
+            return False
+        wanted = wanted[k:]
+        if not wanted:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- setup

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from selective_sync.db import make_engine
-from selective_sync.digest import ESC, NULL, PART_END, VALUE_END, encode
+from selective_sync.digest import MARK, NULL, PART_END, VALUE_END, encode
 from selective_sync.errors import BadInput, DatabaseUnavailable, SchemaMissing
 from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.models import ISSUE_KINDS, ColumnDiff, accuracy
@@ -179,8 +179,8 @@ def test_several_differing_columns_are_all_listed(dbs: Dbs) -> None:
     )
 
 
-SEP = VALUE_END
-NULL_MARK = "\x1e"  # the NULL mark of the packed rows before digests: still just a value
+SEP = MARK
+NULL_MARK = "\x1e"  # the NULL mark of the packed rows before digests: now just a value
 
 
 def test_value_holding_the_separator_still_gets_its_column_diffs(dbs: Dbs) -> None:
@@ -192,26 +192,27 @@ def test_value_holding_the_separator_still_gets_its_column_diffs(dbs: Dbs) -> No
 
 
 def test_canonical_tokens() -> None:
-    """The reference encoder: NULL, '', ints, escaping of ESC and the value end."""
+    """The reference encoder: NULL, '', ints, the mark doubled inside a value."""
     assert encode([12, "RG", None, 2025], ["int", "trim", "date", "int"]) == (
-        f"12{SEP}RG{SEP}{NULL}2025{SEP}"
+        f"12{VALUE_END}RG{VALUE_END}{NULL}2025{VALUE_END}"
     )
-    assert encode(["", None], ["trim", "trim"]) == f"{SEP}{NULL}"
-    assert encode([f"a{SEP}b{ESC}"], ["exact"]) == f"a{ESC}{SEP}b{ESC}{ESC}{SEP}"
-    # Values holding the marks never shift into a neighbour or pass for NULL.
+    assert encode(["", None], ["trim", "trim"]) == f"{VALUE_END}{NULL}"
+    assert encode([f"a{MARK}b"], ["exact"]) == f"a{MARK}{MARK}b{MARK};"
+    # Values holding the mark never shift into a neighbour or pass for NULL or a part end.
     texts = {
         encode(values, ["exact"] * 2)
         for values in (
-            (f"A{SEP}B", "C"),
-            ("A", f"B{SEP}C"),
+            (f"A{MARK}B", "C"),
+            ("A", f"B{MARK}C"),
+            (f"A{MARK};", "C"),
             (NULL, ""),
             (None, ""),
             ("N", None),
-            (ESC, f"N{SEP}"),
             (PART_END, None),
+            (f"{MARK}", ";"),
         )
     }
-    assert len(texts) == 7
+    assert len(texts) == 8
 
 
 def packed_texts(dbs: Dbs, key: int) -> tuple[str, str]:

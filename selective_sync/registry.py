@@ -13,10 +13,18 @@ from typing import Literal
 from .errors import BadInput
 
 Normaliser = Literal["exact", "trim", "date", "int"]
-"""How a compared column is normalised on both sides before comparing:
-``trim`` strips surrounding white space, ``date`` compares calendar dates whatever the
-storage (``2010-05-01`` equals ``2010-05-01 00:00:00``), ``int`` integers, ``exact`` as
-stored. NULL equals NULL; NULL never equals an empty string."""
+"""How a compared column is normalised on both sides before comparing, the same in
+verification (in each database's SQL) and in the sync's "unchanged" test (in Python):
+``trim`` strips surrounding ASCII white space, i.e. any run of space, TAB, CR and LF at
+either end (``TRIM_CHARS``; a no-break space or any other character is kept, and Unicode
+is not normalised: NFC and NFD spellings differ); ``date`` compares calendar dates
+whatever the storage (``2010-05-01`` equals ``2010-05-01 00:00:00`` and
+``2010-05-01T00:00:00``; text that is no date is compared as it is); ``int`` integers;
+``exact`` as stored. NULL equals NULL; NULL never equals an empty string (nor a string of
+white space, which trims to '')."""
+
+TRIM_CHARS = " \t\r\n"
+"""What ``trim`` strips from both ends: space, TAB, CR and LF."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +42,17 @@ class Compared:
 
 @dataclass(frozen=True)
 class Part:
-    """A table whose rows an object carries: all rows whose ``link`` column holds the key."""
+    """A table whose rows an object carries: all rows whose ``link`` column holds the key.
+
+    Every part but the root is a *child part* (e.g. a person's identity history):
+    verification compares all its rows of a key, every column the sync copies, and names
+    a differing row under ``label`` in the record issues.
+    """
 
     table: str
     id_column: str
     link: str
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ _OBJECTS: tuple[ObjectSpec, ...] = (
         parts=(
             Part("person", "person_id", link="person_id"),
             # Identity history: every identity row of the person, the current one included.
-            Part("identity", "identity_id", link="person_id"),
+            Part("identity", "identity_id", link="person_id", label="identity history"),
         ),
         joins=(Join("identity", root_column="current_identity_id", id_column="identity_id"),),
         compared=(

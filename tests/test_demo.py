@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Date, Integer
 
 from selective_sync.demo import OTHER_DISTRICT, DemoManifest, generate_demo
 from selective_sync.demo import generator as demo_generator
@@ -56,7 +57,7 @@ def _normalise(value, how: str):
     if value is None:
         return None
     if how == "trim":
-        return str(value).strip()
+        return str(value).strip(" \t\r\n")
     if how == "date":
         return date.fromisoformat(str(value).strip()[:10])
     if how == "int":
@@ -84,12 +85,39 @@ def _rows(conn, object_name: str, side: str) -> dict[int, tuple]:
         + " ".join(joins)
         + f" {where}"
     )
-    return {
+    rows = {
         row[0]: tuple(
             _normalise(v, c.normalise) for v, c in zip(row[1:], spec.compared, strict=True)
         )
         for row in conn.execute(sql)
     }
+    # The whole object: every row of each child part (a person's identity history), all
+    # the columns the sync copies, normalised as declared or by their type.
+    declared = {(c.table, c.column): c.normalise for c in spec.compared}
+    for part in spec.parts:
+        if part.table == spec.root:
+            continue
+        table = district_metadata.tables[part.table]
+        names = [c.name for c in table.columns]
+        how = [
+            declared.get((part.table, c.name))
+            or (
+                "date"
+                if isinstance(c.type, Date)
+                else "int"
+                if isinstance(c.type, Integer)
+                else "exact"
+            )
+            for c in table.columns
+        ]
+        children: dict[int, list] = {}
+        where = f"WHERE district_number = {DISTRICT}" if side == "state" else ""
+        for row in conn.execute(f"SELECT {', '.join(names)} FROM {prefix}{part.table} {where}"):
+            values = tuple(_normalise(v, h) for v, h in zip(row, how, strict=True))
+            children.setdefault(row[names.index(part.link)], []).append(values)
+        for key in rows:
+            rows[key] += (tuple(sorted(children.get(key, []))),)
+    return rows
 
 
 def naive_verify(directory: Path, object_name: str) -> dict[str, list[int]]:

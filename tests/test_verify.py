@@ -14,6 +14,7 @@ from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.models import ISSUE_KINDS, ColumnDiff, accuracy
 from selective_sync.registry import REGISTRY, get_object
 from selective_sync.settings import DEMO_DISTRICT_NUMBER, sqlite_url
+from selective_sync.verification.digest import MARK, NULL, PART_END, VALUE_END, encode
 from selective_sync.verification.engine import (
     _Collector,
     _merge,
@@ -23,7 +24,6 @@ from selective_sync.verification.engine import (
     verify_district,
     verify_object,
 )
-from selective_sync.verification.normalise import NULL_MARK, SEP, packed_is_clean, unpack
 
 DISTRICT = DEMO_DISTRICT_NUMBER
 OTHER = 301
@@ -179,8 +179,11 @@ def test_several_differing_columns_are_all_listed(dbs: Dbs) -> None:
     )
 
 
+SEP = MARK
+NULL_MARK = "\x1e"  # the NULL mark of the packed rows before digests: now just a value
+
+
 def test_value_holding_the_separator_still_gets_its_column_diffs(dbs: Dbs) -> None:
-    """Packed rows split on U+001F; a value holding it falls back to the typed rows."""
     dbs.add_both(
         1, district_identity={"last_name": f"Sm{SEP}ith"}, state_identity={"last_name": "Smith"}
     )
@@ -188,24 +191,32 @@ def test_value_holding_the_separator_still_gets_its_column_diffs(dbs: Dbs) -> No
     assert issue.diffs == (ColumnDiff("last_name", f"Sm{SEP}ith", "Smith"),)
 
 
-def test_unpack_round_trip() -> None:
-    spec = get_object("Graduation")  # person_id int, diploma_type trim, date, int
-    packed = f"12{SEP}RG{SEP}{NULL_MARK}2025{SEP}"
-    assert packed_is_clean(spec, packed)
-    assert unpack(spec, packed) == (12, "RG", None, 2025)
-    assert unpack(spec, f"12{SEP}{SEP}{NULL_MARK}2025{SEP}") == (12, "", None, 2025)
-    assert unpack(spec, f"{NULL_MARK}{NULL_MARK}{NULL_MARK}{NULL_MARK}") == (None,) * 4
-    # A value holding either character makes the row unclean: no values from it.
-    for unclean in (
-        f"12{SEP}R{SEP}G{SEP}{NULL_MARK}2025{SEP}",
-        f"12{SEP}{NULL_MARK}{SEP}{NULL_MARK}2025{SEP}",
-    ):
-        assert not packed_is_clean(spec, unclean)
-        assert unpack(spec, unclean) is None
+def test_canonical_tokens() -> None:
+    """The reference encoder: NULL, '', ints, the mark doubled inside a value."""
+    assert encode([12, "RG", None, 2025], ["int", "trim", "date", "int"]) == (
+        f"12{VALUE_END}RG{VALUE_END}{NULL}2025{VALUE_END}"
+    )
+    assert encode(["", None], ["trim", "trim"]) == f"{VALUE_END}{NULL}"
+    assert encode([f"a{MARK}b"], ["exact"]) == f"a{MARK}{MARK}b{MARK};"
+    # Values holding the mark never shift into a neighbour or pass for NULL or a part end.
+    texts = {
+        encode(values, ["exact"] * 2)
+        for values in (
+            (f"A{MARK}B", "C"),
+            ("A", f"B{MARK}C"),
+            (f"A{MARK};", "C"),
+            (NULL, ""),
+            (None, ""),
+            ("N", None),
+            (PART_END, None),
+            (f"{MARK}", ";"),
+        )
+    }
+    assert len(texts) == 8
 
 
 def packed_texts(dbs: Dbs, key: int) -> tuple[str, str]:
-    """The packed text of one key on each side, as the full scan reads it."""
+    """The canonical text of one key on each side, as the full scan reads it (SQLite)."""
     texts = []
     for engine, side in ((dbs.district, "district"), (dbs.state, "state")):
         rows = [
@@ -218,7 +229,7 @@ def packed_texts(dbs: Dbs, key: int) -> tuple[str, str]:
 
 
 # (district identity fields, state identity fields, the column diffs): different records
-# whose packed texts are equal (or were, before NULL packed as the mark alone).
+# whose packed texts were equal before the canonical text escaped the separators.
 COLLISIONS = {
     "exactly U+001E vs NULL": (
         {"middle_name": NULL_MARK},
@@ -252,9 +263,8 @@ def test_records_whose_packed_texts_collide_are_mismatched(
     dbs.add_both(41, district_identity=d_fields, state_identity=s_fields)
     for pid in range(42, 81):
         dbs.add_both(pid)
-    if case != "exactly U+001E vs NULL":  # that one differs now that NULL packs as the mark alone
-        d_text, s_text = packed_texts(dbs, 41)
-        assert d_text == s_text  # so only the cleanliness check can tell them apart
+    d_text, s_text = packed_texts(dbs, 41)
+    assert d_text != s_text  # the escaping tells them apart
     for chunk_rows in (1, 7, 20_000):
         for keys in (None, [41], [3, 41, 77]):
             result = dbs.verify(keys=keys, chunk_rows=chunk_rows)
@@ -276,7 +286,7 @@ def test_collision_in_the_verification_summary(dbs: Dbs) -> None:
 
 
 def test_equal_values_holding_the_marks_are_in_sync(dbs: Dbs) -> None:
-    """Rows that are not clean go to the typed read, which finds them equal: not reported."""
+    """Equal values holding the marks have equal canonical texts: not reported."""
     equal_unclean = {
         2: {"last_name": f"Sm{NULL_MARK}ith"},  # U+001E inside a value
         3: {"middle_name": NULL_MARK},  # exactly U+001E on both sides
@@ -307,7 +317,8 @@ def test_equal_values_holding_the_marks_are_in_sync(dbs: Dbs) -> None:
 
 
 def test_current_identity_is_what_is_compared(dbs: Dbs) -> None:
-    """A new current identity at the district (name change) is a mismatch; history is not."""
+    """A new current identity at the district (name change) is a mismatch, and the new
+    identity row missing at the state shows in the identity history."""
     dbs.add_both(1)
     # The district moved person 1 to a new identity row; the state still points at the old.
     insert(
@@ -332,7 +343,84 @@ def test_current_identity_is_what_is_compared(dbs: Dbs) -> None:
     assert issue.diffs == (
         ColumnDiff("current_identity_id", 11, 10),
         ColumnDiff("last_name", "Jones", "Smith"),
+        ColumnDiff("identity history", "identity 11", "no identity 11"),
     )
+
+
+def old_identity(pid: int, identity_id: int, **fields) -> dict:
+    """An earlier identity row of person ``pid`` (not its current one)."""
+    return {
+        "identity_id": identity_id,
+        "person_id": pid,
+        "last_name": "Brown",
+        "first_name": "Ann",
+        "middle_name": None,
+        "suffix": None,
+        "birth_date": "2010-05-01",
+        "gender": "F",
+        "race_ethnicity": "6",
+        "effective_date": "2015-09-01",
+    } | fields
+
+
+def add_history(dbs: Dbs, side: str, rows: list[dict]) -> None:
+    if side == "district":
+        insert(dbs.district, "identity", rows)
+    else:
+        insert(dbs.state, "state_identity", [r | {"district_number": DISTRICT} for r in rows])
+
+
+def test_identity_history_drift_is_a_mismatch(dbs: Dbs) -> None:
+    """Every identity row of a person is verified, not only the current one."""
+    for pid in range(1, 8):
+        dbs.add_both(pid)
+    # 1: an old identity deleted at the state; 2: one the district never had.
+    add_history(dbs, "district", [old_identity(1, 5)])
+    add_history(dbs, "state", [old_identity(2, 6)])
+    # 3: an old identity differs; 4: it differs only in white space (equal).
+    add_history(dbs, "district", [old_identity(3, 7), old_identity(4, 8, last_name="Brown")])
+    add_history(
+        dbs, "state", [old_identity(3, 7, last_name="Browne", middle_name=""),
+                       old_identity(4, 8, last_name=" Brown\t")]
+    )  # fmt: skip
+    # 5: the current identity differs in a column the compared row leaves out.
+    with dbs.state.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE state_identity SET effective_date = '2020-01-01' WHERE identity_id = 50"
+        )
+    # 6: equal histories written in another order at the state.
+    add_history(dbs, "district", [old_identity(6, 1), old_identity(6, 2, last_name="Gray")])
+    add_history(dbs, "state", [old_identity(6, 2, last_name="Gray"), old_identity(6, 1)])
+    for chunk_rows in (1, 3, 20_000):
+        for keys in (None, [1, 2, 3, 4, 5, 6, 7]):
+            result = dbs.verify(keys=keys, chunk_rows=chunk_rows)
+            assert key_sets(result) == ([], [], [1, 2, 3, 5]), (chunk_rows, keys)
+            history = "identity history"
+            assert [(i.key, i.diffs) for i in result.issues] == [
+                (1, (ColumnDiff(history, "identity 5", "no identity 5"),)),
+                (2, (ColumnDiff(history, "no identity 6", "identity 6"),)),
+                (
+                    3,
+                    (
+                        ColumnDiff(
+                            history,
+                            "identity 7: last_name='Brown', middle_name=NULL",
+                            "identity 7: last_name='Browne', middle_name=''",
+                        ),
+                    ),
+                ),
+                (
+                    5,
+                    (
+                        ColumnDiff(
+                            history,
+                            "identity 50: effective_date=NULL",
+                            "identity 50: effective_date='2020-01-01'",
+                        ),
+                    ),
+                ),
+            ]
+    assert key_sets(dbs.verify(with_diffs=False)) == ([], [], [1, 2, 3, 5])
 
 
 # ------------------------------------------------------------------ sets, districts, keys

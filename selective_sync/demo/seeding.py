@@ -23,6 +23,7 @@ UNMAPPED_DIPLOMA = "ZZ"
 # Row layouts (district side), see schema.py.
 P_STATE_ID, P_CURRENT = 1, 2
 I_ID, I_LAST, I_FIRST, I_MIDDLE, I_SUFFIX, I_BIRTH, I_GENDER, I_RACE = 0, 2, 3, 4, 5, 6, 7, 8
+I_EFFECTIVE = 9
 E_ID, E_SCHOOL, E_GRADE, E_START, E_START_STATUS, E_END, E_END_STATUS, E_SERVICE = (
     0, 2, 4, 5, 6, 7, 8, 9,
 )  # fmt: skip
@@ -55,7 +56,20 @@ ENROLLMENT_MISMATCHES = (
     "start_status_null",
 )
 GRADUATION_MISMATCHES = ("diploma_date", "diploma_type", "diploma_date_null", "cohort")
-NOISE_SPACES = ("state_last_trailing", "district_first_leading", "state_id_trailing")
+# Drift in the identity history only: the compared row (person and current identity) is
+# equal on both sides, so only whole-object verification finds these.
+HISTORY_MISMATCHES = (
+    "old_identity_missing_at_state",
+    "old_identity_extra_at_state",
+    "old_identity_last_name",
+    "current_effective_date",
+)
+NOISE_SPACES = (
+    "state_last_trailing",
+    "district_first_leading",
+    "state_id_trailing",
+    "state_old_last_tab",
+)
 
 # Actions in assignment order: the missing-at-state ones come first so that they land on
 # low person indexes, whose personIDs the other district at the state uses too.
@@ -70,6 +84,7 @@ ACTIONS = (
     "enrollment_missing_at_district",
     "graduation_missing_at_district",
     "person_mismatched",
+    "person_history_mismatched",
     "enrollment_mismatched",
     "graduation_mismatched",
     "person_unmapped_mismatched",
@@ -78,6 +93,9 @@ ACTIONS = (
     "noise_spaces",
     "noise_datetime",
 )
+
+# Identity ids of identities only the state has (history drift): above every generated id.
+EXTRA_IDENTITY_OFFSET = 1_000_000_000
 
 MIN_MISMATCHED = 6  # so that even a small demo has the NULL-vs-'' and date cases
 
@@ -136,6 +154,12 @@ def shape(action: str, variant: int) -> dict:
     if action == "person_mismatched":
         name = PERSON_MISMATCHES[variant % len(PERSON_MISMATCHES)]
         return {"two_identities": name in ("current_identity", "newest_identity_missing")}
+    if action == "person_history_mismatched":
+        name = HISTORY_MISMATCHES[variant % len(HISTORY_MISMATCHES)]
+        return {"two_identities": name != "old_identity_extra_at_state"}
+    if action == "noise_spaces":
+        name = NOISE_SPACES[variant % len(NOISE_SPACES)]
+        return {"two_identities": name == "state_old_last_tab"}
     if action == "noise_datetime":
         return {"graduate": variant % 2 == 0}
     return {}
@@ -242,6 +266,25 @@ class Seeder:
         self._note("PersonIdentity", "mismatched", [district.person[0]])
         return district, state
 
+    def _person_history_mismatched(self, variant, district, state):
+        name = HISTORY_MISMATCHES[variant % len(HISTORY_MISMATCHES)]
+        if name == "old_identity_missing_at_state":
+            state.identities = state.identities[1:]  # the earlier name, deleted at the state
+        elif name == "old_identity_extra_at_state":
+            # The district deleted a wrongly entered earlier identity; the state kept it.
+            current = state.identities[-1]
+            # An id no generated identity has (they stay far below), unique per person.
+            old_id = current[I_ID] + EXTRA_IDENTITY_OFFSET
+            state.identities = [current, _set(current, I_ID, old_id)]
+        elif name == "old_identity_last_name":
+            old = state.identities[0]
+            state.identities[0] = _set(old, I_LAST, _other_last(self.rng, old))
+        else:
+            current = state.identities[-1]
+            state.identities[-1] = _set(current, I_EFFECTIVE, _shift(current[I_EFFECTIVE], 3))
+        self._note("PersonIdentity", "mismatched", [district.person[0]])
+        return district, state
+
     # ------------------------------------------------------------ Enrollment
 
     def _enrollment_missing_at_state(self, _variant, district, state):
@@ -345,6 +388,10 @@ class Seeder:
             state.person = _set(state.person, P_STATE_ID, state.person[P_STATE_ID] + "  ")
         elif name == "district_first_leading":
             district.identities[-1] = _set(d_cur, I_FIRST, " " + d_cur[I_FIRST])
+        elif name == "state_old_last_tab":
+            # White space around an earlier identity's name: trimmed, not a difference.
+            old = state.identities[0]
+            state.identities[0] = _set(old, I_LAST, old[I_LAST] + "\t")
         else:
             state.identities[-1] = _set(s_cur, I_LAST, s_cur[I_LAST] + " ")
         return district, state

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 
 from ..models import ColumnDiff, RowChange
-from ..registry import Normaliser, ObjectSpec, Part
+from ..registry import TRIM_CHARS, Normaliser, ObjectSpec, Part
 from ..schema import district_table, state_table
 
 Row = dict[str, Any]
@@ -99,22 +99,19 @@ def _default_normaliser(type_: Any) -> Normaliser:
 
 
 def normalise(value: Any, how: Normaliser) -> Any:
-    """A value as compared: NULL stays NULL (and never equals '')."""
+    """A value as compared: NULL stays NULL (and never equals '').
+
+    The registry's rules (``registry.Normaliser``), exactly as verification applies them
+    in SQL (``verification.normalise``): ``trim`` strips ``TRIM_CHARS`` (space, TAB, CR,
+    LF) at both ends, ``date`` takes the date of text that starts with a valid
+    'YYYY-MM-DD' and keeps any other text as it is.
+    """
     if value is None:
         return None
     if how == "trim":
-        # Spaces only, as SQL TRIM does in verification (selective_sync.normalise): a tab
-        # that verification sees as a difference must not be called equal here.
-        return value.strip(" ") if isinstance(value, str) else value
+        return value.strip(TRIM_CHARS) if isinstance(value, str) else value
     if how == "date":
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value.strip()[:10])
-            except ValueError:
-                return value
-        return value
+        return date_or_text(value)
     if how == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -122,6 +119,22 @@ def normalise(value: Any, how: Normaliser) -> Any:
             return int(value)
         except (TypeError, ValueError):
             return value
+    return value
+
+
+def date_or_text(value: Any) -> Any:
+    """A date for a date, a date-time or text starting with a valid 'YYYY-MM-DD'; any other
+    value as it is (so it compares unequal to every date and gets rewritten)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        head = value[:10]
+        try:
+            day = dt.date.fromisoformat(head)
+        except ValueError:
+            return value
+        # fromisoformat also takes '20100501' and week dates: only the ISO form counts.
+        return day if day.isoformat() == head else value
     return value
 
 
@@ -136,14 +149,7 @@ class _LenientDate(TypeDecorator):
     cache_ok = True
 
     def process_result_value(self, value, dialect):
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value.strip()[:10])
-            except ValueError:
-                return value  # kept as stored: it compares unequal and gets rewritten
-        return value
+        return date_or_text(value)
 
 
 def _selected(table: Table, columns: Iterable[str]) -> list:

@@ -1,18 +1,17 @@
 """Streaming verification: which records of one district differ between district and state.
 
-Both databases are read as two independent streams of normalised rows ordered by key (see
-``normalise``: each row is ``(key, packed text of the compared values)``), so the two may
-be different engines on different servers; no SQL ever spans both. The streams are
-merged in key windows: each round takes a chunk from each side, settles every key up to the
-smaller of the two chunks' last keys and carries the rest over. Each window's packed texts
-are first checked to be clean (one C-level join and two counts for the whole window of the
-district side; a state row needs checking only if it differs from the district's); the
-rare rows that are not (a value holds U+001F or U+001E, so their text may equal another
-record's) are set aside and settled afterwards from their typed rows, whether their texts
-are equal or not. Equal windows are then skipped with one C-level list comparison; unequal
-ones are bisected by key until the differing rows are isolated. Memory is a few chunks per
-side, however large the district, plus the result itself (its key lists and record issues
-grow with the number of differences).
+Verification compares whole objects: the compared row and every child part the registry
+declares (a person's identity history). Each side's database computes one digest per key
+over the normalised object (``digest``: md5 on PostgreSQL and MariaDB/MySQL, the canonical
+text itself on SQLite), and both are read as two independent streams of ``(key, digest)``
+ordered by key, so the two may be different engines on different servers; no SQL ever spans
+both. The streams are merged in key windows: each round takes a chunk from each side,
+settles every key up to the smaller of the two chunks' last keys and carries the rest over.
+Equal windows are skipped with one C-level list comparison; unequal ones are bisected by key
+until the differing keys are isolated. Only then are the full normalised rows of those keys
+read on both sides (``fetch_object_rows``), to list their column differences. Memory is a
+few chunks per side, however large the district, plus the result itself (its key lists and
+record issues grow with the number of differences).
 """
 
 from __future__ import annotations
@@ -36,17 +35,15 @@ from selective_sync.db import check_schema
 from selective_sync.errors import BadInput
 from selective_sync.models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
 from selective_sync.registry import ObjectSpec, get_object, object_names
-from selective_sync.verification.normalise import (
-    NULL_MARK,
-    SEP,
-    Side,
-    compared_labels,
-    compared_select,
-    key_column,
-    packed_is_clean,
-    packed_select,
-    unpack,
+from selective_sync.verification.digest import (
+    ChildPart,
+    child_diffs,
+    child_parts,
+    child_select,
+    hash_text,
+    token_select,
 )
+from selective_sync.verification.normalise import Side, compared_labels, compared_select, key_column
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +56,11 @@ _LEAF_ROWS = 32
 _PREFETCH_DEPTH = 1
 """Chunks a reader thread may hold ready beyond the one being merged (bounds memory)."""
 
+_GROUP_CONCAT_MAX = "SET SESSION group_concat_max_len = 1073741824"
+"""MariaDB/MySQL's GROUP_CONCAT limit for a child section, 1 GiB: far above any history,
+so a section is never cut short (the default 1 MB would silently truncate it)."""
+
 _key = itemgetter(0)
-_text = itemgetter(1)
-_UNCLEAN = object()
-"""Stands in for the text of a district row that is not clean, so that its key always
-compares unequal and reaches ``_mismatch`` (bisection uses keys only)."""
 Row = tuple[Any, ...]
 
 
@@ -96,6 +93,14 @@ def _raw_cursor(conn: Connection, server_side: bool) -> Iterator[Any]:
     dbapi_conn = conn.connection.dbapi_connection
     dialect = conn.dialect
     cursor = None
+    if dialect.name == "postgresql":
+        # The digests write dates with a text cast, which follows DateStyle: ISO gives
+        # 'YYYY-MM-DD' as the other vendors do. SET LOCAL ends with the transaction.
+        with dbapi_conn.cursor() as setup:
+            setup.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+            # JIT compiling the digest expressions took 1.7 s of a 1,000,000-key scan and
+            # bought nothing: they are function calls, not arithmetic.
+            setup.execute("SET LOCAL jit = off")
     if server_side and dialect.name == "postgresql":
         # A cursor is planned for its first 10% of rows by default, which on freshly
         # loaded tables (no statistics yet) picked a nested loop over the whole identity
@@ -105,7 +110,10 @@ def _raw_cursor(conn: Connection, server_side: bool) -> Iterator[Any]:
         with dbapi_conn.cursor() as setup:
             setup.execute("SET LOCAL cursor_tuple_fraction = 1.0")
         cursor = dbapi_conn.cursor(name=f"verify_{uuid.uuid4().hex[:12]}")
-    elif server_side and dialect.name in ("mysql", "mariadb"):
+    if dialect.name in ("mysql", "mariadb"):
+        with dbapi_conn.cursor() as setup:
+            setup.execute(_GROUP_CONCAT_MAX)
+    if server_side and dialect.name in ("mysql", "mariadb"):
         sscursor = getattr(getattr(dialect.dbapi, "cursors", None), "SSCursor", None)
         if sscursor is not None:
             cursor = dbapi_conn.cursor(sscursor)
@@ -127,32 +135,43 @@ def _side_chunks(
     keys: list[int] | None,
     chunk_rows: int,
     packed: bool = True,
+    hash_here: bool = False,
 ) -> Iterator[list[Row]]:
-    """Non-empty lists of rows of one side, ascending by key: packed ``(key, text)`` rows,
-    or with ``packed=False`` the typed ``(key, *compared values)``."""
-    build = packed_select if packed else compared_select
-    base = build(spec, side, district_number, engine.dialect.name)
+    """Non-empty lists of rows of one side, ascending by key: ``(key, digest)`` rows
+    (``digest.token_select``; with ``hash_here`` a SQLite side's texts are hashed here, to
+    match a server's md5), or with ``packed=False`` the typed ``(key, *compared values)``."""
+    dialect = engine.dialect.name
     key_col = key_column(spec, side)
+
+    def build(batch: list[int] | None) -> Select:
+        if not packed:
+            stmt = compared_select(spec, side, district_number, dialect)
+            return stmt if batch is None else stmt.where(key_col.in_(batch))
+        return token_select(spec, side, district_number, dialect, batch)
+
+    def finish(rows: list[Row]) -> list[Row]:
+        return [(key, hash_text(text)) for key, text in rows] if hash_here else rows
+
     with engine.connect() as conn:
         if keys is None:
-            sql, params = _compile(engine, base.order_by(key_col))
+            sql, params = _compile(engine, build(None).order_by(key_col))
             with _raw_cursor(conn, server_side=True) as cursor:
                 cursor.execute(sql, params)
                 while rows := cursor.fetchmany(chunk_rows):
-                    yield rows
+                    yield finish(rows)
             return
         # Sorted, disjoint batches each ordered by key: their concatenation is in key order.
         pending: list[Row] = []
         with _raw_cursor(conn, server_side=False) as cursor:
             for batch in _batched(keys, IN_BATCH):
-                sql, params = _compile(engine, base.where(key_col.in_(batch)).order_by(key_col))
+                sql, params = _compile(engine, build(batch).order_by(key_col))
                 cursor.execute(sql, params)
                 pending.extend(cursor.fetchall())
                 if len(pending) >= chunk_rows:
-                    yield pending
+                    yield finish(pending)
                     pending = []
         if pending:
-            yield pending
+            yield finish(pending)
 
 
 def _reader(engine: Engine, make: Callable[[], Iterator[list[Row]]], name: str):
@@ -239,18 +258,16 @@ class _Prefetch:
 
 
 class _Collector:
-    """Accumulates the three key sets, the counts and the record issues, in key order."""
+    """Accumulates the three key sets, the counts and the record issues, in key order.
 
-    def __init__(self, spec: ObjectSpec, with_diffs: bool, packed: bool = True) -> None:
+    A mismatch is recorded without its column differences: those come from the full rows,
+    read afterwards for the mismatched keys only (``_settle_from_rows``).
+    """
+
+    def __init__(self, spec: ObjectSpec, with_diffs: bool) -> None:
         self.spec = spec
         self.labels = compared_labels(spec)
         self.with_diffs = with_diffs
-        self.packed = packed
-        self.columns = len(self.labels)
-        # Indexes in issues of mismatches to settle from typed rows: a row that is not clean
-        # on either side (equal or not: dropped there if the typed values are equal), or a
-        # packed text that did not unpack.
-        self.undecoded: list[int] = []
         self.at_district = 0
         self.at_state = 0
         self.missing_at_state: list[int] = []
@@ -262,24 +279,7 @@ class _Collector:
         """Settle every key of one window (all keys up to the same bound on both sides)."""
         self.at_district += len(district)
         self.at_state += len(state)
-        if self.packed:
-            district = self._set_aside_unclean(district)
         self._compare(district, state)
-
-    def _set_aside_unclean(self, district: list[Row]) -> list[Row]:
-        """The district rows with every row that is not clean (see ``normalise``) made to
-        compare unequal. Clean rows add exactly one SEP or NULL_MARK per column, any other
-        row more: so one join and two C-level counts clear the whole window.
-
-        The state side needs no such pass: a state row equal to a clean district row is
-        clean, one of a key missing at the district is reported whatever its text, and any
-        other reaches ``_mismatch``, which checks it.
-        """
-        text = "".join(map(_text, district))
-        if text.count(SEP) + text.count(NULL_MARK) == self.columns * len(district):
-            return district
-        spec = self.spec
-        return [row if packed_is_clean(spec, row[1]) else (row[0], _UNCLEAN) for row in district]
 
     def _compare(self, district: list[Row], state: list[Row]) -> None:
         # A C-level list comparison skips equal windows; unequal ones are bisected by key so
@@ -316,28 +316,11 @@ class _Collector:
             elif d_row is None:
                 self._issue(key, "missing_at_district")
             elif d_row != s_row:
-                self._mismatch(key, d_row, s_row)
+                self._issue(key, "mismatched")
 
     def _issue(self, key: int, kind: str) -> None:
         getattr(self, kind).append(key)
         self.issues.append(RecordIssue(key, kind))
-
-    def _values(self, row: Row) -> tuple[Any, ...] | None:
-        return unpack(self.spec, row[1]) if self.packed else row[1:]
-
-    def _mismatch(self, key: int, d_row: Row, s_row: Row) -> None:
-        self.mismatched.append(key)
-        diffs: tuple[ColumnDiff, ...] = ()
-        if self.packed and (d_row[1] is _UNCLEAN or not packed_is_clean(self.spec, s_row[1])):
-            # Possibly equal after all: the typed read decides (and drops it if so).
-            self.undecoded.append(len(self.issues))
-        elif self.with_diffs:
-            d_values, s_values = self._values(d_row), self._values(s_row)
-            if d_values is None or s_values is None:
-                self.undecoded.append(len(self.issues))
-            else:
-                diffs = column_diffs(self.labels, d_values, s_values)
-        self.issues.append(RecordIssue(key, "mismatched", diffs))
 
 
 def column_diffs(
@@ -421,11 +404,24 @@ def verify_object(
     started = time.perf_counter()
     verified_at = datetime.now(UTC)
     sink = _Collector(spec, with_diffs)
+    # Two SQLite sides compare their canonical texts; a SQLite side facing a server hashes
+    # its texts as the server does.
+    mixed = {district_engine.dialect.name == "sqlite", state_engine.dialect.name == "sqlite"}
     if key_list is None or key_list:
 
         def reader(engine: Engine, side: Side) -> _Inline | _Prefetch:
+            hash_here = len(mixed) == 2 and engine.dialect.name == "sqlite"
+
             def make() -> Iterator[list[Row]]:
-                return _side_chunks(engine, spec, side, district_number, key_list, chunk_rows)
+                return _side_chunks(
+                    engine,
+                    spec,
+                    side,
+                    district_number,
+                    key_list,
+                    chunk_rows,
+                    hash_here=hash_here,
+                )
 
             return _reader(engine, make, name=f"verify-{spec.name}-{side}")
 
@@ -438,8 +434,8 @@ def verify_object(
                 state_reader.close()
         finally:
             district_reader.close()
-    if sink.undecoded:
-        _diff_from_typed_rows(district_engine, state_engine, spec, district_number, sink)
+    if sink.mismatched and with_diffs:
+        _settle_from_rows(district_engine, state_engine, spec, district_number, sink)
     result = ObjectVerification(
         object=spec.name,
         district_number=district_number,
@@ -465,38 +461,75 @@ def verify_object(
     return result
 
 
-def _diff_from_typed_rows(
+def _settle_from_rows(
     district_engine: Engine,
     state_engine: Engine,
     spec: ObjectSpec,
     district_number: int,
     sink: _Collector,
 ) -> None:
-    """Settle the mismatches the packed rows could not (``sink.undecoded``: a value held
-    U+001F or U+001E on either side): read those keys' typed rows again and compare them
-    column by column. Equal typed rows are in sync: their issue and key are dropped. Others
-    stay mismatched, with their column differences if the sink wants them (none if the key
-    has gone from either side since: it changed meanwhile, so it is kept)."""
-    keys = [sink.issues[i].key for i in sink.undecoded]
-    district = fetch_compared_rows(district_engine, spec, "district", district_number, keys)
-    state = fetch_compared_rows(state_engine, spec, "state", district_number, keys)
+    """Give each mismatch its differences, from both sides' full normalised rows of the
+    mismatched keys: compared columns first, then one line per differing child row.
+
+    A key whose rows are equal now changed since its digest was read (it is in sync): its
+    issue and key are dropped. One that has gone from either side since is kept, without
+    differences (it changed meanwhile)."""
+    keys = sink.mismatched
+    district = fetch_object_rows(district_engine, spec, "district", district_number, keys)
+    state = fetch_object_rows(state_engine, spec, "state", district_number, keys)
     in_sync: set[int] = set()
-    for index in sink.undecoded:
-        key = sink.issues[index].key
-        if key in district and key in state:
-            diffs = column_diffs(sink.labels, district[key], state[key])
-            if not diffs:
-                in_sync.add(key)
-            elif sink.with_diffs:
-                sink.issues[index] = RecordIssue(key, "mismatched", diffs)
-    sink.undecoded = []
+    for index, issue in enumerate(sink.issues):
+        if issue.issue != "mismatched" or issue.key not in district or issue.key not in state:
+            continue
+        diffs = object_diffs(spec, district[issue.key], state[issue.key])
+        if diffs:
+            sink.issues[index] = RecordIssue(issue.key, "mismatched", diffs)
+        else:
+            in_sync.add(issue.key)
     if in_sync:
+        log.info("%s: %d keys changed during verification and are in sync", spec.name, len(in_sync))
         sink.mismatched = [key for key in sink.mismatched if key not in in_sync]
         sink.issues = [
             issue
             for issue in sink.issues
             if not (issue.issue == "mismatched" and issue.key in in_sync)
         ]
+
+
+ObjectRows = tuple[tuple[Any, ...], dict[str, dict[Any, tuple[Any, ...]]]]
+"""A key's normalised compared values, and per child part label its rows {id: values}."""
+
+
+def object_diffs(
+    spec: ObjectSpec, district: ObjectRows, state: ObjectRows
+) -> tuple[ColumnDiff, ...]:
+    """The differences of one key: compared columns, then each differing child row."""
+    diffs = column_diffs(compared_labels(spec), district[0], state[0])
+    for child in child_parts(spec):
+        diffs += child_diffs(
+            child,
+            district[1].get(child.label, {}),
+            state[1].get(child.label, {}),
+            _shown_already(spec, child, district[0], state[0]),
+        )
+    return diffs
+
+
+def _shown_already(spec: ObjectSpec, child: ChildPart, district: tuple, state: tuple):
+    """(child id, columns) of the child row both sides join as their compared row (e.g.
+    the current identity), whose compared columns are listed already; None if none."""
+    for join in spec.joins:
+        if join.table != child.part.table or join.id_column != child.part.id_column:
+            continue
+        at = [
+            i
+            for i, c in enumerate(spec.compared)
+            if c.table == spec.root and c.column == join.root_column
+        ]
+        if at and district[at[0]] == state[at[0]] and district[at[0]] is not None:
+            columns = frozenset(c.column for c in spec.compared if c.table == join.table)
+            return district[at[0]], columns
+    return None
 
 
 def verify_district(
@@ -532,3 +565,29 @@ def fetch_compared_rows(
         return {}
     chunks = _side_chunks(engine, spec, side, district_number, key_list, IN_BATCH, packed=False)
     return {row[0]: tuple(row[1:]) for chunk in chunks for row in chunk}
+
+
+def fetch_object_rows(
+    engine: Engine, spec: ObjectSpec, side: Side, district_number: int, keys: Iterable[int]
+) -> dict[int, ObjectRows]:
+    """The whole normalised object of ``keys`` on one side: {key: (compared values,
+    {child part label: {child id: child values}})}; keys absent on that side are absent.
+
+    Equal results on both sides mean exactly what equal digests mean: the key is in sync.
+    """
+    key_list = _clean_keys(keys)
+    compared = fetch_compared_rows(engine, spec, side, district_number, key_list)
+    children: dict[int, dict[str, dict[Any, tuple[Any, ...]]]] = {k: {} for k in compared}
+    parts = child_parts(spec)
+    if parts and compared:
+        found = sorted(compared)
+        with engine.connect() as conn, _raw_cursor(conn, server_side=False) as cursor:
+            for child in parts:
+                id_at = 1 + [name for name, _ in child.columns].index(child.part.id_column)
+                for batch in _batched(found, IN_BATCH):
+                    stmt = child_select(child, side, district_number, engine.dialect.name, batch)
+                    cursor.execute(*_compile(engine, stmt))
+                    for row in cursor.fetchall():
+                        rows = children[row[0]].setdefault(child.label, {})
+                        rows[row[id_at]] = tuple(row[1:])
+    return {key: (values, children[key]) for key, values in compared.items()}

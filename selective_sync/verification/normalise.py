@@ -1,38 +1,36 @@
 """The compared row of an object, normalised in SQL for SQLite, PostgreSQL and MariaDB/MySQL.
 
-Each side's database does the normalisation the registry declares, so equal records come
-back as identical Python tuples whatever the engine, and verification compares tuples with
-plain ``==``. Every normalised expression is typed ``String``/``Integer`` explicitly so that
-no SQLAlchemy result processor rewrites the values (rows are read from raw DBAPI cursors
-anyway; the types matter for callers that execute the select through SQLAlchemy).
+Each side's database does the normalisation the registry declares (``registry.Normaliser``:
+the same rules as the sync's "unchanged" test, ``sync.plan.normalise``), so equal records
+come back as identical Python tuples whatever the engine, and verification compares tuples
+with plain ``==``. Every normalised expression is typed ``String``/``Integer`` explicitly so
+that no SQLAlchemy result processor rewrites the values (rows are read from raw DBAPI
+cursors anyway; the types matter for callers that execute the select through SQLAlchemy).
 
-Full scans read a *packed* row instead: ``(key, text)`` where the text joins every
-normalised value in registry order, each value followed by ``SEP`` (U+001F) and a NULL
-written as ``NULL_MARK`` (U+001E) alone, so NULL differs from ''. The database builds it
-with plain concatenation, so equal records still give equal tuples on every engine, and the
-driver makes 2 Python objects per row instead of one per column: measured 20% faster on a
-million SQLite rows, where creating Python objects is most of the cost.
-
-The packing is a one-to-one map only on *clean* rows, whose values hold neither character;
-a value holding one could make two different records pack alike (a value of exactly
-U+001E against NULL, or U+001F moved from one value to the next). Every column adds at
-least one of the two characters to the text and a clean one exactly one, so a row is clean
-iff ``count(SEP) + count(NULL_MARK)`` equals the number of compared columns
-(``packed_is_clean``; verification counts a whole window of rows at once). Two clean texts
-are equal iff their records are; verification settles the keys whose row is not clean on
-either side, equal texts or not, from the typed rows (``compared_select``).
-``unpack`` turns a clean packed text back into the values for the column differences.
+Full scans do not read these rows: each side hashes its whole objects (``digest``) and only
+the keys whose digests differ are read here, for their column differences.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from sqlalchemy import Date, Integer, Select, String, and_, cast, func, literal_column, select
+from sqlalchemy import (
+    Date,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
-from selective_sync.registry import ObjectSpec
+from selective_sync.registry import TRIM_CHARS, ObjectSpec
 from selective_sync.schema import district_table, state_table
 
 Side = str  # "district" or "state"
@@ -41,13 +39,14 @@ Side = str  # "district" or "state"
 def normalised(expr: ColumnElement, normaliser: str, dialect_name: str) -> ColumnElement:
     """``expr`` normalised as the registry declares, in ``dialect_name``'s SQL.
 
-    ``trim`` is SQL TRIM (spaces only; NULL stays NULL and '' stays '', which differ).
-    ``date`` yields the calendar date as 'YYYY-MM-DD' text on every engine.
+    ``trim`` strips ``TRIM_CHARS`` (space, TAB, CR, LF) at both ends; NULL stays NULL and
+    '' stays '', which differ. ``date`` yields the calendar date as 'YYYY-MM-DD' text on
+    every engine.
     """
     if normaliser == "exact":
         return expr
     if normaliser == "trim":
-        return func.trim(expr, type_=String)
+        return _trimmed(expr, dialect_name)
     if normaliser == "int":
         # SQLAlchemy renders CAST(x AS SIGNED INTEGER) on MySQL, CAST(x AS INTEGER) elsewhere.
         return cast(expr, Integer)
@@ -56,12 +55,38 @@ def normalised(expr: ColumnElement, normaliser: str, dialect_name: str) -> Colum
     raise ValueError(f"unknown normaliser {normaliser!r}")
 
 
+_TRIM_CODES = tuple(ord(c) for c in TRIM_CHARS)
+_TRIM_PATTERN = f"^[{TRIM_CHARS}]+|[{TRIM_CHARS}]+\\z"
+"""PCRE for MariaDB/MySQL: a run of TRIM_CHARS at the start, or at the very end (\\z:
+``$`` would also match before a final LF)."""
+
+
+def _trimmed(expr: ColumnElement, dialect_name: str) -> ColumnElement:
+    chars = literal(TRIM_CHARS, String)
+    if dialect_name == "sqlite":
+        return func.trim(expr, chars, type_=String)
+    if dialect_name == "postgresql":
+        return func.btrim(expr, chars, type_=String)
+    # MySQL's TRIM strips one given string, not a set of characters: a regular expression
+    # does, and costs a lot, so it runs only for the rare value that starts or ends with one
+    # of the characters (ASCII() is the first byte; 0 for '', NULL for NULL).
+    edge = or_(
+        func.ascii(expr).in_(_TRIM_CODES),
+        func.ascii(func.right(expr, 1)).in_(_TRIM_CODES),
+    )
+    stripped = func.regexp_replace(expr, literal(_TRIM_PATTERN, String), literal("", String))
+    return type_coerce(case((edge, stripped), else_=expr), String)
+
+
 def _date_text(expr: ColumnElement, dialect_name: str) -> ColumnElement:
     if dialect_name == "sqlite":
-        # SQLite stores dates as text: date() turns '2010-05-01 00:00:00' into '2010-05-01'.
-        # A value date() cannot parse keeps its raw text, so garbage shows as a difference
-        # instead of silently equalling NULL.
-        return func.coalesce(func.date(expr, type_=String), cast(expr, String), type_=String)
+        # SQLite stores dates as text: text that starts with a valid 'YYYY-MM-DD' (date()
+        # gives it back unchanged) compares as that date, so '2010-05-01 00:00:00' and
+        # '2010-05-01T00:00:00' equal '2010-05-01'. Any other text keeps its raw value, so
+        # garbage shows as a difference instead of silently equalling NULL. The Python
+        # side (sync.plan.normalise) applies the same rule.
+        head = func.substr(expr, 1, 10, type_=String)
+        return case((func.date(head, type_=String) == head, head), else_=cast(expr, String))
     if dialect_name == "postgresql":
         # to_char, not a text cast: a cast would follow the session's DateStyle.
         return func.to_char(cast(expr, Date), literal_column("'YYYY-MM-DD'"), type_=String)
@@ -107,63 +132,6 @@ def compared_select(
     if side == "state":
         stmt = stmt.where(root.c.district_number == district_number)
     return stmt
-
-
-SEP = "\x1f"
-"""ASCII unit separator: ends every value in a packed row."""
-NULL_MARK = "\x1e"
-"""ASCII record separator: stands alone for a NULL value in a packed row (so NULL differs
-from '', which packs as ``SEP`` alone)."""
-
-
-def packed_select(spec: ObjectSpec, side: Side, district_number: int, dialect_name: str) -> Select:
-    """SELECT key, packed normalised row (see the module docstring); same FROM and WHERE.
-
-    Ints become their decimal text and the other normalisers yield text already, so the
-    packed text is identical on SQLite, PostgreSQL and MySQL for equal records. It is
-    unambiguous only for clean rows (``packed_is_clean``); callers must settle the others
-    from the typed rows.
-    """
-    base = compared_select(spec, side, district_number, dialect_name)
-    key, *values = base.selected_columns
-    sep = literal_column(f"'{SEP}'", String)
-    null = literal_column(f"'{NULL_MARK}'", String)
-    packed = None
-    for compared, value in zip(spec.compared, values, strict=True):
-        text = value.element  # the expression, without its label
-        if compared.normalise in ("int", "exact"):
-            text = cast(text, String)
-        # String + String renders || on SQLite/PostgreSQL and concat() on MySQL; all three
-        # give NULL when either side is NULL, which coalesce turns into the NULL mark.
-        part = func.coalesce(text + sep, null, type_=String)
-        packed = part if packed is None else packed + part
-    return base.with_only_columns(key, packed.label("packed"))
-
-
-def packed_is_clean(spec: ObjectSpec, packed: str) -> bool:
-    """True iff no value of the packed row holds ``SEP`` or ``NULL_MARK``, so that the text
-    stands for exactly one record (see the module docstring)."""
-    return packed.count(SEP) + packed.count(NULL_MARK) == len(spec.compared)
-
-
-_PART = re.compile(f"{NULL_MARK}|[^{NULL_MARK}{SEP}]*{SEP}")
-
-
-def unpack(spec: ObjectSpec, packed: str) -> tuple[Any, ...] | None:
-    """The normalised values of a clean packed row (ints as int), or None if the row is
-    not clean (a value held U+001F or U+001E)."""
-    if not packed_is_clean(spec, packed):
-        return None
-    values: list[Any] = []
-    for compared, match in zip(spec.compared, _PART.finditer(packed), strict=True):
-        part = match.group()
-        if part == NULL_MARK:
-            values.append(None)
-        elif compared.normalise == "int":
-            values.append(int(part[:-1]))
-        else:
-            values.append(part[:-1])
-    return tuple(values)
 
 
 def key_column(spec: ObjectSpec, side: Side):

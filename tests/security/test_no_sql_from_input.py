@@ -27,11 +27,6 @@ SQL_METHODS = {"execute", "executemany", "executescript", "exec_driver_sql"}
 
 # (file, function): how many dynamic-SQL sites it has, and why each is safe.
 ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
-    ("selective_sync/normalise.py", "packed_select"): (
-        2,
-        "literal_column(f\"'{SEP}'\") and the NULL mark: module constants (U+001F, U+001E), "
-        "no input",
-    ),
     ("selective_sync/demo/generator.py", "_store_dates_as_datetime_text"): (
         1,
         "demo generator: table and column names from its own noise list (schema names); "

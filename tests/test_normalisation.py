@@ -15,7 +15,7 @@ from sqlalchemy import Column, Date, Integer, MetaData, String, Table, select
 from selective_sync import registry
 from selective_sync.db import make_engine
 from selective_sync.settings import sqlite_url
-from selective_sync.sync import normalise
+from selective_sync.sync.plan import normalise
 from selective_sync.verification.digest import token
 from selective_sync.verification.normalise import normalised
 

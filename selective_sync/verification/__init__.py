@@ -1,8 +1,9 @@
 """Verification: which records differ between a district and the state, and the stored
 Verification Summary.
 
-It owns the streaming engine (``engine``: both sides normalised in SQL, merged by key in
-bounded windows), the SQL normalisation the registry declares (``normalise``), the codec
+It owns the engine (``engine``: each side digests every key's whole object in its own SQL,
+``digest``; the digests are merged by key in bounded windows and full rows are read only
+for keys that differ), the SQL normalisation the registry declares (``normalise``), the codec
 between typed results and the stored summary's artifact rows, with the accuracy trend
 (``codec``), and the plain-data forms used by ``summary --json`` and the artifacts
 (``format``). Where the stored summary physically lives is not its business: callers

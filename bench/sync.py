@@ -72,7 +72,6 @@ TARGET_PER_KEY_MS = 1.0
 BENCH_USER = "bench"
 # Settings the bench keeps from the environment, to try other fan-out shapes.
 TUNING = ("SELECTIVE_SYNC_MAX_WORKERS", "SELECTIVE_SYNC_PER_KEY_TASK_LIMIT")
-IN_BATCH = 500
 
 # Compared column changed at the state to make a key differ, per object: (table, SQL SET).
 MUTATIONS = {
@@ -370,10 +369,12 @@ class ServerState:
 
     def drift(self, keys: list[int]) -> int:
         """Make ``keys`` differ (one transaction, IN batches); rows changed."""
+        from selective_sync.db import chunked
+
         changed = 0
         with self.engine.begin() as conn:
-            for i in range(0, len(keys), IN_BATCH):
-                params = {"b_district": self.district, "b_keys": keys[i : i + IN_BATCH]}
+            for batch in chunked(keys):
+                params = {"b_district": self.district, "b_keys": batch}
                 changed += conn.execute(self.stmt, params).rowcount
         return changed
 
@@ -553,6 +554,7 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
     from sqlalchemy.dialects import mysql, postgresql
     from sqlalchemy.dialects.sqlite import insert
 
+    from selective_sync.db import chunked
     from selective_sync.schema import district_table, state_table
 
     def pragmas(dbapi_conn, _record):
@@ -582,8 +584,8 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
                 dtab, stab = district_table(part.table), state_table(part.table)
                 cols = [c for c in dtab.columns if c.name in stab.c]
                 got = rows.setdefault(part.table, [])
-                for i in range(0, len(keys), IN_BATCH):
-                    stmt = select(*cols).where(dtab.c[part.link].in_(keys[i : i + IN_BATCH]))
+                for batch in chunked(keys):
+                    stmt = select(*cols).where(dtab.c[part.link].in_(batch))
                     got.extend(
                         {**row, "district_number": district}
                         for row in conn.execute(stmt).mappings()

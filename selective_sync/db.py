@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -16,6 +18,19 @@ from .settings import get_settings
 from .text import first_line
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+# Keys per ``IN (...)`` list: few round trips, and bound parameters per statement well under
+# every vendor's limit (SQLite's is the lowest). Verification, sync and Find IDs share it.
+IN_LIST_SIZE = 500
+
+
+def chunked(items: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (the last one shorter)."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def mask_url(url: str) -> str:

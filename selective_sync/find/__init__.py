@@ -32,13 +32,12 @@ from .query import (
     summary_keys,
 )
 from .results import EnrollmentRow, FindResult, KeyOnly, PersonRow, Record
-from .search import CHUNK_ROWS, KEY_BATCH, find_in_district, find_records
+from .search import CHUNK_ROWS, find_in_district, find_records
 
 __all__ = [
     "CHUNK_ROWS",
     "DEFAULT_LIMIT",
     "FILTER_OPTIONS",
-    "KEY_BATCH",
     "KEY_LABEL",
     "MAX_LIMIT",
     "MAX_NAME_LEN",

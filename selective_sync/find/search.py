@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, Select, String, func, select, type_co
 
 from selective_sync.settings import resolve_district
 
-from ..db import check_schema, make_engine
+from ..db import IN_LIST_SIZE, check_schema, chunked, make_engine
 from ..errors import BadInput
 from ..schema import district_table
 from ..settings import Settings
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 5_000
 # Keys per IN (...) list: far below every vendor's bound-parameter limit.
-KEY_BATCH = 500
 
 
 def find_records(
@@ -205,15 +204,14 @@ class _Plan:
         persons = self._named(_stream(conn, self._person_select()))
         stmt = self._enrollment_select()
         with engine.connect() as side:
-            while batch := [row[1] for row in islice(persons, KEY_BATCH)]:
+            while batch := [row[1] for row in islice(persons, IN_LIST_SIZE)]:
                 found = side.execute(stmt.where(self.enrollment.c.person_id.in_(batch)))
                 yield from (tuple(row) for row in found)
 
     def by_keys(self, conn: Connection, keys: Sequence[int], keep_missing: bool) -> Iterator[tuple]:
         """The matching rows of ``keys`` in key order; a key with no row as ``(key,)``."""
         stmt, key_column = self._root(correlated=True)
-        for start in range(0, len(keys), KEY_BATCH):
-            batch = keys[start : start + KEY_BATCH]
+        for batch in chunked(keys):
             found = {row[0]: tuple(row) for row in conn.execute(stmt.where(key_column.in_(batch)))}
             for key in batch:
                 row = found.get(key)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from ..db import chunked
 from ..models import ColumnDiff, RowChange
 from ..registry import TRIM_CHARS, Normaliser, ObjectSpec, Part
 from ..schema import district_table, state_table
@@ -34,7 +35,6 @@ Row = dict[str, Any]
 RowsByTable = dict[str, list[Row]]
 """One object's rows, by district table name (``person``, ``identity`` ...)."""
 
-IN_CHUNK = 500
 """Bound parameters per IN list: well under every backend's limit (SQLite 999 old)."""
 
 
@@ -170,7 +170,7 @@ def read_district(
     """
     found: dict[int, RowsByTable] = {}
     infos = part_infos(spec)
-    for chunk in _chunks(keys, IN_CHUNK):
+    for chunk in chunked(keys):
         by_key: dict[int, RowsByTable] = {}
         for info in infos:
             link = info.part.link
@@ -225,7 +225,7 @@ def read_state_many(
     """
     result: dict[int, RowsByTable] = {}
     infos = part_infos(spec)
-    for chunk in _chunks(list(district_rows), IN_CHUNK):
+    for chunk in chunked(list(district_rows)):
         per_key = {k: {info.name: {} for info in infos} for k in chunk}
         for info in infos:
             id_name, link = info.part.id_column, info.part.link
@@ -234,7 +234,7 @@ def read_state_many(
             if owner and link != id_name:
                 queries += [
                     (_state_select_many(info, id_name), {"values": ids})
-                    for ids in _chunks(list(owner), IN_CHUNK)
+                    for ids in chunked(list(owner))
                 ]
             for stmt, params in queries:
                 params["district_number"] = district_number
@@ -273,11 +273,6 @@ def _state_select(info: PartInfo, by_id: bool):
         by_ids = tab.c[info.part.id_column].in_(bindparam("ids", expanding=True))
         stmt = union_all(stmt, select(*columns).where(mine, by_ids))
     return stmt
-
-
-def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(seq), size):
-        yield list(seq[start : start + size])
 
 
 # ------------------------------------------------------------------ planning

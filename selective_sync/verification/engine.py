@@ -25,13 +25,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from itertools import islice
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select
 
-from selective_sync.db import check_schema
+from selective_sync.db import IN_LIST_SIZE, check_schema, chunked
 from selective_sync.errors import BadInput
 from selective_sync.models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
 from selective_sync.registry import ObjectSpec, get_object, object_names
@@ -47,7 +46,6 @@ from selective_sync.verification.normalise import Side, compared_labels, compare
 
 log = logging.getLogger(__name__)
 
-IN_BATCH = 500
 """Keys per ``IN (...)`` query: well under every driver's bound-parameter limit."""
 
 _LEAF_ROWS = 32
@@ -74,12 +72,6 @@ def _compile(engine: Engine, stmt: Select) -> tuple[str, Any]:
     if compiled.positional:
         return compiled.string, tuple(params[name] for name in compiled.positiontup)
     return compiled.string, params
-
-
-def _batched(items: list[int], size: int) -> Iterator[list[int]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 @contextmanager
@@ -163,7 +155,7 @@ def _side_chunks(
         # Sorted, disjoint batches each ordered by key: their concatenation is in key order.
         pending: list[Row] = []
         with _raw_cursor(conn, server_side=False) as cursor:
-            for batch in _batched(keys, IN_BATCH):
+            for batch in chunked(keys):
                 sql, params = _compile(engine, build(batch).order_by(key_col))
                 cursor.execute(sql, params)
                 pending.extend(cursor.fetchall())
@@ -563,7 +555,7 @@ def fetch_compared_rows(
     key_list = _clean_keys(keys)
     if not key_list:
         return {}
-    chunks = _side_chunks(engine, spec, side, district_number, key_list, IN_BATCH, packed=False)
+    chunks = _side_chunks(engine, spec, side, district_number, key_list, IN_LIST_SIZE, packed=False)
     return {row[0]: tuple(row[1:]) for chunk in chunks for row in chunk}
 
 
@@ -584,7 +576,7 @@ def fetch_object_rows(
         with engine.connect() as conn, _raw_cursor(conn, server_side=False) as cursor:
             for child in parts:
                 id_at = 1 + [name for name, _ in child.columns].index(child.part.id_column)
-                for batch in _batched(found, IN_BATCH):
+                for batch in chunked(found):
                     stmt = child_select(child, side, district_number, engine.dialect.name, batch)
                     cursor.execute(*_compile(engine, stmt))
                     for row in cursor.fetchall():

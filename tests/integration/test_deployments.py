@@ -17,6 +17,7 @@ DEPLOYMENTS = {
     SYNC,
     "verification-summary/nightly",
     "reconcile/nightly",
+    "reconcile-district/ad-hoc",
     "delete-history-entry/ad-hoc",
     "clear-sync-history/ad-hoc",
     "find-ids/ad-hoc",

@@ -256,9 +256,7 @@ def _yaml_entries(path: str, text: str) -> tuple[tuple[int, Any], ...]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        raise DistrictsFileError(f"{path}{line}: not valid YAML: {exc.problem}") from exc
+        raise DistrictsFileError(_yaml_problem(path, exc)) from exc
     if isinstance(node, yaml.MappingNode):
         found = [v for k, v in node.value if getattr(k, "value", None) == "districts"]
         if not found:
@@ -274,11 +272,19 @@ def _yaml_entries(path: str, text: str) -> tuple[tuple[int, Any], ...]:
             for item in node.value
         )
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        raise DistrictsFileError(f"{path}{line}: not valid YAML: {exc.problem}") from exc
+        raise DistrictsFileError(_yaml_problem(path, exc)) from exc
     finally:
         loader.dispose()
+
+
+def _yaml_problem(path: str, exc) -> str:
+    """``path, line L: not valid YAML: problem`` (and where the broken part started)."""
+    mark = exc.problem_mark or exc.context_mark
+    line = f", line {mark.line + 1}" if mark is not None else ""
+    text = f"{path}{line}: not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+        text += f" ({exc.context} on line {exc.context_mark.line + 1})"
+    return text
 
 
 def _toml_entries(path: str, text: str) -> tuple[tuple[int, Any], ...]:

@@ -3,8 +3,9 @@
 Two flows:
 
 - ``reconcile-district`` reconciles one district (verify, selective-sync what differs,
-  verify again) under the district's lock (``selective_sync.locks``), so it never overlaps
-  a person's selective sync of the same district; its ``reconcile-district-<n>`` table
+  then the district's Verification Summary, stored as it is after the syncs) under the
+  district's lock (``selective_sync.locks``), so it never overlaps a person's selective
+  sync of the same district; its ``reconcile-district-<n>`` table
   artifact holds its per-object figures.
 - ``reconcile`` (the nightly) runs ``reconcile-district`` once per district. On a Prefect
   server with the ``reconcile-district/ad-hoc`` deployment each district is its own flow
@@ -39,8 +40,10 @@ from pydantic import Field
 from flows.api_client import api_client
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
+from selective_sync.db import check_databases
 from selective_sync.errors import ReconcileIncomplete, RightsError, StoreUnavailable
 from selective_sync.locks import district_lock
+from selective_sync.models import accuracy
 from selective_sync.reconcile import (
     DEFAULT_MAX_KEYS,
     REQUESTER,
@@ -59,6 +62,7 @@ from selective_sync.registry import ObjectName
 from selective_sync.rights import Right, authorise
 from selective_sync.settings import configured_districts, get_settings, resolve_district
 from selective_sync.text import first_line, md_escape
+from tasks.verify import verify_object_task
 
 ARTIFACT_KEY = "reconcile-summary"
 DISTRICT_DEPLOYMENT = "reconcile-district/ad-hoc"
@@ -308,19 +312,21 @@ def reconcile_district(
 
 
 def reconcile_objects(district: DistrictReconciliation, names: list[str], max_keys: int) -> None:
-    """Verify the district's objects, sync each one's differing keys, verify those again."""
+    """Verify the district's objects, sync each one's differing keys, then run the
+    Verification Summary once, so the stored summary (and its reports) show the district
+    after the syncs."""
     logger = get_run_logger()
     number = district.district_number
-    state = verification_summary(
-        district=number, objects=names, requested_by=REQUESTER, return_state=True
-    )
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):
-        district.error = f"verification failed: {first_line(summary)}"
+    settings = get_settings()
+    try:
+        check_databases(resolve_district(settings, number).url, settings.resolved_state_url)
+        futures = [verify_object_task.submit(name, number) for name in names]
+        verifications = [f.result() for f in futures]
+    except Exception as exc:
+        district.error = f"verification failed: {first_line(exc)}"
         logger.error("District %s: %s", number, district.error)
         return
-    district.overall_accuracy_before = summary.overall_accuracy
-    for verification in summary.objects:
+    for verification in verifications:
         plan = plan_object(verification, max_keys)
         entry = ObjectReconciliation(
             plan,
@@ -347,18 +353,19 @@ def reconcile_objects(district: DistrictReconciliation, names: list[str], max_ke
             entry.succeeded,
             entry.failed,
         )
-    reverify(district)
+    district.overall_accuracy_before = accuracy(
+        sum(o.counts_before[0] for o in district.objects),
+        sum(o.counts_before[1] for o in district.objects),
+    )
+    verify_after(district)
 
 
-def reverify(district: DistrictReconciliation) -> None:
-    """Verify again the objects that had keys sent, so the stored Verification Summary (and
-    this run's table) shows the state after the syncs, not before them."""
-    sent = [o for o in district.objects if o.sent]
-    if not sent:
-        return
+def verify_after(district: DistrictReconciliation) -> None:
+    """The district's Verification Summary after the syncs (stored, with its reports);
+    each object's figures after. A failure leaves only the after figures missing."""
     state = verification_summary(
         district=district.district_number,
-        objects=[o.object for o in sent],
+        objects=[o.object for o in district.objects],
         requested_by=REQUESTER,
         return_state=True,
     )
@@ -372,7 +379,7 @@ def reverify(district: DistrictReconciliation) -> None:
         )
         return
     after = {v.object: v for v in summary.objects}
-    for entry in sent:
+    for entry in district.objects:
         verification = after.get(entry.object)
         if verification is not None:
             entry.accuracy_after = verification.accuracy

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import SelectiveSyncError
 from ..reports.model import format_accuracy
 from ..rights import Actor
 from ..text import format_timestamp
@@ -44,9 +45,15 @@ def show_state(
     missing = [d.number for d in summary.districts if not d.verified]
     todo = [d.number for d in summary.districts] if reverify else missing
     out = err_console if as_json else console
+    failed = []
     for number in todo:
         out.print(Text(f"verifying district {number}..."))
-        backend().run_verification(district=number, objects=None, requested_by=user)
+        try:
+            backend().run_verification(district=number, objects=None, requested_by=user)
+        except SelectiveSyncError as exc:
+            # The other districts go on; this one keeps its older results, or none.
+            failed.append(number)
+            err_console.print(Text(f"warning: district {number} not verified: {exc}"))
     if todo:
         summary = store.load_state_summary(user=actor)
     rows = state_rows(summary, format_accuracy, format_timestamp)
@@ -56,6 +63,8 @@ def show_state(
         where = "Re-verified now" if reverify else "Stored results"
         if missing and not reverify:
             where += f"; {len(missing)} district(s) had none stored and were verified now"
+        if failed:
+            where += f"; could not verify {', '.join(map(str, failed))}"
         console.print(Text(f"{where}. Worst districts first."))
         print_state(summary, rows)
     if fmt is not None:

@@ -382,7 +382,40 @@ def timed_command(args: list[str], env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def at_scale(api: Api, env: dict, district: int, entries: int) -> dict:
+def seed_summaries(api: Api, out: Path, env: dict, count: int) -> dict:
+    """``count`` districts with a stored Verification Summary: the nights' own, and for the
+    rest a copy of a real stored summary table under their number (through the API, as
+    store_summary writes it). Returns the environment that configures all of them."""
+    from selective_sync.verification.codec import summary_key
+
+    taken = api.post(
+        "/artifacts/filter",
+        {
+            "artifacts": {"key": {"like_": "verification-summary-1%"}, "type": {"any_": ["table"]}},
+            "sort": "CREATED_DESC",
+            "limit": 1,
+        },
+    )
+    rows = json.loads(taken[0]["data"])
+    lines = ["districts:"]
+    for number, name in districts_of(count):
+        lines += [f"  - number: {number}", f"    name: {name}", "    url: sqlite:///unused.db"]
+        have = api.post(
+            "/artifacts/filter", {"artifacts": {"key": {"any_": [summary_key(number)]}}, "limit": 1}
+        )
+        if not have:
+            copy = [{**r, "district": number, "district_name": name} for r in rows]
+            api.post(
+                "/artifacts/",
+                {"key": summary_key(number), "type": "table", "data": json.dumps(copy)},
+            )
+    path = out / f"districts-{count}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return {**env, "SELECTIVE_SYNC_DISTRICTS_FILE": str(path)}
+
+
+def at_scale(api: Api, env: dict, district: int, entries: int, summaries: int, out: Path) -> dict:
+    env = seed_summaries(api, out, env, summaries)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
@@ -390,6 +423,7 @@ def at_scale(api: Api, env: dict, district: int, entries: int) -> dict:
         from flows.history_store import list_entries
         from flows.verification_store import load_state_summary
 
+        load_state_summary()  # this process's first API call pays its connection set-up
         t0 = time.monotonic()
         state = load_state_summary()
         state_s = time.monotonic() - t0
@@ -401,6 +435,9 @@ def at_scale(api: Api, env: dict, district: int, entries: int) -> dict:
         t0 = time.monotonic()
         listed = list_entries(district, user=ADMIN)
         list_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        everything = list_entries(district, limit=entries + 100, user=ADMIN)
+        list_all_s = time.monotonic() - t0
         command_list, _out = timed_command(
             [CLI, "history", "list", "--district", str(district), "--user", ADMIN], env
         )
@@ -414,6 +451,8 @@ def at_scale(api: Api, env: dict, district: int, entries: int) -> dict:
         "history_entries_seeded": entries,
         "history_list_rows": len(listed),
         "history_list_s": round(list_s, 2),
+        "history_list_all_rows": len(everything),
+        "history_list_all_s": round(list_all_s, 2),
         "history_list_command_s": round(command_list, 2),
     }
     log(f"at scale: {json.dumps(figures, indent=1)}")
@@ -456,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--history-entries", type=int, default=1000)
+    parser.add_argument("--summary-districts", type=int, default=100)
     parser.add_argument("--night-timeout", type=float, default=1500)
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
@@ -563,7 +603,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"wall ratio {nights[-1]['workers']} vs {nights[0]['workers']} workers: "
                 f"{ratio:.2f} (target <= 0.6)"
             )
-        scale = at_scale(api, app_env, districts[0][0], args.history_entries)
+        scale = at_scale(
+            api, app_env, districts[0][0], args.history_entries, args.summary_districts, out
+        )
         figures = {
             "districts": len(districts),
             "persons": args.persons,

@@ -201,3 +201,44 @@ def test_the_nightly_goes_on_past_a_broken_district_and_reports_each(
     (row,) = rows
     assert row["object"] == "PersonIdentity" and row["sent"] == 5 and not row["error"]
     assert "districts not reconciled: **1**" in text
+
+
+def test_a_districts_table_reads_back_as_its_state_wide_line():
+    """The child run's table (district_table) is what the parent reads (summary_from_table)."""
+    from selective_sync.reconcile import (
+        StateReconciliation,
+        district_table,
+        state_markdown,
+        summary_from_table,
+    )
+
+    entry = ObjectReconciliation(
+        plan_object(verification(missing=[1, 2, 3], mismatched=[4]), 3),
+        97.0,
+        counts_before=(100, 4),
+        counts_after=(100, 2),
+        synced=2,
+        failed=1,
+        sync_run_id="run-9",
+    )
+    clean = ObjectReconciliation(plan_object(verification(), 3), 100.0, counts_before=(50, 0))
+    district = DistrictReconciliation(275, "MAPLE | VALLEY", [entry, clean])
+    line = summary_from_table(district_table(district), "child-1", 12.5)
+    assert line == district.summary("child-1", 12.5)
+    assert (line.sent, line.succeeded, line.failed, line.leftover) == (3, 2, 1, 1)
+    # Before: 4 errors in 150 keys; after: the clean object's figures carried over.
+    assert (line.accuracy_before, line.accuracy_after) == ("97.33%", "98.66%")
+    broken = summary_from_table(
+        district_table(DistrictReconciliation(276, "OAK", error="verification failed: gone"))
+    )
+    assert broken.error == "verification failed: gone" and broken.counts_before is None
+    with pytest.raises(ValueError):
+        summary_from_table([{"format": 99}])
+
+    state = StateReconciliation(NOW, 1000, "work pool", [line, broken], completed_at=NOW)
+    text = state_markdown(state, lambda run: f"/runs/flow-run/{run}")
+    rows = [r for r in text.splitlines() if r.startswith("| 27")]
+    assert rows[0].startswith("| 276 OAK") and "verification failed: gone" in rows[0]
+    assert rows[1].startswith("| 275 MAPLE \\| VALLEY | 97.33% | 98.66% | 3 | 2 | 1 | 1 |")
+    assert "[run](/runs/flow-run/child-1)" in rows[1]
+    assert state.errors == ["district 276: verification failed: gone"]

@@ -173,11 +173,22 @@ def _district_entries(
 ) -> list[HistoryEntry]:
     found: list[HistoryEntry] = []
     for page in _sync_runs(client):
-        entries = _entries(client, settings, page, with_outcomes=False)
-        found.extend(e for e in entries if e.district == number)
-        if limit is not None and len(found) >= limit:
-            break
+        # A run given another district is that district's (the flow runs it there): its
+        # artifacts are not read. A run given none is read, since its artifacts say which.
+        candidates = [r for r in page if _district_parameter(r) in (number, None)]
+        step = max(limit - len(found), 1) if limit is not None else len(candidates) or 1
+        for start in range(0, len(candidates), step):
+            chunk = candidates[start : start + step]
+            entries = _entries(client, settings, chunk, with_outcomes=False)
+            found.extend(e for e in entries if e.district == number)
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
     return found[:limit] if limit is not None else found
+
+
+def _district_parameter(flow_run: FlowRun) -> int | None:
+    value = (flow_run.parameters or {}).get("district")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _find_run(client: SyncPrefectClient, run: str, *, list_matches: bool = True) -> FlowRun:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import time
@@ -20,6 +21,7 @@ from flows.history_store import refresh_table
 from flows.runner import ConfiguredTaskRunner
 from selective_sync.errors import BatchAborted, RequestFailed, SelectiveSyncError
 from selective_sync.history.codec import outcome_line, request_status
+from selective_sync.locks import district_lock
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
@@ -110,20 +112,10 @@ def selective_sync(
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
-    before = verify_object_task(spec.name, config.number, quote(keys))
-    logger.info(
-        "Before: %s missing at state, %s mismatched, %s missing at district",
-        len(before.missing_at_state),
-        len(before.mismatched),
-        len(before.missing_at_district),
-    )
-
-    progress_id = start_progress(config.number)
-    outcomes = fan_out(
-        settings, spec.name, config.number, keys, check_dependencies, dry_run, progress_id
-    )
-
-    unverified = None if dry_run else verify_after(spec.name, config.number, keys, outcomes)
+    with district_write_lock(settings, config.number, dry_run):
+        outcomes, unverified = verify_sync_verify(
+            settings, spec.name, config.number, keys, check_dependencies, dry_run
+        )
     result = SyncResult(
         object=spec.name,
         district_number=config.number,
@@ -175,6 +167,48 @@ def show_in_progress(district: int) -> None:
         refresh_table(district)
     except Exception as exc:  # the sync matters more than the table; its end rewrites it
         get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
+
+
+def district_write_lock(settings: Settings, district: int, dry_run: bool):
+    """The district's lock (``selective_sync.locks``) around a sync that writes: a sync and
+    the district's nightly reconciliation never overlap. A dry run writes nothing: no lock."""
+    if dry_run:
+        return contextlib.nullcontext()
+    return district_lock(
+        settings.resolved_state_url,
+        district,
+        settings.district_lock_timeout_s,
+        holder=f"the selective sync of district {district}",
+        exclusive=False,
+    )
+
+
+def verify_sync_verify(
+    settings: Settings,
+    object_name: str,
+    district: int,
+    keys: list[int],
+    check_dependencies: bool,
+    dry_run: bool,
+) -> tuple[dict[int, KeyOutcome], str | None]:
+    """Verify the keys, sync them, verify them again: the outcomes, and why the
+    verification after could not run (None when it ran)."""
+    logger = get_run_logger()
+    before = verify_object_task(object_name, district, quote(keys))
+    logger.info(
+        "Before: %s missing at state, %s mismatched, %s missing at district",
+        len(before.missing_at_state),
+        len(before.mismatched),
+        len(before.missing_at_district),
+    )
+
+    progress_id = start_progress(district)
+    outcomes = fan_out(
+        settings, object_name, district, keys, check_dependencies, dry_run, progress_id
+    )
+
+    unverified = None if dry_run else verify_after(object_name, district, keys, outcomes)
+    return outcomes, unverified
 
 
 def verify_after(

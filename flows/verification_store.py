@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    ArtifactCollectionFilterType,
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
@@ -27,6 +30,7 @@ from flows.api_client import PAGE, api_client, read_all_artifacts
 from selective_sync.errors import BadInput, StoredSummaryError, StoreUnavailable
 from selective_sync.models import DistrictVerification
 from selective_sync.rights import Actor, Right, authorise
+from selective_sync.settings import configured_districts, get_settings
 from selective_sync.verification.codec import (
     AccuracyTrend,
     check_rows,
@@ -35,6 +39,7 @@ from selective_sync.verification.codec import (
     summary_key,
     trend_from_summaries,
 )
+from selective_sync.verification.state import StateSummary, state_summary, state_trend
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -97,6 +102,40 @@ def complete_summary(
         have.update((name, o) for name, o in stored.items() if name not in have)
     objects = [have[r["object"]] for r in rows]
     return DistrictVerification(known.district_number, known.district_name, objects)
+
+
+def load_state_summary(*, user: str | Actor | None = None) -> StateSummary:
+    """The state's view: every configured district's stored figures (one API call for the
+    latest summary table of each), worst district first. Needs R when ``user`` is given."""
+    if user is not None:
+        authorise(user, Right.R)
+    districts = [(d.number, d.name) for d in configured_districts(get_settings())]
+    keys = {summary_key(n): n for n, _name in districts}
+    stored: dict[int, list[dict[str, Any]]] = {}
+    names = list(keys)
+    with _client() as client:
+        for start in range(0, len(names), PAGE):
+            latest = client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    key=ArtifactCollectionFilterKey(any_=names[start : start + PAGE]),
+                    type=ArtifactCollectionFilterType(any_=["table"]),
+                ),
+                limit=PAGE,
+            )
+            for collection in latest:
+                stored[keys[collection.key]] = check_rows(_data(collection.data))
+    return state_summary(districts, stored)
+
+
+def load_state_trend(
+    days: int = DEFAULT_TREND_RUNS, *, user: str | Actor | None = None
+) -> AccuracyTrend:
+    """The state's overall accuracy at the end of each of the last ``days`` days with
+    results (every district's last runs are read). Needs R when ``user`` is given."""
+    if user is not None:
+        authorise(user, Right.R)
+    numbers = [d.number for d in configured_districts(get_settings())]
+    return state_trend((load_trend(n, days) for n in numbers), days)
 
 
 # ---------------------------------------------------------------- reading

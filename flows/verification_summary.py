@@ -12,34 +12,45 @@ import getpass
 from typing import Annotated
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from flows.forms import DistrictNumber, NoneAsEmpty, OptionalText, district_or_default, title
-from flows.verification_store import complete_summary, latest_rows, load_trend
+from flows.verification_store import (
+    complete_summary,
+    latest_rows,
+    load_state_summary,
+    load_state_trend,
+    load_trend,
+)
 from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
 from selective_sync.db import check_databases
 from selective_sync.errors import SelectiveSyncError, StoredSummaryError
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
 from selective_sync.rights import Right, authorise
-from selective_sync.settings import get_settings, resolve_district
-from selective_sync.text import format_accuracy
+from selective_sync.settings import configured_districts, get_settings, resolve_district
+from selective_sync.text import first_line, format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
+from selective_sync.verification.state import STATE_KEY, StateSummary, state_rows
 from tasks.alerts import emit_drift_event
-from tasks.reports import render_verification_reports
+from tasks.reports import render_state_reports, render_verification_reports
 from tasks.verify import store_summary, verify_object_task
 
 
 def _run_name() -> str:
     """E.g. "Verification Summary 275 by alice" (the district resolved when 0 or None)."""
     params = flow_run.get_parameters()
+    by = params.get("requested_by")
+    suffix = f" by {by}" if by else ""
+    if params.get("all_districts"):
+        return f"Verification Summary all districts{suffix}"
     number = params.get("district")
     # The flow itself reports a bad district; naming the run must not fail on it.
     with contextlib.suppress(Exception):
         number = resolve_district(get_settings(), district_or_default(number)).number
-    by = params.get("requested_by")
-    return f"Verification Summary {number} by {by}" if by else f"Verification Summary {number}"
+    return f"Verification Summary {number}{suffix}"
 
 
 @flow(
@@ -51,7 +62,9 @@ def verification_summary(
     district: Annotated[DistrictNumber, title("District")] = 0,
     objects: Annotated[list[ObjectName], NoneAsEmpty, title("Objects")] = (),
     requested_by: Annotated[OptionalText, title("Requested by")] = "",
-) -> DistrictVerification:
+    all_districts: Annotated[bool, title("All districts (the state's view)")] = False,
+    reverify: Annotated[bool, title("Verify again (off: the stored results)")] = False,
+) -> DistrictVerification | StateSummary:
     """Verify district against state, store the district's summary and render its reports.
 
     Args:
@@ -60,11 +73,19 @@ def verification_summary(
             their stored results and timestamps.
         requested_by: Who asks (needs the R right); the report links are issued to this
             user. Left empty (the nightly schedule), the account running the flow.
+        all_districts: The state's view instead: every configured district, worst first,
+            then each district's objects (table artifact ``verification-summary-state``,
+            PDF and DOCX reports).
+        reverify: With all districts: verify every district again first (each district is
+            a run of this flow); off, the stored results are shown (a district with none
+            is verified). One district is always verified.
     """
     logger = get_run_logger()
     settings = get_settings()
     if requested_by:
         authorise(requested_by, Right.R)
+    if all_districts:
+        return state_view(objects, requested_by, reverify)
     config = resolve_district(settings, district_or_default(district))
     check_databases(config.url, settings.resolved_state_url)
     names = list(dict.fromkeys(str(o) for o in objects)) if objects else object_names()
@@ -113,3 +134,46 @@ def deliver_reports(summary: DistrictVerification, trend: AccuracyTrend | None, 
         get_run_logger().error(
             "The Verification Summary reports could not be made: %s", state.message
         )
+
+
+def state_view(objects: list[str] | None, requested_by: str | None, reverify: bool) -> StateSummary:
+    """The state's Verification Summary: verify the districts that need it (all of them
+    with ``reverify``), then one table artifact and the PDF/DOCX reports over every district."""
+    logger = get_run_logger()
+    stored = load_state_summary()
+    todo = (
+        [d.number for d in configured_districts(get_settings())]
+        if reverify
+        else [d.number for d in stored.districts if not d.verified]
+    )
+    for number in todo:
+        state = verification_summary(
+            district=number, objects=objects, requested_by=requested_by, return_state=True
+        )
+        if state.is_failed():
+            # The others go on; this district shows its older results, or none.
+            logger.error("District %s could not be verified: %s", number, first_line(state.message))
+    summary = load_state_summary() if todo else stored
+    create_table_artifact(
+        key=STATE_KEY,
+        table=state_rows(summary, format_accuracy, format_timestamp),
+        description=(
+            f"Verification Summary of {len(summary.districts):,} districts, worst first: "
+            f"state overall accuracy {format_accuracy(summary.distinct, summary.errors)}"
+        ),
+    )
+    trend = None
+    try:
+        trend = load_state_trend()
+    except SelectiveSyncError as exc:
+        logger.warning("The state's accuracy over time could not be read: %s", exc)
+    done = render_state_reports(
+        quote(summary),
+        flow_run.get_id(),
+        requested_by or getpass.getuser(),
+        quote(trend),
+        return_state=True,
+    )
+    if done.is_failed():
+        logger.error("The state's Verification Summary reports could not be made: %s", done.message)
+    return summary

@@ -46,6 +46,16 @@ class DistrictNotConfigured(BadInput):
         )
 
 
+class DistrictsFileError(BadInput):
+    """The districts file cannot be read or holds a bad entry (the message names the line)."""
+
+
+class DistrictBusy(SelectiveSyncError):
+    """Another sync or reconciliation of the same district held its lock for too long."""
+
+    transient: ClassVar[bool] = False
+
+
 class RightsError(SelectiveSyncError):
     """A user lacks the right an action needs (or bootstrap is no longer allowed)."""
 

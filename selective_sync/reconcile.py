@@ -12,7 +12,7 @@ not found). They are counted so the report says how many need a person to look a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,7 +55,7 @@ class ObjectReconciliation:
 
     plan: ObjectPlan
     # (Distinct, Errors) verified before the syncs, and after them: None when nothing was
-    # sent or the re-verification failed.
+    # sent or the re-verification failed. The district's overall accuracy adds these up.
     counts_before: tuple[int, int]
     counts_after: tuple[int, int] | None = None
     sync_run_id: str | None = None
@@ -66,16 +66,16 @@ class ObjectReconciliation:
     error: str | None = None
 
     @property
-    def object(self) -> str:
-        return self.plan.object
-
-    @property
     def accuracy_before(self) -> float:
         return accuracy(*self.counts_before)
 
     @property
     def accuracy_after(self) -> float | None:
         return None if self.counts_after is None else accuracy(*self.counts_after)
+
+    @property
+    def object(self) -> str:
+        return self.plan.object
 
     @property
     def leftover(self) -> int:
@@ -114,6 +114,85 @@ class DistrictReconciliation:
     @property
     def leftover(self) -> int:
         return sum(o.leftover for o in self.objects)
+
+    def summary(self, run_id: str | None = None, seconds: float | None = None) -> DistrictSummary:
+        """This district's line of the state-wide summary."""
+        before = [o.counts_before for o in self.objects]
+        after = [o.counts_after or o.counts_before for o in self.objects]
+        errors = [f"{o.object}: {o.error}" for o in self.objects if o.error]
+        return DistrictSummary(
+            number=self.district_number,
+            name=self.district_name,
+            counts_before=_add(before) if before else None,
+            counts_after=_add(after) if after else None,
+            sent=sum(o.sent for o in self.objects),
+            succeeded=sum(o.succeeded for o in self.objects),
+            failed=sum(o.failed for o in self.objects),
+            leftover=self.leftover,
+            error="; ".join(([self.error] if self.error else []) + errors) or None,
+            run_id=run_id,
+            seconds=seconds,
+        )
+
+
+def _add(counts: list[tuple[int, int]]) -> tuple[int, int]:
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+@dataclass
+class DistrictSummary:
+    """One district in the state-wide reconciliation: its totals and its child run."""
+
+    number: int
+    name: str
+    counts_before: tuple[int, int] | None = None  # (distinct, errors) over its objects
+    counts_after: tuple[int, int] | None = None
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    leftover: int = 0
+    error: str | None = None
+    run_id: str | None = None
+    seconds: float | None = None
+
+    @property
+    def accuracy_before(self) -> str:
+        return format_accuracy(*self.counts_before) if self.counts_before else ""
+
+    @property
+    def accuracy_after(self) -> str:
+        return format_accuracy(*self.counts_after) if self.counts_after else ""
+
+
+@dataclass
+class StateReconciliation:
+    """The nightly over every district: one summary per district, each from its own run."""
+
+    started_at: datetime
+    max_keys: int
+    mode: str  # "work pool" or "in-process"
+    districts: list[DistrictSummary] = field(default_factory=list)
+    completed_at: datetime | None = None
+
+    @property
+    def sent(self) -> int:
+        return sum(d.sent for d in self.districts)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(d.succeeded for d in self.districts)
+
+    @property
+    def failed(self) -> int:
+        return sum(d.failed for d in self.districts)
+
+    @property
+    def leftover(self) -> int:
+        return sum(d.leftover for d in self.districts)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"district {d.number}: {d.error}" for d in self.districts if d.error]
 
 
 @dataclass
@@ -275,3 +354,113 @@ def _object_row(o: ObjectReconciliation, run_link: Callable[[str], str] | None) 
         run,
     )
     return "| " + " | ".join(cells) + " |"
+
+
+# ---------------------------------------------------------------- one district's table
+
+DISTRICT_TABLE_FORMAT = 1
+
+
+def district_table(district: DistrictReconciliation) -> list[dict]:
+    """A district's reconciliation as table rows, one per object (one row for a district
+    that could not be verified): the child run's artifact, read back by the parent."""
+    base = {
+        "district": district.district_number,
+        "district_name": district.district_name,
+        "format": DISTRICT_TABLE_FORMAT,
+    }
+    if district.error or not district.objects:
+        rows = [{**base, "object": "", "error": district.error or ""}]
+    else:
+        rows = []
+    for o in district.objects:
+        after = o.counts_after
+        rows.append(
+            {
+                **base,
+                "object": o.object,
+                "accuracy_before": format_accuracy(*o.counts_before),
+                "accuracy_after": format_accuracy(*after) if after else "",
+                "distinct_before": o.counts_before[0],
+                "errors_before": o.counts_before[1],
+                "distinct_after": after[0] if after else None,
+                "errors_after": after[1] if after else None,
+                "missing_at_state": o.plan.missing_at_state,
+                "mismatched": o.plan.mismatched,
+                "missing_at_district": o.plan.missing_at_district,
+                "sent": o.sent,
+                "synced": o.synced,
+                "unchanged": o.unchanged,
+                "not_found": o.not_found,
+                "failed": o.failed,
+                "left_over": o.leftover,
+                "sync_run": o.sync_run_id or "",
+                "error": o.error or "",
+            }
+        )
+    return rows
+
+
+def summary_from_table(
+    rows: Sequence[Mapping], run_id: str | None = None, seconds: float | None = None
+) -> DistrictSummary:
+    """The state-wide line of a district from its child run's table (``district_table``)."""
+    if not rows or any(r.get("format") != DISTRICT_TABLE_FORMAT for r in rows):
+        raise ValueError("not a reconcile-district table of this version")
+    objects = [r for r in rows if r["object"]]
+    before = [(int(r["distinct_before"]), int(r["errors_before"])) for r in objects]
+    after = [
+        (int(r["distinct_after"]), int(r["errors_after"]))
+        if r.get("distinct_after") is not None
+        else (int(r["distinct_before"]), int(r["errors_before"]))
+        for r in objects
+    ]
+    errors = [r["error"] if not r["object"] else f"{r['object']}: {r['error']}" for r in rows]
+    return DistrictSummary(
+        number=int(rows[0]["district"]),
+        name=str(rows[0]["district_name"]),
+        counts_before=_add(before) if objects else None,
+        counts_after=_add(after) if objects else None,
+        sent=sum(int(r["sent"]) for r in objects),
+        succeeded=sum(int(r["synced"]) + int(r["unchanged"]) for r in objects),
+        failed=sum(int(r["failed"]) for r in objects),
+        leftover=sum(int(r["left_over"]) for r in objects),
+        error="; ".join(e for e, r in zip(errors, rows, strict=True) if r["error"]) or None,
+        run_id=run_id,
+        seconds=seconds,
+    )
+
+
+# ---------------------------------------------------------------- the state-wide table
+
+
+def state_markdown(result: StateReconciliation, run_link: Callable[[str], str]) -> str:
+    """The parent run's artifact: a narrow table, one line per district, with a link to
+    each district's own run (which holds the per-object table); failed districts first."""
+    lines = [
+        "# Scheduled reconciliation of every district",
+        "",
+        f"Started {format_timestamp(result.started_at)}, completed "
+        f"{format_timestamp(result.completed_at) or 'not yet'}; {len(result.districts):,} "
+        f"districts ({result.mode}); at most {result.max_keys:,} keys per object; requested "
+        f"by *{md_escape(REQUESTER)}*.",
+        "",
+        f"Keys sent: **{result.sent:,}**, succeeded: **{result.succeeded:,}**, "
+        f"failed: **{result.failed:,}**, left over: **{result.leftover:,}**; districts "
+        f"not reconciled: **{len(result.errors):,}**.",
+        "",
+        "| District | Accuracy before | after | Sent | Succeeded | Failed | Left over | Run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ordered = sorted(result.districts, key=lambda d: (d.error is None, d.number))
+    for d in ordered:
+        run = f"[{'failed: ' if d.error else ''}run]({run_link(d.run_id)})" if d.run_id else ""
+        if d.error:
+            run = f"{run} {md_escape(d.error[:200])}".strip()
+        lines.append(
+            f"| {d.number} {md_escape(d.name)} | {d.accuracy_before} | {d.accuracy_after} "
+            f"| {d.sent:,} | {d.succeeded:,} | {d.failed:,} | {d.leftover:,} | {run} |"
+        )
+    if not result.districts:
+        lines.append("| | | | | | | | |")
+    return "\n".join(lines)

@@ -1,16 +1,25 @@
 """All configuration, read from the environment (prefix ``SELECTIVE_SYNC_``), and which
-districts this installation serves (``configured_districts``, ``resolve_district``)."""
+districts this installation serves (``configured_districts``, ``resolve_district``).
+
+Districts come from three places: the single-district settings (``DISTRICT_NUMBER``,
+``_NAME``, ``_URL``), the JSON variable ``SELECTIVE_SYNC_DISTRICTS`` and, for a state with
+many districts, a YAML or TOML file named by ``SELECTIVE_SYNC_DISTRICTS_FILE`` (see
+:func:`load_districts_file`).
+"""
 
 from __future__ import annotations
 
-from functools import cached_property
+import os
+import re
+import tomllib
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import DistrictNotConfigured
+from .errors import DistrictNotConfigured, DistrictsFileError
 
 DEFAULT_DATA_DIR = Path.home() / ".selective-sync"
 DEMO_DISTRICT_NUMBER = 275
@@ -23,6 +32,7 @@ class DistrictConfig(BaseModel):
     number: int = Field(gt=0)
     name: str = Field(min_length=1)
     url: str
+    enabled: bool = True
 
 
 class Settings(BaseSettings):
@@ -45,6 +55,22 @@ class Settings(BaseSettings):
     districts: list[DistrictConfig] = Field(
         default_factory=list,
         description='More districts, as JSON: [{"number": 276, "name": "...", "url": ...}].',
+    )
+    districts_file: Path | None = Field(
+        default=None,
+        description="YAML or TOML file listing the districts (number, name, url, enabled).",
+    )
+    district_lock_timeout_s: float = Field(
+        default=900.0,
+        ge=0,
+        description=(
+            "How long a sync or a district's reconciliation waits for another one of the "
+            "same district to finish before it gives up."
+        ),
+    )
+    reconcile_district_deployment: str = Field(
+        default="reconcile-district/reconcile-one-district",
+        description="The deployment the nightly runs once per district on the work pool.",
     )
     sqlite_busy_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a SQLite writer waits for a lock."
@@ -169,22 +195,186 @@ def get_settings() -> Settings:
 
 
 def configured_districts(settings: Settings) -> list[DistrictConfig]:
-    """The default district (from the single-district settings) followed by any others."""
-    default = DistrictConfig(
-        number=settings.district_number,
-        name=settings.district_name,
-        url=settings.resolved_district_url,
-    )
-    others = [d for d in settings.districts if d.number != default.number]
-    return [default, *others]
+    """Every enabled district, the default one first.
+
+    Without a districts file: the single-district settings, then ``DISTRICTS`` (JSON).
+    With one, the file lists the districts; the single-district settings add one only when
+    ``DISTRICT_URL`` is set, and the default is ``DISTRICT_NUMBER`` when set, else the
+    file's first enabled district. A number listed twice is refused.
+    """
+    listed = list(settings.districts)
+    from_file = load_districts_file(settings.districts_file) if settings.districts_file else []
+    in_json = {d.number for d in listed}
+    for entry in from_file:
+        if entry.number in in_json:
+            raise DistrictsFileError(
+                f"{settings.districts_file}: district {entry.number} is also in "
+                "SELECTIVE_SYNC_DISTRICTS; list each district once"
+            )
+    listed += from_file
+    explicit = settings.model_fields_set
+    if not from_file or "district_url" in explicit:
+        default = DistrictConfig(
+            number=settings.district_number,
+            name=settings.district_name,
+            url=settings.resolved_district_url,
+        )
+        others = [d for d in listed if d.number != default.number and d.enabled]
+        return [default, *others]
+    enabled = [d for d in listed if d.enabled]
+    if "district_number" in explicit:
+        first = [d for d in enabled if d.number == settings.district_number]
+        return first + [d for d in enabled if d.number != settings.district_number]
+    return enabled
 
 
 def resolve_district(settings: Settings, number: int | None = None) -> DistrictConfig:
     """The district numbered ``number`` (default: the configured district)."""
     districts = configured_districts(settings)
+    if not districts:
+        raise DistrictNotConfigured(number or settings.district_number, ["none enabled"])
     if number is None:
         return districts[0]
     for district in districts:
         if district.number == number:
             return district
     raise DistrictNotConfigured(number, [f"{d.number} {d.name}" for d in districts])
+
+
+# ---------------------------------------------------------------- the districts file
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_districts_file(path: Path) -> list[DistrictConfig]:
+    """The districts listed in a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
+
+    Either format holds a list ``districts`` of entries with ``number``, ``name``, ``url``
+    and optionally ``enabled`` (default true); ``${NAME}`` in a URL is replaced by the
+    environment variable NAME (passwords stay out of the file). Anything wrong is refused
+    with DistrictsFileError naming the file, the line and the problem.
+    """
+    path = Path(path).expanduser()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise DistrictsFileError(f"cannot read the districts file {path}: {exc.strerror}") from exc
+    entries = _parsed_entries(str(path), stat.st_mtime_ns, stat.st_size)
+    districts: list[DistrictConfig] = []
+    seen: dict[int, int] = {}
+    for line, raw in entries:
+        district = _district_entry(path, line, raw)
+        if district.number in seen:
+            raise DistrictsFileError(
+                f"{path}, line {line}: district {district.number} is listed twice "
+                f"(first on line {seen[district.number]})"
+            )
+        seen[district.number] = line
+        districts.append(district)
+    return districts
+
+
+@lru_cache(maxsize=8)
+def _parsed_entries(path: str, _mtime_ns: int, _size: int) -> tuple[tuple[int, Any], ...]:
+    """(line, raw entry) of each district, parsed once per version of the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DistrictsFileError(f"cannot read the districts file {path}: {exc}") from exc
+    suffix = Path(path).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return _yaml_entries(path, text)
+    if suffix == ".toml":
+        return _toml_entries(path, text)
+    raise DistrictsFileError(
+        f"the districts file {path} must end in .yaml, .yml or .toml (got {suffix or 'none'})"
+    )
+
+
+def _yaml_entries(path: str, text: str) -> tuple[tuple[int, Any], ...]:
+    import yaml  # a Prefect dependency
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise DistrictsFileError(_yaml_problem(path, exc)) from exc
+    if isinstance(node, yaml.MappingNode):
+        found = [v for k, v in node.value if getattr(k, "value", None) == "districts"]
+        if not found:
+            raise DistrictsFileError(f"{path}, line 1: no 'districts' list in the file")
+        node = found[0]
+    if not isinstance(node, yaml.SequenceNode):
+        line = node.start_mark.line + 1 if node is not None else 1
+        raise DistrictsFileError(f"{path}, line {line}: 'districts' must be a list of entries")
+    loader = yaml.SafeLoader(text)
+    try:
+        return tuple(
+            (item.start_mark.line + 1, loader.construct_object(item, deep=True))
+            for item in node.value
+        )
+    except yaml.MarkedYAMLError as exc:
+        raise DistrictsFileError(_yaml_problem(path, exc)) from exc
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(path: str, exc) -> str:
+    """``path, line L: not valid YAML: problem`` (and where the broken part started)."""
+    mark = exc.problem_mark or exc.context_mark
+    line = f", line {mark.line + 1}" if mark is not None else ""
+    text = f"{path}{line}: not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+        text += f" ({exc.context} on line {exc.context_mark.line + 1})"
+    return text
+
+
+def _toml_entries(path: str, text: str) -> tuple[tuple[int, Any], ...]:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The message ends "(at line L, column C)".
+        raise DistrictsFileError(f"{path}: not valid TOML: {exc}") from exc
+    districts = document.get("districts")
+    if not isinstance(districts, list):
+        raise DistrictsFileError(
+            f"{path}, line 1: no [[districts]] tables (or 'districts' list) in the file"
+        )
+    # tomllib keeps no positions: the n-th entry is the n-th [[districts]] header.
+    headers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[districts]]"]
+    return tuple((headers[i] if i < len(headers) else 1, raw) for i, raw in enumerate(districts))
+
+
+def _district_entry(path: Path, line: int, raw: Any) -> DistrictConfig:
+    where = f"{path}, line {line}"
+    if not isinstance(raw, dict):
+        raise DistrictsFileError(f"{where}: a district entry must be a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - set(DistrictConfig.model_fields))
+    if unknown:
+        raise DistrictsFileError(
+            f"{where}: unknown field {', '.join(map(str, unknown))} "
+            "(expected number, name, url, enabled)"
+        )
+    entry = dict(raw)
+    if isinstance(entry.get("url"), str):
+        entry["url"] = _substitute(where, entry["url"])
+    try:
+        return DistrictConfig.model_validate(entry, strict=True)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"]) or "entry"
+        raise DistrictsFileError(f"{where}: {field}: {problem['msg']}") from exc
+
+
+def _substitute(where: str, url: str) -> str:
+    """``url`` with each ``${NAME}`` replaced by the environment variable NAME."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not _ENV_NAME.fullmatch(name):
+            raise DistrictsFileError(f"{where}: url: ${{{name}}} is not a variable name")
+        if name not in os.environ:
+            raise DistrictsFileError(f"{where}: url: the variable {name} is not set")
+        return os.environ[name]
+
+    return _PLACEHOLDER.sub(value, url)

@@ -19,11 +19,14 @@ from selective_sync.reports.storage import (
 )
 from selective_sync.text import md_escape
 from selective_sync.verification.codec import AccuracyTrend
+from selective_sync.verification.state import StateSummary
 
 SERVER_HINT = "served by `selective-sync reports serve`"
 
 
-def _link_artifacts(links: list[ReportLink], key_prefix: str, district: int, what: str) -> None:
+def _link_artifacts(
+    links: list[ReportLink], key_prefix: str, district: int | str, what: str
+) -> None:
     for link in links:
         create_link_artifact(
             key=f"{key_prefix}-{link.ref.fmt}-{district}",
@@ -73,4 +76,21 @@ def render_verification_reports(
         links, "verification-report", number, f"Verification Summary of district {number}"
     )
     logger.info("Reports: %s", _link_list(links))
+    return [link.url for link in links]
+
+
+@task(
+    name="render_state_reports",
+    task_run_name="render-state-reports",
+    cache_policy=NO_CACHE,
+)
+def render_state_reports(summary: StateSummary, run_id: str, user: str, trend=None) -> list[str]:
+    """Render the state's Verification Summary as PDF and DOCX, store them, link them."""
+    from selective_sync.reports.state import state_report
+
+    report = state_report(summary, datetime.now(UTC), trend)
+    refs = [StoredReport.state(run_id, fmt) for fmt in SYNC_FORMATS]
+    links = store_reports(report, refs, user)
+    _link_artifacts(links, "verification-report", "state", "Verification Summary of every district")
+    get_run_logger().info("Reports stored: %s", ", ".join(str(link.path) for link in links))
     return [link.url for link in links]

@@ -113,7 +113,7 @@ def test_reconcile_without_the_w_right_fails_clearly_and_writes_nothing(demo, ad
 
 @pytest.mark.usefixtures("prefect_api")
 def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
-    from flows.reconcile import reconcile
+    from flows.reconcile import reconcile_district
     from selective_sync.registry import get_object
     from selective_sync.rights import RightsStore
     from selective_sync.settings import get_settings
@@ -124,11 +124,10 @@ def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
         store.grant(admin, REQUESTER, "W")
     kinds = demo.manifest["Enrollment"]
     differing = len(set(kinds["missing_at_state"]) | set(kinds["mismatched"]))
-    result = reconcile(districts=[275], objects=["Enrollment"], max_keys=3)
-    (district,) = result.districts
+    district = reconcile_district(district=275, objects=["Enrollment"], max_keys=3)
     (entry,) = district.objects
     assert entry.plan.keys == sorted(kinds["missing_at_state"])[:3]
-    assert entry.leftover == differing - 3 and result.leftover == differing - 3
+    assert entry.leftover == differing - 3 and district.leftover == differing - 3
     assert entry.sync_run_id and entry.sent == 3
     # Check dependencies is on: a missing parent is synced first. Only a key the state
     # refuses (an unmapped code, its own or its parent's) can still fail.
@@ -155,3 +154,90 @@ def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
     assert len(stored_errors) == differing - entry.succeeded
     assert entry.accuracy_after == pytest.approx(stored.accuracy)
     assert entry.accuracy_after > entry.accuracy_before
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_nightly_goes_on_past_a_broken_district_and_reports_each(
+    demo, admin, tmp_path, monkeypatch
+):
+    """Without a server the districts run in-process one after another; a district whose
+    database is gone is reported (its error, a link to its run) and the others finish."""
+    import json as _json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.reconcile import ARTIFACT_KEY, district_key, reconcile
+    from selective_sync.errors import ReconcileIncomplete
+    from selective_sync.rights import RightsStore
+
+    with RightsStore.from_settings() as store:
+        store.grant(admin, REQUESTER, "W")
+    broken = {"number": 901, "name": "BROKEN", "url": f"sqlite:///{tmp_path / 'gone.db'}"}
+    monkeypatch.setenv("SELECTIVE_SYNC_DISTRICTS", _json.dumps([broken]))
+    state = reconcile(objects=["PersonIdentity"], max_keys=5, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ReconcileIncomplete, match="district 901"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        (summary,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+            limit=1,
+            sort="CREATED_DESC",
+        )
+        (good,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[district_key(275)])),
+            limit=1,
+            sort="CREATED_DESC",
+        )
+    text = summary.data
+    lines = [line for line in text.splitlines() if line.startswith("| 9") or line.startswith("| 2")]
+    # The failed district first, with its error and its run; then the reconciled one.
+    assert lines[0].startswith("| 901 BROKEN") and "failed: run" in lines[0], text
+    assert "does not exist" in lines[0]
+    assert lines[1].startswith("| 275 MAPLE VALLEY"), text
+    assert "/runs/flow-run/" in lines[1]
+    rows = _json.loads(good.data)
+    (row,) = rows
+    assert row["object"] == "PersonIdentity" and row["sent"] == 5 and not row["error"]
+    assert "districts not reconciled: **1**" in text
+
+
+def test_a_districts_table_reads_back_as_its_state_wide_line():
+    """The child run's table (district_table) is what the parent reads (summary_from_table)."""
+    from selective_sync.reconcile import (
+        StateReconciliation,
+        district_table,
+        state_markdown,
+        summary_from_table,
+    )
+
+    entry = ObjectReconciliation(
+        plan_object(verification(missing=[1, 2, 3], mismatched=[4]), 3),
+        counts_before=(100, 4),
+        counts_after=(100, 2),
+        synced=2,
+        failed=1,
+        sync_run_id="run-9",
+    )
+    clean = ObjectReconciliation(plan_object(verification(), 3), counts_before=(50, 0))
+    district = DistrictReconciliation(275, "MAPLE | VALLEY", [entry, clean])
+    line = summary_from_table(district_table(district), "child-1", 12.5)
+    assert line == district.summary("child-1", 12.5)
+    assert (line.sent, line.succeeded, line.failed, line.leftover) == (3, 2, 1, 1)
+    # Before: 4 errors in 150 keys; after: the clean object's figures carried over.
+    assert (line.accuracy_before, line.accuracy_after) == ("97.33%", "98.66%")
+    broken = summary_from_table(
+        district_table(DistrictReconciliation(276, "OAK", error="verification failed: gone"))
+    )
+    assert broken.error == "verification failed: gone" and broken.counts_before is None
+    with pytest.raises(ValueError):
+        summary_from_table([{"format": 99}])
+
+    state = StateReconciliation(NOW, 1000, "work pool", [line, broken], completed_at=NOW)
+    text = state_markdown(state, lambda run: f"/runs/flow-run/{run}")
+    rows = [r for r in text.splitlines() if r.startswith("| 27")]
+    assert rows[0].startswith("| 276 OAK") and "verification failed: gone" in rows[0]
+    assert rows[1].startswith("| 275 MAPLE \\| VALLEY | 97.33% | 98.66% | 3 | 2 | 1 | 1 |")
+    assert "[run](/runs/flow-run/child-1)" in rows[1]
+    assert state.errors == ["district 276: verification failed: gone"]

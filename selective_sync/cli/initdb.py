@@ -6,7 +6,7 @@ from enum import StrEnum
 
 import typer
 
-from selective_sync.settings import configured_districts
+from selective_sync.settings import configured_districts, load_districts_file
 
 from ..initdb import upgrade
 from ..settings import get_settings
@@ -26,7 +26,8 @@ def init_db(
 ) -> None:
     """Create or upgrade the district and state schemas (versioned with Alembic).
 
-    District side: every configured district database (SELECTIVE_SYNC_DISTRICT_URL, _DISTRICTS).
+    District side: every enabled district database (SELECTIVE_SYNC_DISTRICT_URL, _DISTRICTS,
+    _DISTRICTS_FILE).
 
     State side: SELECTIVE_SYNC_STATE_URL; fills its code tables, registers every district.
 
@@ -43,6 +44,10 @@ def init_db(
             say(upgrade(district.url, "district").describe())
     if side in (SideChoice.state, SideChoice.both):
         registered = {d.number: d.name for d in districts}
+        if settings.districts_file:
+            # The state knows every district of the file, disabled ones too.
+            for d in load_districts_file(settings.districts_file):
+                registered.setdefault(d.number, d.name)
         result = upgrade(settings.resolved_state_url, "state", districts=registered)
         say(result.describe())
         say(

@@ -42,6 +42,9 @@ def summary(
         None, "--object", help="Object to show or verify (repeatable; default: all)."
     ),
     district: int = typer.Option(None, "--district", help="District number (default: configured)."),
+    all_districts: bool = typer.Option(
+        False, "--all-districts", help="The state's view: every district, worst first."
+    ),
     reverify: bool = typer.Option(
         False, "--reverify", help="Verify again now and store the new results (Re-Verify)."
     ),
@@ -65,6 +68,29 @@ def summary(
     if trend and (reverify or fmt is not None):
         raise BadInput("--trend shows the stored history: it takes no --reverify or --report")
     settings = get_settings()
+    if all_districts:
+        if district is not None or names:
+            raise BadInput(
+                "--all-districts shows every district and object: no --district or --object"
+            )
+        if fmt == "csv":
+            raise BadInput("the state's Verification Summary is available as pdf or docx")
+        check_databases(state_url=settings.resolved_state_url)
+        acting = resolve_user(user)
+        actor = authorise(acting, Right.R)
+        from .state_summary import show_state
+
+        show_state(
+            actor,
+            acting,
+            reverify=reverify,
+            trend=trend,
+            runs=runs,
+            as_json=as_json,
+            fmt=fmt,
+            output=output,
+        )
+        return
     config = resolve_district(settings, district)
     # The summary describes these databases: a missing one is named, not a stale result shown.
     check_databases(config.url, settings.resolved_state_url)

@@ -99,7 +99,7 @@ def _field(instr: str) -> str:
 
 def _setup(doc, report: SyncReport | VerificationReport) -> None:
     section = doc.sections[0]
-    if isinstance(report, VerificationReport):
+    if isinstance(report, VerificationReport) or getattr(report, "landscape", False):
         # Landscape, as in the PDF: the per-object table has ten columns.
         section.orientation = WD_ORIENT.LANDSCAPE
         section.page_width, section.page_height = Mm(279.4), Mm(215.9)

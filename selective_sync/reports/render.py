@@ -34,6 +34,10 @@ def render_report(
     """Write ``report`` to ``path`` as ``fmt`` (pdf, docx, or csv and xlsx for a
     Verification Summary); BadInput before any work for a bad format or path."""
     name = report_format(fmt)
+    if getattr(report, "is_state_report", False):
+        from .state import render_state_report
+
+        return render_state_report(report, path, name)
     if name == "pdf":
         return render_pdf(report, path)
     if name == "docx":

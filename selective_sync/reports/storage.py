@@ -47,7 +47,7 @@ _SIGNATURE_VERSION = "v1"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _SYNC_PATH = re.compile(rf"^/reports/(?P<run>{_UUID})\.(?P<fmt>pdf|docx)$")
 _VERIFICATION_PATH = re.compile(
-    rf"^/verification/(?P<district>[1-9][0-9]{{0,8}})/(?P<run>{_UUID})\.(?P<fmt>pdf|docx|csv|xlsx)$"
+    rf"^/verification/(?P<district>0|[1-9][0-9]{{0,8}})/(?P<run>{_UUID})\.(?P<fmt>pdf|docx|csv|xlsx)$"
 )
 
 Kind = Literal["sync", "verification"]
@@ -81,6 +81,11 @@ class StoredReport:
         if int(district) <= 0:
             raise BadInput(f"not a district number: {district!r}")
         return cls("verification", _run_id(run_id), report_format(fmt), int(district))
+
+    @classmethod
+    def state(cls, run_id: object, fmt: str) -> StoredReport:
+        """The state's Verification Summary (every district) of one run: district 0."""
+        return cls("verification", _run_id(run_id), report_format(fmt), 0)
 
     @property
     def relative(self) -> Path:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from selective_sync.models import DistrictVerification
     from selective_sync.rights import Actor
     from selective_sync.verification.codec import AccuracyTrend
+    from selective_sync.verification.state import StateSummary
 
 
 class SummaryStore(Protocol):
@@ -28,4 +29,12 @@ class SummaryStore(Protocol):
         self, district: int, runs: int = 10, *, user: str | Actor | None = None
     ) -> AccuracyTrend:
         """Each object's accuracy in the district's last ``runs`` runs, oldest first."""
+        ...
+
+    def load_state_summary(self, *, user: str | Actor | None = None) -> StateSummary:
+        """Every configured district's stored figures, worst district first."""
+        ...
+
+    def load_state_trend(self, days: int = 10, *, user: str | Actor | None = None) -> AccuracyTrend:
+        """The state's overall accuracy at the end of each of the last ``days`` days."""
         ...

@@ -17,6 +17,7 @@ DEPLOYMENTS = {
     SYNC,
     "verification-summary/verify-district",
     "reconcile/reconcile-nightly",
+    "reconcile-district/reconcile-one-district",
     "delete-history-entry/delete-entry",
     "clear-sync-history/clear-district-history",
     "find-ids/find-ids-by-filter",
@@ -269,7 +270,16 @@ def test_reconcile_leaves_every_synced_key_clean(worker, deployed: Server, demo_
     run_id = response.json()["id"]
     assert_completed(deployed, deployed.wait(run_id, timeout=240))
 
-    children = deployed.flow_runs({"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+    # The nightly fans out: one reconcile-district run per district, on the work pool.
+    (district_run,) = deployed.flow_runs({"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+    assert district_run["parameters"]["district"] == 275
+    assert district_run["deployment_id"] == deployed.deployment_id(
+        "reconcile-district/reconcile-one-district"
+    )
+    assert_completed(deployed, district_run)
+    children = deployed.flow_runs(
+        {"flow_runs": {"parent_flow_run_id": {"any_": [district_run["id"]]}}}
+    )
     syncs = {c["parameters"]["object"]: c for c in children if "ids" in c["parameters"]}
     assert set(syncs) == {n for n in names if differing[n]}
     for name, child in syncs.items():
@@ -294,9 +304,9 @@ def test_reconcile_leaves_every_synced_key_clean(worker, deployed: Server, demo_
 
     (summary,) = deployed.artifacts([run_id], key={"any_": ["reconcile-summary"]})
     leftover = sum(max(0, d - max_keys) for d in differing.values())
-    assert f"left over for the next run: **{leftover:,}**" in summary["data"]
-    # Its verifications ran as subflows (before, and again after the syncs for the objects
-    # that had keys sent) and published the summary artifact too.
+    assert f"left over: **{leftover:,}**" in summary["data"]
+    assert f"/runs/flow-run/{district_run['id']}" in summary["data"]
+    # The district's Verification Summary ran once, after the syncs, and stored its results.
     summaries = [c for c in children if "ids" not in c["parameters"]]
-    assert len(summaries) == 2, summaries
+    assert len(summaries) == 1, summaries
     assert all(s["state"]["type"] == "COMPLETED" for s in summaries)

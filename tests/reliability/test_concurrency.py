@@ -2,8 +2,9 @@
 
 On MariaDB (InnoDB: row and gap locks, deadlock detection that kills one transaction)
 and PostgreSQL: two selective syncs over overlapping keys, one in the reverse order of the
-other, fanned out in batch tasks at the same time; and the nightly reconciliation running
-beside a manual selective sync of the same keys. Every key involved ends equal to the
+other, fanned out in batch tasks at the same time; and the nightly reconciliation started
+beside a manual selective sync of the same keys (the district's lock runs them one after
+the other). Every key involved ends equal to the
 district's, no key is left failed by a lock conflict or deadlock (they are retried), and
 every run's Sync History entry is right.
 """
@@ -11,6 +12,7 @@ every run's Sync History entry is right.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 import tally
@@ -118,7 +120,10 @@ def test_two_syncs_over_overlapping_keys(
 
 
 def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_districts, module_stack):
-    from flows.reconcile import reconcile
+    """The nightly and a person's sync of the same district and keys, started together: the
+    district's lock (selective_sync.locks) makes one wait for the other, so their writes
+    never interleave, and both end right."""
+    from flows.reconcile import reconcile_district
     from selective_sync.rights import RightsStore
 
     dbs = module_stack.enter_context(demo_databases("mariadb", tmp_path / "data"))
@@ -135,26 +140,29 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     involved = sorted(set(manual) | set(seeded["missing_at_state"]) | set(seeded["mismatched"]))
     before = state_rows(dbs, OBJECT, involved)
 
-    # Both are held up on the same rows (every fifth manual key), then let go together.
+    # Rows held at the state keep whichever run gets the district's lock first writing; the
+    # other must wait for the lock, not for the rows.
     nightly = Background(
-        lambda: reconcile(districts=[275], objects=[OBJECT], max_keys=1000, return_state=True),
+        lambda: reconcile_district(
+            district=275, objects=[OBJECT], max_keys=1000, return_state=True
+        ),
         "reconcile",
     )
     by_hand_run = Background(lambda: run_flow(OBJECT, list(reversed(manual))), "manual")
     with RowLocks(dbs, manual[::5]) as locks, running(nightly, by_hand_run, first=locks.release):
         wait_until(
-            lambda: (
-                locks.waiting() > WRITERS or not (nightly.is_alive() and by_hand_run.is_alive())
-            ),
+            lambda: locks.waiting() > 0 or not (nightly.is_alive() and by_hand_run.is_alive()),
             120,
-            "the reconciliation and the manual sync waiting on the held rows",
+            "one run waiting on the held rows",
             explain=locks.sessions,
         )
+        # Give the other run time to reach the rows too, were it not kept out by the lock.
+        time.sleep(3)
         waiting = locks.waiting()
         locks.release()
-        by_hand = by_hand_run.outcome(timeout=180)
-        night = nightly.outcome(timeout=240)
-    assert waiting > WRITERS, f"only {waiting} syncs waited: the runs did not overlap"
+        by_hand = by_hand_run.outcome(timeout=240)
+        night = nightly.outcome(timeout=300)
+    assert 0 < waiting <= WRITERS, f"{waiting} syncs waited on the rows: both runs were writing"
     tally.add("faults_tried")
 
     with get_client(sync_client=True) as client:
@@ -164,15 +172,18 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
         assert_entry(by_hand.state_details.flow_run_id, list(reversed(manual)), OBJECT, ADMIN)
 
         assert night.is_completed(), night
-        (district,) = night.result().districts
-        (entry,) = district.objects
+        (entry,) = night.result().objects
         assert entry.sync_run_id and not entry.error, entry
         child = client.read_flow_run(entry.sync_run_id)
-        hand = client.read_flow_run(by_hand.state_details.flow_run_id)
-    # The two runs were writing at the same time.
-    assert hand.start_time < child.end_time and child.start_time < hand.end_time
+        hand_window = write_window(client, by_hand.state_details.flow_run_id)
+        child_window = write_window(client, child.id)
+    # One after the other: a run waits for the lock before its first verification, so the
+    # later run's first task starts after the earlier run's last task ended.
+    first, second = sorted([hand_window, child_window])
+    assert first[1] <= second[0], (hand_window, child_window)
     sent = child.parameters["ids"]
-    assert set(sent) >= set(involved) - set(manual)  # every seeded difference was sent
+    if child_window < hand_window:
+        assert set(sent) >= set(involved) - set(manual)  # every seeded difference was sent
     assert_entry(child.id, sent, OBJECT, REQUESTER)
     nightly_outcomes = get_entry(str(child.id), user=ADMIN).outcomes
     wrong = {k.key: k.reason for k in nightly_outcomes if k.outcome not in SUCCEEDED}
@@ -186,6 +197,18 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     verdict = judge_keys(dbs, OBJECT, before, involved)
     assert not verdict.lost, sorted(verdict.lost)
     tally.add("runs_survived", 2)
+
+
+def write_window(client, flow_run_id):
+    """(first start, last end) of a selective sync's verify and sync tasks: the part of the
+    run that holds the district's lock."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
+    )
+    work = [r for r in runs if r.name.startswith(("verify-", "sync-", "sync-batch"))]
+    return min(r.start_time for r in work), max(r.end_time for r in work)
 
 
 @pytest.mark.parametrize("kind", SERVERS)

@@ -15,7 +15,7 @@ Builds, with real parts only:
 
 One district's URL points at a file that does not exist, on purpose. For each W in
 ``--workers`` it regenerates the drift, sets the ``reconcile-district`` deployment's
-concurrency limit to W, starts W workers, runs ``reconcile/nightly`` for every district and
+concurrency limit to W, starts W workers, runs ``reconcile/reconcile-nightly`` for every district and
 prints: wall time, per-district median/max, keys sent/succeeded/failed, the drift left
 after (verified straight from the databases: must be only the seeded will-fail keys and
 the keys missing at the district, which a sync never touches), the Prefect objects
@@ -212,7 +212,7 @@ def run_night(api: Api, workers: int, procs: Procs, env: dict, timeout: float) -
             raise SystemExit("the workers did not register; see the worker logs")
         time.sleep(0.5)
     before = api.counts()
-    parent_dep = api.get("/deployments/name/reconcile/nightly")
+    parent_dep = api.get("/deployments/name/reconcile/reconcile-nightly")
     t0 = time.monotonic()
     created_at = datetime.now(UTC)
     run = api.post(f"/deployments/{parent_dep['id']}/create_flow_run", {"parameters": {}})

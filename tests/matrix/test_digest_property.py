@@ -27,7 +27,7 @@ from selective_sync.initdb import create_district_schema, create_state_schema
 from selective_sync.registry import get_object
 from selective_sync.schema import district_table, state_table
 from selective_sync.settings import sqlite_url
-from selective_sync.sync import normalise
+from selective_sync.sync.plan import normalise
 from selective_sync.verification.digest import child_parts
 from selective_sync.verification.engine import fetch_object_rows, verify_object
 

@@ -187,8 +187,12 @@ def _district_entries(
 
 
 def _district_parameter(flow_run: FlowRun) -> int | None:
+    """The district a run was given; None when it was left to the default (None, or the
+    form's 0 for "the district this deployment serves")."""
     value = (flow_run.parameters or {}).get("district")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value or None
 
 
 def _find_run(client: SyncPrefectClient, run: str, *, list_matches: bool = True) -> FlowRun:

@@ -190,12 +190,14 @@ def history_row(page, *, requester: str, run_name: str) -> dict[str, str]:
     table of field and value). Returns the row as {column: text}.
     """
     page.locator("table").first.wait_for()
+    seen = []
     for table in page.locator("table").all():
         headers = [h.inner_text().strip() for h in table.locator("thead th").all()]
         rows = [
             [c.inner_text().strip() for c in tr.locator("td").all()]
             for tr in table.locator("tbody tr").all()
         ]
+        seen.append((headers, rows[:3]))
         if "Records" in headers:
             for cells in rows:
                 row = dict(zip(headers, cells, strict=False))
@@ -205,7 +207,9 @@ def history_row(page, *, requester: str, run_name: str) -> dict[str, str]:
         pairs = {cells[0]: cells[1] for cells in rows if len(cells) == 2}
         if "Records" in pairs and pairs.get("Requested by") == requester:
             return pairs
-    pytest.fail(f"no Sync History row for {run_name!r} by {requester!r} on {page.url}")
+    pytest.fail(
+        f"no Sync History row for {run_name!r} by {requester!r} on {page.url}; tables: {seen}"
+    )
 
 
 # ---------------------------------------------------------------- the forms

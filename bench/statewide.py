@@ -16,8 +16,7 @@ Builds, with real parts only:
 One district's URL points at a file that does not exist, on purpose. For each W in
 ``--workers`` it regenerates the drift, sets the ``reconcile-district`` deployment's
 concurrency limit to W, starts W workers, runs ``reconcile/reconcile-nightly`` for every
-district and
-prints: wall time, per-district median/max, keys sent/succeeded/failed, the drift left
+district and prints: wall time, per-district median/max, keys sent/succeeded/failed, the drift left
 after (verified straight from the databases: must be only the seeded will-fail keys and
 the keys missing at the district, which a sync never touches), the Prefect objects
 created (flow runs, task runs, artifacts) and the Prefect database's growth; then the

@@ -120,6 +120,17 @@ def report_texts(folder: Path) -> list[tuple[str, str]]:
                 [p.text for p in doc.paragraphs]
                 + [c.text for t in doc.tables for r in t.rows for c in r.cells]
             )
+        elif path.suffix == ".xlsx":
+            from openpyxl import load_workbook
+
+            book = load_workbook(path, read_only=True)
+            text = "\n".join(
+                str(value)
+                for sheet in book.worksheets
+                for row in sheet.iter_rows(values_only=True)
+                for value in row
+                if value is not None
+            )
         else:
             text = path.read_text(encoding="utf-8")
         places.append((f"report {path.name}", text))

@@ -19,6 +19,7 @@ from rich.text import Text
 from ..errors import SelectiveSyncError
 from ..rights import Actor
 from ..text import format_accuracy, format_timestamp
+from ..verification.format import object_to_dict
 from ..verification.state import STATE_COLUMNS, StateSummary, state_rows
 from .backend import backend
 from .common import console, err_console
@@ -81,19 +82,7 @@ def _document(summary: StateSummary, rows: list[dict]) -> dict:
             {
                 **row,
                 "objects": [
-                    {
-                        "object": o.object,
-                        "accuracy": format_accuracy(o.distinct, o.errors),
-                        "verified_at": o.verified_at.isoformat(),
-                        "distinct": o.distinct,
-                        "at_district": o.at_district,
-                        "at_state": o.at_state,
-                        "errors": o.errors,
-                        "missing_at_state": o.missing_at_state,
-                        "missing_at_district": o.missing_at_district,
-                        "mismatched": o.mismatched,
-                    }
-                    for o in d.objects
+                    object_to_dict(o, format_accuracy(o.distinct, o.errors)) for o in d.objects
                 ],
             }
             for d, row in zip(summary.districts, rows, strict=True)

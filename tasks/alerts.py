@@ -17,6 +17,7 @@ def emit_drift_event(drift: DriftEvent) -> str | None:
     if event is None:
         logger.warning("Events are not sent here (no Prefect API): %s not emitted", drift.event)
         return None
-    log = logger.warning if drift.alert else logger.info
-    log("Emitted %s: %s", drift.event, drift.payload["message"])
+    # INFO even for an alert: notifying is the automation's job, and a warning would print
+    # on every CLI summary of a drifted district (the CLI shows Prefect's warnings).
+    logger.info("Emitted %s: %s", drift.event, drift.payload["message"])
     return str(event.id)

@@ -8,10 +8,13 @@ Two flows:
   sync of the same district; its ``reconcile-district-<n>`` table
   artifact holds its per-object figures.
 - ``reconcile`` (the nightly) runs ``reconcile-district`` once per district. On a Prefect
-  server with the ``reconcile-district/ad-hoc`` deployment each district is its own flow
-  run on the work pool (``run_deployment``), at most the deployment's concurrency limit at
-  once, so W workers reconcile W districts at a time. Without one (the embedded default,
-  or the deployment not deployed) the districts run in this process, one after another.
+  server with the ``reconcile-district/reconcile-one-district`` deployment ready (a worker
+  or ``flows.serve`` polling for it), each district is its own flow run on the work pool
+  (``run_deployment``), at most the deployment's concurrency limit at once, so W workers
+  reconcile W districts at a time; a run no worker starts, or one that runs too long, is
+  cancelled and its district reported in error. Without one (the embedded default, or the
+  deployment not deployed or not served) the districts run in this process, one after
+  another.
   Either way a failed district is reported and the others go on; the parent writes one
   narrow state-wide ``reconcile-summary`` artifact linking to each district's run.
 """
@@ -68,7 +71,6 @@ from tasks.alerts import emit_drift_event
 from tasks.verify import verify_object_task
 
 ARTIFACT_KEY = "reconcile-summary"
-DISTRICT_DEPLOYMENT = "reconcile-district/reconcile-one-district"
 POLL_S = 1.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -153,7 +155,7 @@ def district_deployment() -> Any | None:
     name = get_settings().reconcile_district_deployment
     try:
         with api_client(StoreUnavailable, "the deployments") as client:
-            return client.read_deployment_by_name(name)
+            deployment = client.read_deployment_by_name(name)
     except ObjectNotFound:
         get_run_logger().warning(
             "No deployment %s on this server: the districts run in this process, one "
@@ -161,6 +163,16 @@ def district_deployment() -> Any | None:
             name,
         )
         return None
+    if getattr(deployment.status, "value", deployment.status) == "NOT_READY":
+        # Prefect marks a deployment NOT_READY when no worker or runner has polled for
+        # it lately: its runs would wait for nobody, so the night runs here instead.
+        get_run_logger().warning(
+            "Deployment %s is not ready (no worker or flows.serve has polled for it "
+            "lately): the districts run in this process, one after another",
+            name,
+        )
+        return None
+    return deployment
 
 
 def in_process(district: int, names: list[str], max_keys: int) -> DistrictSummary:
@@ -176,42 +188,85 @@ def in_process(district: int, names: list[str], max_keys: int) -> DistrictSummar
 
 def fan_out(deployment: Any, numbers: list[int], names: list[str], max_keys: int):
     """One ``reconcile-district`` run per district on the work pool, at most the
-    deployment's concurrency limit in flight (no run waits on Prefect's slot back-off)."""
-    from prefect.deployments import run_deployment
+    deployment's concurrency limit in flight (no run waits on Prefect's slot back-off).
 
+    A run no worker starts within ``reconcile_start_timeout_s``, or still going after
+    ``reconcile_district_timeout_s``, is cancelled and its district reported in error, so a
+    stopped worker or a hung district never holds the night forever."""
     logger = get_run_logger()
+    settings = get_settings()
     limit = deployment_limit(deployment) or len(numbers)
     waiting = list(numbers)
     running: dict[UUID, tuple[int, float]] = {}
     done: dict[int, DistrictSummary] = {}
-    full_name = get_settings().reconcile_district_deployment
     while waiting or running:
         while waiting and len(running) < limit:
             number = waiting.pop(0)
-            run = run_deployment(
-                full_name,
-                parameters={"district": number, "objects": names, "max_keys": max_keys},
-                timeout=0,
-                as_subflow=True,
-                flow_run_name=f"reconcile district {number}",
-            )
-            running[run.id] = (number, time.monotonic())
+            running[start_district(number, names, max_keys)] = (number, time.monotonic())
         time.sleep(POLL_S)
-        for run in finished_runs(list(running)):
-            number, started = running.pop(run.id)
+        for run in read_runs(list(running)):
+            number, started = running[run.id]
             seconds = time.monotonic() - started
             state = run.state
-            done[number] = read_district(
-                number, str(run.id), state.type.value, state.message, seconds
-            )
+            if state is not None and state.type.value in TERMINAL:
+                done[number] = read_district(
+                    number, str(run.id), state.type.value, state.message, seconds
+                )
+            elif why := overdue(run, seconds, settings):
+                cancel_run(run)
+                done[number] = DistrictSummary(
+                    number, district_name(number), error=why, run_id=str(run.id), seconds=seconds
+                )
+            else:
+                continue
+            running.pop(run.id)
             logger.info(
                 "District %s: %s in %.1f s (%s left)",
                 number,
-                state.type.value,
+                done[number].error or state.type.value,
                 seconds,
                 len(waiting) + len(running),
             )
     return [done[n] for n in numbers]
+
+
+def start_district(number: int, names: list[str], max_keys: int) -> UUID:
+    """Schedule one district's run on the work pool (returns at once)."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        get_settings().reconcile_district_deployment,
+        parameters={"district": number, "objects": names, "max_keys": max_keys},
+        timeout=0,
+        as_subflow=True,
+        flow_run_name=f"reconcile district {number}",
+    )
+    return run.id
+
+
+def overdue(run: Any, seconds: float, settings: Any) -> str | None:
+    """Why a district's run is given up on, or None while it may still finish."""
+    if run.start_time is None and seconds > settings.reconcile_start_timeout_s:
+        return (
+            f"not started within {settings.reconcile_start_timeout_s:.0f} s: no worker "
+            "picked the run up (is a worker running for the deployment's work pool, or "
+            "python -m flows.serve?); the run was cancelled"
+        )
+    if seconds > settings.reconcile_district_timeout_s:
+        return (
+            f"still running after {settings.reconcile_district_timeout_s:.0f} s "
+            "(SELECTIVE_SYNC_RECONCILE_DISTRICT_TIMEOUT_S); the run was cancelled"
+        )
+    return None
+
+
+def cancel_run(run: Any) -> None:
+    """Cancel a district's run: at once if it never started, else through its worker."""
+    from prefect.states import Cancelled, Cancelling
+
+    state = Cancelled() if run.start_time is None else Cancelling()
+    with api_client(StoreUnavailable, "the reconciliation runs") as client:
+        client.set_flow_run_state(run.id, state, force=True)
 
 
 def deployment_limit(deployment: Any) -> int | None:
@@ -221,13 +276,12 @@ def deployment_limit(deployment: Any) -> int | None:
     return getattr(deployment, "concurrency_limit", None) or None
 
 
-def finished_runs(run_ids: list[UUID]) -> list[Any]:
-    """The runs among ``run_ids`` that reached a terminal state (one API call)."""
+def read_runs(run_ids: list[UUID]) -> list[Any]:
+    """The runs ``run_ids`` as the server has them now (one API call)."""
     with api_client(StoreUnavailable, "the reconciliation runs") as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids))
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)), limit=len(run_ids)
         )
-    return [r for r in runs if r.state is not None and r.state.type.value in TERMINAL]
 
 
 def read_district(
@@ -251,11 +305,18 @@ def read_district(
             return summary_from_table(rows, run_id, seconds)
         except (ValueError, KeyError, TypeError):
             pass
-    name = next((d.name for d in configured_districts(get_settings()) if d.number == number), "")
     why = first_line(message) if message else "no result"
     return DistrictSummary(
-        number, name, error=f"run {state.lower()}: {why}", run_id=run_id, seconds=seconds
+        number,
+        district_name(number),
+        error=f"run {state.lower()}: {why}",
+        run_id=run_id,
+        seconds=seconds,
     )
+
+
+def district_name(number: int) -> str:
+    return next((d.name for d in configured_districts(get_settings()) if d.number == number), "")
 
 
 # ---------------------------------------------------------------- one district (child)

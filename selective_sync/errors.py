@@ -122,3 +122,7 @@ class BatchAborted(TransientFault):
 
 class ServerRequired(SelectiveSyncError):
     """The command needs a Prefect server (PREFECT_API_URL), not the ephemeral API."""
+
+
+class StartupFailed(SelectiveSyncError):
+    """A part of the tool did not come up; everything already started is stopped."""

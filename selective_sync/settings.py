@@ -72,6 +72,22 @@ class Settings(BaseSettings):
         default="reconcile-district/reconcile-one-district",
         description="The deployment the nightly runs once per district on the work pool.",
     )
+    reconcile_start_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "How long the nightly waits for a worker to start a district's run; a run not "
+            "started by then is cancelled and the district reported in error."
+        ),
+    )
+    reconcile_district_timeout_s: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description=(
+            "How long one district's run may take on the work pool before the nightly "
+            "cancels it and reports the district in error."
+        ),
+    )
     sqlite_busy_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a SQLite writer waits for a lock."
     )

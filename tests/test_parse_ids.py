@@ -1,7 +1,5 @@
 """parse_ids: what a person pastes becomes positive integer IDs, or one clear BadInput."""
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -80,17 +78,12 @@ def test_empty_input(empty):
         parse_ids(empty)
 
 
-def test_a_million_ids_parse_fast():
-    text = "\n".join(str(i) for i in range(1, 1_000_001))
+def test_a_million_ids_parse_in_order_without_duplicates():
+    """How fast is bench/parse_ids.py's to measure; here, that a million parse right."""
     as_list = list(range(1, 1_000_001))
-    for given_ids in (text, as_list):
-        timings = []
-        for _ in range(3):  # best of three: other processes share this machine
-            started = time.perf_counter()
-            ids = parse_ids(given_ids)
-            timings.append(time.perf_counter() - started)
-        assert len(ids) == 1_000_000
-        assert min(timings) < 1.0, timings
+    text = "\n".join(map(str, as_list)) + "\n1\n"
+    for given_ids in (text, as_list + [1]):
+        assert parse_ids(given_ids) == as_list
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -201,6 +202,67 @@ def test_the_nightly_goes_on_past_a_broken_district_and_reports_each(
     (row,) = rows
     assert row["object"] == "PersonIdentity" and row["sent"] == 5 and not row["error"]
     assert "districts not reconciled: **1**" in text
+
+
+@pytest.fixture
+def unserved_deployment(monkeypatch):
+    """A ``reconcile-district`` deployment on the API that no worker or runner serves."""
+    from prefect.client.orchestration import get_client
+
+    from flows.reconcile import reconcile_district
+
+    name = "reconcile-district/nobody-serves-this"
+    monkeypatch.setenv("SELECTIVE_SYNC_RECONCILE_DISTRICT_DEPLOYMENT", name)
+    deployment_id = reconcile_district.to_deployment(name=name.split("/")[1]).apply()
+    yield deployment_id
+    with get_client(sync_client=True) as client:
+        client.delete_deployment(deployment_id)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_deployment_nobody_serves_neither_holds_nor_loses_the_night(
+    demo, admin, unserved_deployment, monkeypatch
+):
+    """Never polled (NOT_READY): the night runs in-process. Polled once, then its worker
+    gone: the district's run is cancelled after the start timeout and reported."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from flows.reconcile import reconcile
+    from selective_sync.errors import ReconcileIncomplete
+    from selective_sync.rights import RightsStore
+
+    with RightsStore.from_settings() as store:
+        store.grant(admin, REQUESTER, "W")
+    state = reconcile(districts=[275], objects=["PersonIdentity"], max_keys=2, return_state=True)
+    assert state.is_completed(), state.message
+    night = state.result()
+    assert night.mode == "in-process"
+    assert [d.number for d in night.districts] == [275] and not night.errors
+
+    with get_client(sync_client=True) as client:
+        # What a worker's poll does: the server marks the deployment READY (in the
+        # background, so wait for it).
+        client.get_scheduled_flow_runs_for_deployments([unserved_deployment])
+        deadline = time.monotonic() + 60
+        while client.read_deployment(unserved_deployment).status.value != "READY":
+            assert time.monotonic() < deadline, "the poll never marked the deployment READY"
+            time.sleep(0.2)
+    monkeypatch.setenv("SELECTIVE_SYNC_RECONCILE_START_TIMEOUT_S", "3")
+    state = reconcile(districts=[275], objects=["PersonIdentity"], max_keys=2, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ReconcileIncomplete, match="not started within 3 s"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        (child,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(
+                    any_=[state.state_details.flow_run_id]
+                )
+            )
+        )
+    assert child.deployment_id == unserved_deployment
+    assert child.state.type.value == "CANCELLED" and child.run_count == 0
 
 
 def test_a_districts_table_reads_back_as_its_state_wide_line():

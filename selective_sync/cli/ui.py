@@ -27,7 +27,7 @@ import httpx
 import typer
 from rich.text import Text
 
-from ..errors import BadInput, SelectiveSyncError
+from ..errors import BadInput, StartupFailed
 from .common import console
 
 # Prefect's server on a busy two-core machine is healthy in 4-10 s, and serving the
@@ -35,10 +35,6 @@ from .common import console
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 10.0
 CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-class StartupFailed(SelectiveSyncError):
-    """A part of the tool did not come up; everything already started is stopped."""
 
 
 @dataclass

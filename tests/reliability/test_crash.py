@@ -142,6 +142,11 @@ def test_sigkill_of_the_flow_run_process(
             assert time.monotonic() - killed_at < 60
     finally:
         runner.stop()
+        # The API is the session's: deployments left behind would send later nightlies
+        # to a work pool nobody serves.
+        with get_client(sync_client=True) as client:
+            for deployment in client.read_deployments():
+                client.delete_deployment(deployment.id)
 
     # The Sync History shows the run as crashed, with what was asked.
     entry = get_entry(str(run.id), user=ADMIN)

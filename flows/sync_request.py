@@ -30,6 +30,7 @@ from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
 from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
+from tasks.ledger import finish_request_task, open_request_task
 from tasks.reports import render_reports
 from tasks.sync import key_task, sync_batch_task
 from tasks.verify import verify_object_task
@@ -108,13 +109,32 @@ def selective_sync(
         keys = parse_ids(ids)
     except SelectiveSyncError as exc:
         return refused(exc)
+    run_id = str(flow_run.get_id())
+    opened = open_request_task(
+        run_id,
+        config.number,
+        spec.name,
+        requested_by,
+        requested_at,
+        check_dependencies,
+        dry_run,
+        len(keys),
+        return_state=True,
+    )
+    if opened.is_failed():
+        return refused(
+            RequestFailed(
+                "the request could not be recorded in the state database's ledger, so "
+                f"nothing was written: {first_line(opened.message or 'unknown error')}"
+            )
+        )
     show_in_progress(config.number)
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
     with district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
-            settings, spec.name, config.number, keys, check_dependencies, dry_run
+            settings, spec.name, config.number, keys, check_dependencies, dry_run, run_id
         )
     result = SyncResult(
         object=spec.name,
@@ -128,6 +148,7 @@ def selective_sync(
         keys=[outcomes[k] for k in keys],
     )
     status = RequestStatus.FAILED if unverified is not None else request_status(result)
+    finish_request_task(run_id, quote(result), status, unverified)
     publish_history(quote(result), status)
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
     deliver_reports(result)
@@ -190,6 +211,7 @@ def verify_sync_verify(
     keys: list[int],
     check_dependencies: bool,
     dry_run: bool,
+    run_id: str,
 ) -> tuple[dict[int, KeyOutcome], str | None]:
     """Verify the keys, sync them, verify them again: the outcomes, and why the
     verification after could not run (None when it ran)."""
@@ -204,7 +226,7 @@ def verify_sync_verify(
 
     progress_id = start_progress(district)
     outcomes = fan_out(
-        settings, object_name, district, keys, check_dependencies, dry_run, progress_id
+        settings, object_name, district, keys, check_dependencies, dry_run, progress_id, run_id
     )
 
     unverified = None if dry_run else verify_after(object_name, district, keys, outcomes)
@@ -262,6 +284,7 @@ def fan_out(
     check_dependencies: bool,
     dry_run: bool,
     progress_id,
+    run_id: str,
 ) -> dict[int, KeyOutcome]:
     """Run the sync jobs (one key, or a batch of keys each) with bounded writers in flight."""
     in_flight = writers_in_flight(settings.resolved_state_url, settings.max_workers)
@@ -272,10 +295,10 @@ def fan_out(
     def submit(number: int, chunk: list[int]):
         if per_key:
             return sync_key_task.submit(
-                object_name, district, chunk[0], check_dependencies, dry_run
+                object_name, district, chunk[0], check_dependencies, dry_run, run_id
             )
         return sync_batch_task.submit(
-            object_name, district, quote(chunk), number, check_dependencies, dry_run
+            object_name, district, quote(chunk), number, check_dependencies, dry_run, run_id
         )
 
     outcomes: dict[int, KeyOutcome] = {}

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from .db import make_engine, mask_url
 from .errors import BadInput, DatabaseUnavailable, SchemaMissing
-from .schema import CODE_TABLES, district_metadata, state_metadata
+from .schema import CODE_TABLES, LEDGER_TABLES, district_metadata, state_metadata
 from .text import first_line
 
 Side = Literal["district", "state"]
@@ -90,10 +90,11 @@ class UpgradeResult:
     before: str | None  # revision before (None: no version table)
     after: str
     adopted: bool  # tables were there without a version table: stamped, not created
+    stamped: str | None = None  # the revision the adopted tables were stamped at
 
     def describe(self) -> str:
         where = f"{self.side} database {self.url}"
-        if self.adopted and self.before is None and self.after == BASELINE[self.side]:
+        if self.adopted and self.before is None and self.after == self.stamped:
             return f"{where}: existing tables adopted at revision {self.after}"
         if self.adopted:
             return f"{where}: existing tables adopted, upgraded to revision {self.after}"
@@ -163,14 +164,20 @@ def upgrade_engine(
     with _connect(engine, side, begin=True) as conn:
         context = MigrationContext.configure(conn, opts={"version_table": version_table(side)})
         before = context.get_current_revision()
-        adopted = False
+        adopted, stamped = False, None
         if before is None:
             present = set(inspect(conn).get_table_names()) & set(metadata.tables)
+            baseline = set(metadata.tables) - (LEDGER_TABLES if side == "state" else set())
             if present == set(metadata.tables):
-                adopted = True
-                command.stamp(alembic_config(side, conn), BASELINE[side])
+                # Made by create_*_schema with today's tables: it is at the head already.
+                adopted, stamped = True, head_revision(side)
+                command.stamp(alembic_config(side, conn), stamped)
+            elif present == baseline:
+                # An install from before the ledger: adopt it, then migrate it.
+                adopted, stamped = True, BASELINE[side]
+                command.stamp(alembic_config(side, conn), stamped)
             elif present:
-                missing = sorted(set(metadata.tables) - present)
+                missing = sorted(baseline - present)
                 raise SchemaMissing(
                     f"the {side} database {masked} holds some of its tables but no version "
                     f"table; missing: {', '.join(missing)}. Drop the partial tables or "
@@ -187,7 +194,7 @@ def upgrade_engine(
         ).get_current_revision()
         if side == "state":
             seed_state(conn, districts)
-    return UpgradeResult(side, masked, before, after, adopted)
+    return UpgradeResult(side, masked, before, after, adopted, stamped)
 
 
 @contextmanager

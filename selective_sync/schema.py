@@ -9,8 +9,11 @@ and code tables that district codes must map to.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     Date,
+    DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -18,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 STATE_PREFIX = "state_"
@@ -204,6 +208,53 @@ Table(
     ),
     Index("ix_state_graduation_person", "district_number", "person_id"),
 )
+
+
+# ---------------------------------------------------------------- state side: the ledger
+# What each selective sync did, written with the data (``selective_sync.ledger``).
+
+# A run id is a Prefect flow-run UUID (36 characters) or the CLI's own.
+RUN_ID = 36
+
+sync_request = Table(
+    "sync_request",
+    state_metadata,
+    Column("run_id", String(RUN_ID), primary_key=True),
+    Column("district_number", Integer, nullable=False),
+    Column("object", String(40), nullable=False),
+    Column("requested_by", String(120), nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+    Column("completed_at", DateTime),
+    Column("status", String(20), nullable=False),
+    Column("check_dependencies", Boolean, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("key_count", Integer, nullable=False),
+    Column("succeeded", Integer),
+    Column("message", Text),
+    # Liveness of the process running the request (host, pid, last sign of life).
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("heartbeat_at", DateTime),
+    Index("ix_sync_request_district", "district_number", "requested_at"),
+)
+
+sync_key_outcome = Table(
+    "sync_key_outcome",
+    state_metadata,
+    Column("run_id", String(RUN_ID), primary_key=True),
+    # The request's object, or a parent object synced first for one of its keys.
+    Column("object", String(40), primary_key=True),
+    Column("record_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("outcome", String(12), nullable=False),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False),
+    Column("parents_synced", Text),
+    # Set only when this row was written in the same transaction as the key's rows.
+    Column("written_at", DateTime),
+    Column("recorded_at", DateTime, nullable=False),
+)
+
+LEDGER_TABLES = frozenset({"sync_request", "sync_key_outcome"})
 
 
 def district_table(name: str) -> Table:

@@ -6,6 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
+from selective_sync.ledger import KeyRecorder
 from selective_sync.models import KeyOutcome
 from selective_sync.registry import get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
@@ -29,20 +30,25 @@ from .retry import RETRY_TRANSIENT_FAULTS, sync_key_retries
     **RETRY_TRANSIENT_FAULTS,
 )
 def sync_key_task(
-    object_name: str, district: int, key: int, check_dependencies: bool, dry_run: bool
+    object_name: str,
+    district: int,
+    key: int,
+    check_dependencies: bool,
+    dry_run: bool,
+    run_id: str | None = None,
 ) -> KeyOutcome:
     """Copy one key with its whole hierarchy from district to state in one transaction."""
     settings = get_settings()
     config = resolve_district(settings, district)
     engines = (engine_for(config.url), engine_for(settings.resolved_state_url))
     spec = get_object(object_name)
-    if check_dependencies:
-        outcome = sync_with_dependencies(*engines, spec, config.number, key, dry_run=dry_run)
-    else:
-        outcome = sync_key(*engines, spec, config.number, key, dry_run=dry_run)
     context = TaskRunContext.get()
-    if context is not None:
-        outcome.attempts = context.task_run.run_count
+    runs = context.task_run.run_count if context is not None else 1
+    # Prefect's earlier runs of this task are the key's earlier attempts.
+    recorder = KeyRecorder(run_id, attempt_offset=runs - 1) if run_id else None
+    sync = sync_with_dependencies if check_dependencies else sync_key
+    outcome = sync(*engines, spec, config.number, key, dry_run=dry_run, recorder=recorder)
+    outcome.attempts = runs
     return outcome
 
 
@@ -60,6 +66,7 @@ def sync_batch_task(
     batch_number: int,
     check_dependencies: bool,
     dry_run: bool,
+    run_id: str | None = None,
 ) -> list[KeyOutcome]:
     """Sync a batch of keys, each in its own transaction with its own retry budget."""
     settings = get_settings()
@@ -73,6 +80,7 @@ def sync_batch_task(
         check_dependencies=check_dependencies,
         dry_run=dry_run,
         retry=RetryPolicy.from_settings(settings),
+        recorder=KeyRecorder(run_id) if run_id else None,
     )
 
 

@@ -6,17 +6,20 @@ import hashlib
 
 from sqlalchemy import create_engine, inspect
 
-from selective_sync.schema import state_metadata
+from selective_sync.schema import LEDGER_TABLES, state_metadata
 
 
 def rows_checksum(url: str, district_number: int | None = None, tables=None) -> str:
-    """sha256 over every row of the state tables (optionally one district's rows only)."""
+    """sha256 over every row of the state's data tables (optionally one district's rows
+    only); the ledger (what syncs recorded) is not data and is left out."""
     engine = create_engine(url)
     digest = hashlib.sha256()
     try:
         with engine.connect() as conn:
             names = tables or sorted(
-                n for n in inspect(conn).get_table_names() if n in state_metadata.tables
+                n
+                for n in inspect(conn).get_table_names()
+                if n in state_metadata.tables and n not in LEDGER_TABLES
             )
             for name in names:
                 table = state_metadata.tables[name]
@@ -35,13 +38,16 @@ def rows_checksum(url: str, district_number: int | None = None, tables=None) -> 
     return digest.hexdigest()
 
 
-def whole_database_checksum(url: str) -> str:
-    """sha256 over every row of every table (any schema)."""
+def whole_database_checksum(url: str, *, ledger: bool = True) -> str:
+    """sha256 over every row of every table (any schema); ``ledger=False`` leaves out the
+    sync ledger's tables (a sync that changes no data still records what it did)."""
     engine = create_engine(url)
     digest = hashlib.sha256()
     try:
         with engine.connect() as conn:
             for name in sorted(inspect(conn).get_table_names()):
+                if not ledger and name in LEDGER_TABLES:
+                    continue
                 digest.update(name.encode())
                 quoted = conn.dialect.identifier_preparer.quote(name)
                 rows = sorted(

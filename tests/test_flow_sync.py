@@ -10,7 +10,7 @@ import pytest
 from helpers import rows_checksum, whole_database_checksum
 
 from selective_sync.errors import BadInput
-from selective_sync.models import Outcome
+from selective_sync.models import Outcome, RequestStatus
 
 OTHER_DISTRICT = 312
 
@@ -39,6 +39,32 @@ def verify_keys(object_name, keys):
     finally:
         district.dispose()
         state.dispose()
+
+
+def ledger_requests(demo):
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import read_requests
+
+    engine = make_engine(demo.state_url)
+    try:
+        return read_requests(engine, 275)
+    finally:
+        engine.dispose()
+
+
+def ledger_keys(demo, run_id):
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import read_keys
+
+    engine = make_engine(demo.state_url)
+    try:
+        return [r for r in read_keys(engine, run_id) if r.object == read_object(demo, run_id)]
+    finally:
+        engine.dispose()
+
+
+def read_object(demo, run_id):
+    return next(r.object for r in ledger_requests(demo) if r.run_id == run_id)
 
 
 def outcomes_by_key(result):
@@ -97,23 +123,49 @@ def test_outcome_kinds_and_check_dependencies(demo, admin):
     assert verify_keys("Enrollment", [parent_missing]).errors == 0
 
 
+def test_the_ledger_holds_each_request_and_key_as_the_result_says(demo, admin):
+    manifest = demo.manifest
+    refused = set(manifest["will_fail"]["Enrollment"]["unmapped_code"])
+    keys = manifest["Enrollment"]["mismatched"][:30] + [999_999_999]
+    result = run_sync("Enrollment", keys, admin, check_dependencies=True)
+    (request,) = ledger_requests(demo)
+    assert request.object == "Enrollment" and request.requested_by == admin
+    assert request.status is RequestStatus.COMPLETE and request.check_dependencies
+    assert (request.succeeded, request.key_count) == (result.succeeded, result.total)
+    assert request.completed_at >= request.requested_at
+    recorded = {r.key: r for r in ledger_keys(demo, request.run_id)}
+    assert set(recorded) == set(keys)
+    for outcome in result.keys:
+        row = recorded[outcome.key]
+        assert (row.outcome, row.reason) == (outcome.outcome.value, outcome.reason)
+        assert (row.written_at is not None) == (outcome.outcome is Outcome.SYNCED)
+    assert refused & set(keys), "the demo's refused keys are among those asked"
+    assert all(recorded[k].outcome == "failed" for k in refused & set(keys))
+
+
 def test_second_identical_sync_changes_nothing(demo, admin):
     unmapped = set(demo.manifest["will_fail"]["Enrollment"]["unmapped_code"])
     keys = [k for k in demo.manifest["Enrollment"]["mismatched"] if k not in unmapped]
     run_sync("Enrollment", keys, admin)
-    checksum = whole_database_checksum(demo.state_url)
+    checksum = whole_database_checksum(demo.state_url, ledger=False)
     second = run_sync("Enrollment", keys, admin)
     assert {k.outcome for k in second.keys} == {Outcome.UNCHANGED}
-    assert whole_database_checksum(demo.state_url) == checksum
+    assert whole_database_checksum(demo.state_url, ledger=False) == checksum
 
 
 def test_dry_run_writes_nothing_and_plans_changes(demo, admin):
     keys = demo.manifest["PersonIdentity"]["mismatched"]
-    checksum = whole_database_checksum(demo.state_url)
+    checksum = whole_database_checksum(demo.state_url, ledger=False)
     result = run_sync("PersonIdentity", keys, admin, dry_run=True)
     assert result.dry_run
-    assert whole_database_checksum(demo.state_url) == checksum
+    assert whole_database_checksum(demo.state_url, ledger=False) == checksum
     assert all(k.changes for k in result.keys), result.keys
+    # The ledger has the dry run, marked, and not one key marked written.
+    (request,) = [r for r in ledger_requests(demo) if r.dry_run]
+    assert request.key_count == len(keys) and request.status is RequestStatus.COMPLETE
+    recorded = ledger_keys(demo, request.run_id)
+    assert {r.key for r in recorded} == set(keys)
+    assert all(r.written_at is None for r in recorded)
 
 
 def test_bad_ids_are_refused_with_nothing_written(demo, admin):
@@ -172,8 +224,14 @@ def test_locked_state_is_retried(demo, admin, monkeypatch):
         return any(r.state and r.state.name in ("AwaitingRetry", "Retrying") for r in runs)
 
     def hold_write_lock():
-        # Another writer holds the state's lock until the sync's first attempt has given up.
+        # Another writer takes the state's lock once the request is in the ledger (before
+        # its key is written: a verification comes first) and holds it until the sync's
+        # first attempt has given up.
         conn = sqlite3.connect(demo.dir / "state.db", timeout=10)
+        deadline = time.monotonic() + 120
+        while not conn.execute("SELECT 1 FROM sync_request").fetchone():
+            assert time.monotonic() < deadline, "the request never reached the ledger"
+            time.sleep(0.01)
         conn.execute("BEGIN IMMEDIATE")
         locked.set()
         deadline = time.monotonic() + 120
@@ -184,11 +242,11 @@ def test_locked_state_is_retried(demo, admin, monkeypatch):
 
     holder = threading.Thread(target=hold_write_lock)
     holder.start()
-    locked.wait(5)
     try:
         result = run_sync("PersonIdentity", [key], admin)
     finally:
         holder.join()
+    assert locked.is_set()
     outcome = result.keys[0]
     assert outcome.outcome is Outcome.SYNCED, outcome
     assert outcome.attempts > 1

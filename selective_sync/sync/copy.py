@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from selective_sync.errors import BatchAborted, TransientFault
 from selective_sync.text import first_line
 
+from ..ledger import KeyRecorder
 from ..models import KeyOutcome, Outcome
 from ..registry import ObjectSpec, get_object
 from .connection import StateConnection
@@ -49,14 +50,18 @@ def sync_key(
     key: int,
     *,
     dry_run: bool = False,
+    recorder: KeyRecorder | None = None,
 ) -> KeyOutcome:
     """Make the state's rows of ``key`` equal the district's, in one state transaction.
 
     Returns SYNCED (with the RowChanges written), UNCHANGED, NOT_FOUND or FAILED (the
     state refused; nothing of the key changed; the reason says why). Raises
     TransientFault for a fault worth retrying. ``dry_run`` plans and writes nothing.
+    With ``recorder`` the outcome goes to the ledger (with the key's rows when it writes).
     """
-    with _request(district_engine, state_engine, district_number, dry_run, None) as syncer:
+    with _request(
+        district_engine, state_engine, district_number, dry_run, None, recorder
+    ) as syncer:
         return syncer.key(get_object(spec), key, False)
 
 
@@ -79,7 +84,7 @@ def sync_key_with_retries(
     ``transient fault after N attempts: <fault>``; ``attempts`` is recorded on the outcome.
     """
     policy = RetryPolicy(attempts=attempts, backoff_s=backoff_s, jitter=jitter, sleep=sleep)
-    with _request(district_engine, state_engine, district_number, dry_run, policy) as syncer:
+    with _request(district_engine, state_engine, district_number, dry_run, policy, None) as syncer:
         return syncer.key(get_object(spec), key, False)
 
 
@@ -92,6 +97,7 @@ def sync_with_dependencies(
     *,
     dry_run: bool = False,
     retry: RetryPolicy | None = None,
+    recorder: KeyRecorder | None = None,
 ) -> KeyOutcome:
     """Sync the key's parent objects first (recursively up the registry), then the key.
 
@@ -99,7 +105,9 @@ def sync_with_dependencies(
     A parent that fails makes the key FAILED with ``parent <Object> <key> could not be
     synced: <why>``. With ``retry`` None a transient fault is raised (TransientFault).
     """
-    with _request(district_engine, state_engine, district_number, dry_run, retry) as syncer:
+    with _request(
+        district_engine, state_engine, district_number, dry_run, retry, recorder
+    ) as syncer:
         return syncer.key(get_object(spec), key, True)
 
 
@@ -115,6 +123,7 @@ def sync_keys(
     retry: RetryPolicy | None = DEFAULT_RETRY,
     on_outcome: Callable[[KeyOutcome], None] | None = None,
     abort_after: int = 5,
+    recorder: KeyRecorder | None = None,
 ) -> list[KeyOutcome]:
     """Sync a batch of keys in order: each its own transaction, outcome and retry budget.
 
@@ -126,11 +135,12 @@ def sync_keys(
     (still one transaction per key). Each parent is synced once per batch. ``on_outcome``
     is called after every key (progress). When ``abort_after`` keys in a row exhaust their
     retries the database is taken as down and BatchAborted (a TransientFault holding the
-    outcomes so far) is raised instead of failing every remaining key slowly.
+    outcomes so far) is raised instead of failing every remaining key slowly. With
+    ``recorder`` every outcome goes to the ledger (``selective_sync.ledger``).
     """
     spec = get_object(spec)
     with _request(
-        district_engine, state_engine, district_number, dry_run, retry, snapshot=True
+        district_engine, state_engine, district_number, dry_run, retry, recorder, snapshot=True
     ) as syncer:
         return _run_batch(syncer, spec, keys, check_dependencies, on_outcome, abort_after)
 
@@ -158,6 +168,7 @@ def _run_batch(
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
+        syncer.flush_ledger(due_only=True)
         exhausted = outcome.outcome is Outcome.FAILED and outcome.transient
         in_a_row = in_a_row + 1 if exhausted else 0
         if abort_after and in_a_row >= abort_after:
@@ -180,16 +191,22 @@ def _request(
     district_number: int,
     dry_run: bool,
     retry: RetryPolicy | None,
+    recorder: KeyRecorder | None,
     snapshot: bool = False,
 ) -> Iterator[KeySyncer]:
-    """The parts of one request, sharing its state connection (returned at the end)."""
+    """The parts of one request, sharing its state connection (returned at the end, after
+    the ledger rows still buffered are written)."""
     state = StateConnection(state_engine)
     retrier = Retrier(retry)
+    syncer = KeySyncer(
+        Planner(district_engine, state, district_number, retrier, snapshot),
+        KeyWriter(state, district_number, dry_run, recorder),
+        retrier,
+    )
     try:
-        yield KeySyncer(
-            Planner(district_engine, state, district_number, retrier, snapshot),
-            KeyWriter(state, district_number, dry_run),
-            retrier,
-        )
+        yield syncer
     finally:
-        state.close()
+        try:
+            syncer.flush_ledger()
+        finally:
+            state.close()

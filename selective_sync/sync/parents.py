@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from selective_sync.errors import TransientFault
 
 from ..models import KeyOutcome, Outcome
 from ..registry import REGISTRY, ObjectSpec
 from .plan import RowsByTable
 from .planner import Planner
 from .retry import Exhausted, Retrier
-from .writer import KeyWriter, WriteResult
+from .writer import Finish, KeyWriter, WriteResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,10 +37,13 @@ class KeySyncer:
         try:
             rows = self.planner.district(spec, key)
         except Exhausted as gave_up:
-            return gave_up.outcome(key)
+            return self._later(spec, gave_up.outcome(key))
         if rows is None:
-            return KeyOutcome(
-                key, Outcome.NOT_FOUND, f"{spec.key_label} {key} not found at the district"
+            return self._later(
+                spec,
+                KeyOutcome(
+                    key, Outcome.NOT_FOUND, f"{spec.key_label} {key} not found at the district"
+                ),
             )
         parents_synced: list[str] = []
         assume: set[tuple[str, int]] = set()
@@ -43,31 +53,62 @@ class KeySyncer:
             label, pid, outcome = parent
             parents_synced = list(outcome.parents_synced)
             if outcome.outcome is Outcome.FAILED:
-                return KeyOutcome(
-                    key,
-                    Outcome.FAILED,
-                    f"parent {label} could not be synced: {outcome.reason}",
-                    attempts=0,
-                    parents_synced=parents_synced,
-                    transient=outcome.transient,
+                return self._later(
+                    spec,
+                    KeyOutcome(
+                        key,
+                        Outcome.FAILED,
+                        f"parent {label} could not be synced: {outcome.reason}",
+                        attempts=0,
+                        parents_synced=parents_synced,
+                        transient=outcome.transient,
+                    ),
                 )
             if outcome.outcome is Outcome.SYNCED:
                 parents_synced.append(label)
                 assume.add(pid)
             elif outcome.outcome is Outcome.NOT_FOUND:
                 parent_missing_at_district = label
-        result, attempts = self._attempt(spec, key, rows, assume)
-        outcome = result.outcome
-        outcome.attempts = attempts
-        outcome.parents_synced = parents_synced
-        if parents_synced and outcome.outcome is not Outcome.FAILED:
-            outcome.reason = f"{outcome.reason}; synced first: {', '.join(parents_synced)}"
+
+        def finish(outcome: KeyOutcome, attempts: int | None = None) -> KeyOutcome:
+            outcome.attempts = self.retrier.attempt if attempts is None else attempts
+            outcome.parents_synced = parents_synced
+            if parents_synced and outcome.outcome is not Outcome.FAILED:
+                outcome.reason = f"{outcome.reason}; synced first: {', '.join(parents_synced)}"
+            return outcome
+
+        result, attempts = self._attempt(spec, key, rows, assume, finish)
+        if result.recorded:
+            return result.outcome
+        outcome = finish(result.outcome, attempts)
         if (
             parent_missing_at_district
             and result.diagnosis is not None
             and result.diagnosis.missing_parent is not None
         ):
             outcome.reason += f" (and {parent_missing_at_district} is not at the district either)"
+        return self._later(spec, outcome)
+
+    def flush_ledger(self, due_only: bool = False) -> None:
+        """Write the ledger rows buffered so far (with ``due_only``, only once enough wait).
+
+        A ledger that cannot be written is logged, not raised: those keys wrote nothing,
+        and the request's end records every key's outcome again (``finish_request``)."""
+        recorder = self.writer.recorder
+        if recorder is None or not recorder.pending or (due_only and not recorder.due()):
+            return
+        state = self.writer.state
+        try:
+            with state.guard("recording key outcomes in the ledger"):
+                recorder.flush(state.get())
+        except (TransientFault, SQLAlchemyError) as exc:
+            log.warning("The ledger missed %s key outcomes: %s", len(recorder.pending), exc)
+            recorder.pending.clear()
+
+    def _later(self, spec: ObjectSpec, outcome: KeyOutcome) -> KeyOutcome:
+        """Record an outcome that wrote nothing with the ledger's next flush."""
+        if self.writer.recorder is not None:
+            self.writer.recorder.later(spec.name, outcome)
         return outcome
 
     def _parent(
@@ -91,11 +132,16 @@ class KeySyncer:
         return f"{pspec.name} {pkey}", (pspec.name, pkey), outcome
 
     def _attempt(
-        self, spec: ObjectSpec, key: int, rows: RowsByTable, assume: Collection[tuple[str, int]]
+        self,
+        spec: ObjectSpec,
+        key: int,
+        rows: RowsByTable,
+        assume: Collection[tuple[str, int]],
+        finish: Finish,
     ) -> tuple[WriteResult, int]:
         def once() -> WriteResult:
             snapshot = self.planner.take_snapshot(spec, key)
-            return self.writer.write(spec, key, rows, assume, snapshot)
+            return self.writer.write(spec, key, rows, assume, snapshot, finish)
 
         try:
             return self.retrier.call(f"{spec.name} {key}", once)

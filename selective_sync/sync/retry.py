@@ -99,12 +99,15 @@ class Retrier:
 
     policy: RetryPolicy | None
     last_fault: TransientFault | None = None
+    attempt: int = 0
+    """The attempt under way (1-based) of the current ``call``."""
 
     def call(self, what: str, fn: Callable[[], T]) -> tuple[T, int]:
         """``(fn(), attempts it took)``; raises Exhausted when the budget runs out."""
         attempt = 0
         while True:
             attempt += 1
+            self.attempt = attempt
             try:
                 return fn(), attempt
             except TransientFault as fault:

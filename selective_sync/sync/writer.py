@@ -8,12 +8,13 @@ looks for problems, and writes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
+from ..ledger import KeyRecorder
 from ..models import KeyOutcome, Outcome
 from ..registry import ObjectSpec
 from .connection import StateConnection
@@ -31,6 +32,16 @@ ALREADY_EQUAL = "already equal at the state"
 class WriteResult:
     outcome: KeyOutcome
     diagnosis: Diagnosis | None = None
+    recorded: bool = False
+    """The outcome (finished) is in the ledger, committed with the key's rows."""
+
+
+Finish = Callable[[KeyOutcome], KeyOutcome]
+"""Completes an outcome as the request reports it (attempts, parents synced first)."""
+
+
+def _as_is(outcome: KeyOutcome) -> KeyOutcome:
+    return outcome
 
 
 @dataclass
@@ -40,6 +51,8 @@ class KeyWriter:
     state: StateConnection
     district_number: int
     dry_run: bool
+    recorder: KeyRecorder | None = None
+    """The request's ledger: a written key's outcome commits with its rows."""
     lookups: dict = field(default_factory=dict)
     """Code lookups cached across the keys of a dry run (``find_problems``)."""
 
@@ -50,12 +63,15 @@ class KeyWriter:
         rows: RowsByTable,
         assume: Collection[tuple[str, int]],
         snapshot: RowsByTable | None,
+        finish: Finish = _as_is,
     ) -> WriteResult:
         """Make the state's rows of ``key`` equal ``rows`` (the district's), or plan it.
 
         ``snapshot`` (batch mode) is the state's rows as read up front: a key it shows
         equal costs no query; a plan made from it is written with checked statements.
         ``assume`` are parents taken as present (synced just before, for a dry run).
+        A key that writes is finished (``finish``) and recorded in the ledger inside its
+        transaction; the result then says ``recorded``.
         """
         if self.dry_run:
             return self._dry_run(spec, key, rows, assume, snapshot)
@@ -68,8 +84,10 @@ class KeyWriter:
         with self.state.guard(f"syncing {spec.name} {key}"):
             try:
                 conn = self.state.get()
-                if plan is not None and self.write_planned(conn, spec, key, plan):
-                    return _synced(spec, key, plan)
+                if plan is not None:
+                    done = self.write_planned(conn, spec, key, plan, finish)
+                    if done is not None:
+                        return done
                 # No snapshot, or it was stale: plan on the state as it is inside the
                 # transaction, and write with upserts that cannot trip over a row that
                 # appeared meanwhile.
@@ -80,15 +98,30 @@ class KeyWriter:
                         return WriteResult(KeyOutcome(key, Outcome.UNCHANGED, ALREADY_EQUAL))
                     writing = True
                     apply(conn, spec, self.district_number, key, plan)
+                    done = self._record(conn, spec, key, plan, finish)
             except SQLAlchemyError as exc:
                 if is_transient(exc) or not writing or not isinstance(exc, StatementError):
                     raise
                 return self._refused(spec, key, rows, exc)
-        return _synced(spec, key, plan)
+        return done
 
-    def write_planned(self, conn: Connection, spec: ObjectSpec, key: int, plan: Plan) -> bool:
+    def _record(
+        self, conn: Connection, spec: ObjectSpec, key: int, plan: Plan, finish: Finish
+    ) -> WriteResult:
+        """The key's SYNCED result, recorded in the ledger by ``conn``'s open transaction."""
+        result = _synced(spec, key, plan)
+        if self.recorder is None:
+            return result
+        result.outcome = finish(result.outcome)
+        self.recorder.in_transaction(conn, spec.name, result.outcome)
+        result.recorded = True
+        return result
+
+    def write_planned(
+        self, conn: Connection, spec: ObjectSpec, key: int, plan: Plan, finish: Finish = _as_is
+    ) -> WriteResult | None:
         """Write a plan made from the batch snapshot, in the key's transaction, if the state
-        is still as the snapshot saw it; False (all rolled back) when it is not.
+        is still as the snapshot saw it; None (all rolled back) when it is not.
 
         Why not re-read the state here (as single keys do): in a batch the re-read cost
         more than the writes, and it never closed the race anyway, because it is not a
@@ -106,7 +139,7 @@ class KeyWriter:
         waiting for a concurrent writer; InnoDB's UPDATE is a locking read; an INSERT
         racing another waits for it, then conflicts). Any miss or refusal rolls the key
         back (on PostgreSQL the failed statement's aborted transaction with it) and returns
-        False; the caller then reads inside a new transaction and plans again, and a real
+        None; the caller then reads inside a new transaction and plans again, and a real
         refusal is diagnosed there. So reported changes are what was written, against what
         was there, and a race costs a re-read, never a wrong row.
 
@@ -122,15 +155,15 @@ class KeyWriter:
         try:
             with conn.begin():
                 apply_checked(conn, spec, self.district_number, key, plan)
-            return True
+                return self._record(conn, spec, key, plan, finish)
         except Stale as stale:
             log.debug("%s %s: snapshot stale (%s); reading the state again", spec.name, key, stale)
-            return False
+            return None
         except SQLAlchemyError as exc:
             if is_transient(exc):
                 raise
             log.debug("%s %s: checked write refused (%s); planning again", spec.name, key, exc)
-            return False
+            return None
 
     def _refused(
         self, spec: ObjectSpec, key: int, rows: RowsByTable, exc: StatementError

@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, inspect, select, text
 
 from selective_sync.db import make_engine
 from selective_sync.demo import generate_demo
@@ -114,9 +114,24 @@ def test_unversioned_tables_are_adopted_and_partial_ones_refused(kind, tmp_path)
         for side in ("district", "state"):
             result = upgrade(url, side)
             assert result.adopted and result.before is None
-            assert result.after == BASELINE[side] == head_revision(side)
+            assert result.after == head_revision(side)
             assert "existing tables adopted" in result.describe()
             assert upgrade(url, side).before == head_revision(side)
+            assert schema_diffs(url, side) == []
+
+        # An install from before the ledger: adopted at the baseline, then migrated.
+        engine = make_engine(url, must_exist=False)
+        try:
+            with engine.begin() as conn:
+                for name in ("sync_key_outcome", "sync_request", version_table("state")):
+                    conn.execute(text(f"DROP TABLE {name}"))
+        finally:
+            engine.dispose()
+        result = upgrade(url, "state")
+        assert result.adopted and result.before is None and result.after == "state_0002"
+        assert BASELINE["state"] == "state_0001"
+        assert "adopted, upgraded to revision state_0002" in result.describe()
+        assert schema_diffs(url, "state") == []
 
         engine = make_engine(partial, must_exist=False)
         try:
@@ -164,13 +179,13 @@ def test_init_db_on_two_vendors(tmp_path):
         assert lines[0].startswith("district database postgresql+psycopg://")
         assert lines[0].endswith("schema created at revision district_0001")
         assert lines[1].startswith("state database mysql+pymysql://")
-        assert lines[1].endswith("schema created at revision state_0001")
+        assert lines[1].endswith("schema created at revision state_0002")
         assert lines[2] == "registered districts: 275 MAPLE VALLEY, 276 PINE HILL"
         assert len(lines) == 3  # the second district shares the first one's database
 
         second = run_cli(["init-db", "--side", "state"], env)
         assert second.returncode == 0, second.stderr
-        assert second.stdout.splitlines()[0].endswith("already at revision state_0001")
+        assert second.stdout.splitlines()[0].endswith("already at revision state_0002")
         assert schema_diffs(district, "district") == []
         assert schema_diffs(state, "state") == []
 

@@ -1,0 +1,32 @@
+"""The sync ledger: what every selective sync did, kept in the state database.
+
+Owns the record of requests and key outcomes written *with the data*: a key's outcome row
+is inserted in the same transaction as the key's rows (``recorder``), so after any crash
+the ledger says exactly which keys a request wrote; a request's row (``requests``) is
+opened when the request starts and closed when it ends, with a heartbeat that tells a
+live request from a dead one. The tables are part of the state schema
+(``selective_sync.schema``, migration ``state_0002``).
+"""
+
+from .recorder import KeyRecorder, RecordedKey
+from .requests import (
+    LedgerRequest,
+    finish_request,
+    heartbeat,
+    open_request,
+    read_keys,
+    read_request,
+    read_requests,
+)
+
+__all__ = [
+    "KeyRecorder",
+    "LedgerRequest",
+    "RecordedKey",
+    "finish_request",
+    "heartbeat",
+    "open_request",
+    "read_keys",
+    "read_request",
+    "read_requests",
+]

@@ -1,0 +1,216 @@
+"""A request's row in the ledger: opened at the start, kept alive, closed at the end."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, update
+
+from ..models import KeyOutcome, RequestStatus
+from ..schema import sync_key_outcome, sync_request
+from .recorder import RecordedKey, utcnow
+
+
+@dataclass(frozen=True)
+class LedgerRequest:
+    """One request as the ledger holds it (timestamps in UTC)."""
+
+    run_id: str
+    district_number: int
+    object: str
+    requested_by: str
+    requested_at: datetime
+    completed_at: datetime | None
+    status: RequestStatus
+    check_dependencies: bool
+    dry_run: bool
+    key_count: int
+    succeeded: int | None
+    message: str | None
+    host: str | None
+    pid: int | None
+    heartbeat_at: datetime | None
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+def open_request(
+    engine: Engine,
+    *,
+    run_id: str,
+    district: int,
+    object_name: str,
+    requested_by: str,
+    requested_at: datetime,
+    check_dependencies: bool,
+    dry_run: bool,
+    key_count: int,
+) -> None:
+    """Record a request as In Progress, with the process that runs it."""
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(sync_request),
+            [
+                {
+                    "run_id": run_id,
+                    "district_number": district,
+                    "object": object_name,
+                    "requested_by": requested_by,
+                    "requested_at": _naive(requested_at),
+                    "status": RequestStatus.IN_PROGRESS.value,
+                    "check_dependencies": check_dependencies,
+                    "dry_run": dry_run,
+                    "key_count": key_count,
+                    "host": socket.gethostname()[:255],
+                    "pid": os.getpid(),
+                    "heartbeat_at": now,
+                }
+            ],
+        )
+
+
+def heartbeat(engine: Engine, run_id: str) -> None:
+    """The request's process is alive (a request not heard from is taken as crashed)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(sync_request)
+            .where(sync_request.c.run_id == run_id, sync_request.c.completed_at.is_(None))
+            .values(heartbeat_at=utcnow())
+        )
+
+
+def finish_request(
+    engine: Engine,
+    run_id: str,
+    status: RequestStatus,
+    *,
+    completed_at: datetime,
+    outcomes: Sequence[tuple[str, KeyOutcome]] = (),
+    message: str | None = None,
+) -> None:
+    """Close the request: its status, and each key's final outcome.
+
+    ``outcomes`` are ``(object, outcome)`` as the request ends, after the verification
+    that follows the sync: a key's row is updated where that changed it (or added where
+    none was recorded, e.g. a task that failed outright); ``written_at`` stays as the
+    key's own transaction set it.
+    """
+    own = [o for name, o in outcomes]
+    succeeded = sum(1 for o in own if o.outcome.succeeded) if own else None
+    with engine.begin() as conn:
+        recorded = {
+            (row.object, int(row.record_key)): row
+            for row in conn.execute(
+                select(sync_key_outcome).where(sync_key_outcome.c.run_id == run_id)
+            )
+        }
+        now = utcnow()
+        for name, outcome in outcomes:
+            found = recorded.get((name, int(outcome.key)))
+            values = {
+                "outcome": outcome.outcome.value,
+                "reason": outcome.reason,
+                "attempts": int(outcome.attempts),
+                "parents_synced": "\n".join(outcome.parents_synced) or None,
+            }
+            if found is None:
+                conn.execute(
+                    insert(sync_key_outcome),
+                    [
+                        values
+                        | {
+                            "run_id": run_id,
+                            "object": name,
+                            "record_key": int(outcome.key),
+                            "written_at": None,
+                            "recorded_at": now,
+                        }
+                    ],
+                )
+            elif any(getattr(found, k) != v for k, v in values.items()):
+                t = sync_key_outcome.c
+                conn.execute(
+                    update(sync_key_outcome)
+                    .where(t.run_id == run_id, t.object == name, t.record_key == int(outcome.key))
+                    .values(values)
+                )
+        conn.execute(
+            update(sync_request)
+            .where(sync_request.c.run_id == run_id)
+            .values(
+                status=RequestStatus(status).value,
+                completed_at=_naive(completed_at),
+                succeeded=succeeded,
+                message=message,
+                heartbeat_at=now,
+            )
+        )
+
+
+def read_requests(engine: Engine, district: int, limit: int = 50) -> list[LedgerRequest]:
+    """The district's requests, newest first."""
+    query = (
+        select(sync_request)
+        .where(sync_request.c.district_number == district)
+        .order_by(sync_request.c.requested_at.desc(), sync_request.c.run_id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [_request(row) for row in conn.execute(query)]
+
+
+def read_request(engine: Engine, run_id: str) -> LedgerRequest | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(sync_request).where(sync_request.c.run_id == run_id)).first()
+    return None if row is None else _request(row)
+
+
+def read_keys(engine: Engine, run_id: str) -> list[RecordedKey]:
+    """Every key outcome the request recorded (its own keys and parents synced first)."""
+    t = sync_key_outcome.c
+    query = select(sync_key_outcome).where(t.run_id == run_id).order_by(t.object, t.record_key)
+    with engine.connect() as conn:
+        return [
+            RecordedKey(
+                object=row.object,
+                key=int(row.record_key),
+                outcome=row.outcome,
+                reason=row.reason,
+                attempts=int(row.attempts),
+                parents_synced=row.parents_synced.split("\n") if row.parents_synced else [],
+                written_at=_aware(row.written_at),
+                recorded_at=_aware(row.recorded_at),
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def _request(row) -> LedgerRequest:
+    return LedgerRequest(
+        run_id=row.run_id,
+        district_number=int(row.district_number),
+        object=row.object,
+        requested_by=row.requested_by,
+        requested_at=_aware(row.requested_at),
+        completed_at=_aware(row.completed_at),
+        status=RequestStatus(row.status),
+        check_dependencies=bool(row.check_dependencies),
+        dry_run=bool(row.dry_run),
+        key_count=int(row.key_count),
+        succeeded=None if row.succeeded is None else int(row.succeeded),
+        message=row.message,
+        host=row.host,
+        pid=row.pid,
+        heartbeat_at=_aware(row.heartbeat_at),
+    )

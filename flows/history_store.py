@@ -1,17 +1,17 @@
-"""The Sync History in the Prefect API: list, show, delete and clear entries.
+"""The Sync History: list, show, delete and clear entries; keep the UI's view current.
 
-An entry *is* a run of the ``selective-sync`` flow together with its artifacts, so the
-history lives wherever the runs live (the ephemeral API's database or a server's) and
-survives restarts of either. Every function checks the acting user's right first (R to
-read, D to delete), before anything is read or deleted.
+The record is the ledger in the state database (``selective_sync.ledger``, written with
+the data): listing and showing read it alone, so they need no Prefect API and survive a
+Prefect database that was lost, moved or cleaned up. The Prefect UI shows the history as
+artifacts, a view of the ledger: each run's own, and the district's View History table,
+which ``rebuild_artifacts`` writes again from the ledger. Every function checks the acting
+user's right first (R to read, D to delete), before anything is read or deleted.
 
-Deleting an entry deletes its artifacts and then its flow run. The run must go too: the
-entry is the run (its state, parameters and times are half of what the history shows), so
-an entry whose artifacts alone were deleted would still be listed, just emptier. Artifacts
-go first because Prefect does not delete a run's artifacts with the run: were the run
-deleted first and the artifact deletes then failed, orphaned summaries would linger in the
-UI's Artifacts page with no entry left to delete them through. An interrupted delete
-leaves the run, so the entry is still listed and deleting it again finishes the job.
+Deleting an entry deletes its artifacts, then its flow run, then its report files, and
+the ledger rows last: an interrupted delete leaves the entry listed, and deleting it
+again finishes the job. Artifacts go before the run because Prefect does not delete a
+run's artifacts with the run. Runs the ledger does not have (refused before they started,
+or from before the ledger) are read and deleted through the Prefect API as before.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -36,8 +36,10 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
+from sqlalchemy.exc import SQLAlchemyError
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
+from selective_sync.db import make_engine
 from selective_sync.errors import BadInput, StoreUnavailable
 from selective_sync.history.codec import SUMMARY_KINDS, parse_history_key, parse_summary
 from selective_sync.history.entry import (
@@ -47,6 +49,7 @@ from selective_sync.history.entry import (
     RunFacts,
     build_entry,
 )
+from selective_sync.history.ledger import LedgerHistory
 from selective_sync.history.store import ClearResult
 from selective_sync.history.table import (
     TABLE_ROWS,
@@ -55,9 +58,11 @@ from selective_sync.history.table import (
     table_description,
     table_key,
 )
+from selective_sync.ledger import delete_request, read_request
 from selective_sync.reports.storage import SYNC_FORMATS, LinkSigner, ReportStorage, StoredReport
 from selective_sync.rights import Actor, Right, authorise
 from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
+from selective_sync.text import first_line
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -76,35 +81,56 @@ DEFAULT_UI_URL = "http://127.0.0.1:4200"
 def list_entries(
     district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str | Actor
 ) -> list[HistoryEntry]:
-    """The district's entries, newest first (default: the configured district). Needs R."""
+    """The district's entries from the ledger, newest first (default: the configured
+    district). Needs R; needs no Prefect API."""
     authorise(user, Right.R)
     if limit <= 0:
         raise BadInput("limit must be positive")
     settings = get_settings()
     number = resolve_district(settings, district).number
-    with _client() as client:
-        return _district_entries(client, settings, number, limit)
+    with ledger_history(settings) as history:
+        return history.entries(number, limit)
 
 
 def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
-    """The entry of ``run`` (a run id, an id prefix or a run name), with every key. Needs R."""
+    """The entry of ``run`` (a run id, an id prefix or a run name), with every key. Needs R.
+
+    From the ledger; a run the ledger does not have (refused before it started, or from
+    before the ledger) is looked up in the Prefect API."""
     authorise(user, Right.R)
+    settings = get_settings()
+    with ledger_history(settings) as history:
+        request = history.find(run)
+        if request is not None:
+            return history.full_entry(request)
     with _client() as client:
         flow_run = _find_run(client, run)
-        return _entries(client, get_settings(), [flow_run], with_outcomes=True)[0]
+        return _entries(client, settings, [flow_run], with_outcomes=True)[0]
 
 
 def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
-    """Delete one finished entry: its artifacts, then its run. Needs D. Returns the entry."""
+    """Delete one finished entry: its artifacts, its run, its report files, then its ledger
+    rows (last, so an interrupted delete is still listed and a repeat finishes). Needs D."""
     actor = authorise(user, Right.D)
     may_read = actor.holds(Right.R)  # D alone does not read: no list of candidates
+    settings = get_settings()
+    with ledger_history(settings) as history:
+        request = history.find(run, list_matches=may_read)
+        if request is not None:
+            entry = history.entry(request, None)
+            _refuse_unfinished(entry)
+            with _client() as client:
+                _delete(client, UUID(entry.run_id))
+                delete_request(history.engine, entry.run_id)
+                _refresh_table(client, settings, entry.district)
+            return entry
     with _client() as client:
         flow_run = _find_run(client, run, list_matches=may_read)
-        entry = _entries(client, get_settings(), [flow_run], with_outcomes=False)[0]
+        entry = _entries(client, settings, [flow_run], with_outcomes=False)[0]
         _refuse_unfinished(entry)
         _delete(client, flow_run.id)
         if entry.district is not None:
-            _refresh_table(client, get_settings(), entry.district)
+            _refresh_table(client, settings, entry.district)
         return entry
 
 
@@ -112,22 +138,59 @@ def clear(district: int | None = None, *, user: str | Actor) -> ClearResult:
     """Delete every finished entry of one district (default: the configured one). Needs D.
 
     Entries of other districts are never touched; runs still in progress are left alone
-    (deleting a run under a running flow would orphan what it publishes next).
+    (deleting a run under a running flow would orphan what it publishes next). Runs of
+    the district that the ledger does not have (refused ones) go too.
     """
     authorise(user, Right.D)
     settings = get_settings()
     number = resolve_district(settings, district).number
     result = ClearResult(number)
-    with _client() as client:
-        # Collect first, then delete: deleting while paging would shift the pages.
-        for entry in _district_entries(client, settings, number, limit=None):
+    with ledger_history(settings) as history, _client() as client:
+        for entry in history.entries(number, limit=None):
             if entry.finished:
                 _delete(client, UUID(entry.run_id))
+                delete_request(history.engine, entry.run_id)
                 result.deleted.append(entry)
             else:
                 result.skipped.append(entry)
+        done = {e.run_id for e in result.deleted + result.skipped}
+        # Collect first, then delete: deleting while paging would shift the pages.
+        for entry in _prefect_entries(client, settings, number, limit=None):
+            if entry.run_id not in done and entry.finished:
+                _delete(client, UUID(entry.run_id))
+                result.runs_only += 1
         _refresh_table(client, settings, number)
     return result
+
+
+def rebuild_artifacts(district: int | None = None, *, user: str | Actor) -> int:
+    """Write the district's View History table again from the ledger (after Prefect's
+    database was lost, moved or cleaned). Needs R. Returns the entries it shows."""
+    authorise(user, Right.R)
+    settings = get_settings()
+    number = resolve_district(settings, district).number
+    with _client() as client:
+        _refresh_table(client, settings, number)
+    with ledger_history(settings) as history:
+        return len(history.entries(number, limit=TABLE_ROWS))
+
+
+@contextmanager
+def ledger_history(settings: Settings) -> Iterator[LedgerHistory]:
+    """The Sync History in the state database's ledger (an engine for this call only)."""
+    engine = make_engine(settings.resolved_state_url)
+    try:
+        yield LedgerHistory(
+            engine,
+            {d.number: d.name for d in configured_districts(settings)},
+            settings.ledger_heartbeat_s,
+        )
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(
+            f"the Sync History could not be read from the state database: {first_line(exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
 
 
 def refresh_table(district: int | None = None) -> None:
@@ -168,9 +231,10 @@ def _sync_runs(client: SyncPrefectClient) -> Iterator[list[FlowRun]]:
         offset += PAGE
 
 
-def _district_entries(
+def _prefect_entries(
     client: SyncPrefectClient, settings: Settings, number: int, limit: int | None
 ) -> list[HistoryEntry]:
+    """The district's entries as the Prefect API has them (runs and their artifacts)."""
     found: list[HistoryEntry] = []
     for page in _sync_runs(client):
         # A run given another district is that district's (the flow runs it there): its
@@ -366,7 +430,8 @@ def _refresh_table(client: SyncPrefectClient, settings: Settings, number: int) -
 
 
 def _table_markdown(client: SyncPrefectClient, settings: Settings, number: int) -> str:
-    entries = _district_entries(client, settings, number, limit=TABLE_ROWS + 1)
+    with ledger_history(settings) as history:
+        entries = history.entries(number, limit=TABLE_ROWS + 1)
     shown = entries[:TABLE_ROWS]
     name = next((e.district_name for e in shown if e.district_name), None) or next(
         (d.name for d in configured_districts(settings) if d.number == number), None
@@ -457,6 +522,9 @@ def _delete_orphans(client: SyncPrefectClient, settings: Settings, number: int) 
     storage = ReportStorage.from_settings(settings)
     files = _report_files(storage)
     gone = _missing_runs(client, run_ids | set(files))
+    # A request the ledger still holds keeps its report files: its entry is still listed.
+    with ledger_history(settings) as history:
+        gone = {r for r in gone if read_request(history.engine, str(r)) is None}
     for run_id in gone:
         if run_id in run_ids:
             for artifact in _artifacts(client, [run_id]):

@@ -19,8 +19,10 @@ from prefect.utilities.annotations import quote
 from flows.forms import DistrictNumber, IdsText, district_or_default, title
 from flows.history_store import refresh_table
 from flows.runner import ConfiguredTaskRunner
+from selective_sync.db import make_engine
 from selective_sync.errors import BatchAborted, RequestFailed, SelectiveSyncError
 from selective_sync.history.codec import outcome_line, request_status
+from selective_sync.ledger import Heartbeat, mark_ended
 from selective_sync.locks import district_lock
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
@@ -52,9 +54,18 @@ def _run_name() -> str:
 
 
 def refresh_history(flow, run, state) -> None:
-    """State hook: rewrite the district's View History table once the run's final state is
-    set, so the table shows it Complete, Failed or Crashed (refusals included)."""
+    """State hook: end the request in the ledger if the run ended before the flow could
+    (a crash, a cancel, an unexpected error), then rewrite the district's View History
+    table, so it shows the run Complete, Failed, Crashed or Cancelled."""
     district = (run.parameters or {}).get("district")
+    ended = ENDED_BY_STATE.get(state.type.value)
+    if ended is not None:
+        try:
+            end_in_ledger(str(run.id), ended, state.message)
+        except Exception as exc:  # the heartbeat's silence will tell readers instead
+            flow_run_logger(run, flow).warning(
+                "The ledger could not record the run's end: %s", first_line(exc)
+            )
     try:
         refresh_table(district_or_default(district))
     except Exception as exc:  # the run's outcome stands; the next write catches up
@@ -64,6 +75,31 @@ def refresh_history(flow, run, state) -> None:
 
 
 HISTORY_HOOKS = [refresh_history]
+ENDED_BY_STATE = {
+    "FAILED": RequestStatus.FAILED,
+    "CRASHED": RequestStatus.CRASHED,
+    "CANCELLED": RequestStatus.CANCELLED,
+}
+
+
+def end_in_ledger(run_id: str, status: RequestStatus, message: str | None) -> None:
+    """Mark the run's request ended in the ledger, if it is still In Progress there."""
+    engine = make_engine(get_settings().resolved_state_url)
+    try:
+        mark_ended(engine, run_id, status, first_line(message) if message else None)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def alive(settings: Settings, run_id: str):
+    """The request's heartbeat in the ledger while it runs (its own engine: a thread)."""
+    engine = make_engine(settings.resolved_state_url)
+    try:
+        with Heartbeat(engine, run_id, settings.ledger_heartbeat_s):
+            yield
+    finally:
+        engine.dispose()
 
 
 @flow(
@@ -112,13 +148,14 @@ def selective_sync(
     run_id = str(flow_run.get_id())
     opened = open_request_task(
         run_id,
+        flow_run.get_name() or run_id,
         config.number,
         spec.name,
         requested_by,
         requested_at,
         check_dependencies,
         dry_run,
-        len(keys),
+        quote(keys),
         return_state=True,
     )
     if opened.is_failed():
@@ -132,7 +169,7 @@ def selective_sync(
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
-    with district_write_lock(settings, config.number, dry_run):
+    with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
             settings, spec.name, config.number, keys, check_dependencies, dry_run, run_id
         )

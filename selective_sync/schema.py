@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 
 STATE_PREFIX = "state_"
 
@@ -213,6 +214,8 @@ Table(
 # ---------------------------------------------------------------- state side: the ledger
 # What each selective sync did, written with the data (``selective_sync.ledger``).
 
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
 # A run id is a Prefect flow-run UUID (36 characters) or the CLI's own.
 RUN_ID = 36
 
@@ -220,6 +223,7 @@ sync_request = Table(
     "sync_request",
     state_metadata,
     Column("run_id", String(RUN_ID), primary_key=True),
+    Column("run_name", String(255), nullable=False),
     Column("district_number", Integer, nullable=False),
     Column("object", String(40), nullable=False),
     Column("requested_by", String(120), nullable=False),
@@ -229,6 +233,8 @@ sync_request = Table(
     Column("check_dependencies", Boolean, nullable=False),
     Column("dry_run", Boolean, nullable=False),
     Column("key_count", Integer, nullable=False),
+    # The keys as asked, in order (a million IDs is ~8 MB: MariaDB's TEXT stops at 64 KB).
+    Column("ids", LongText, nullable=False),
     Column("succeeded", Integer),
     Column("message", Text),
     # Liveness of the process running the request (host, pid, last sign of life).

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     )
     task_runner: Literal["thread", "dask"] = "thread"
     max_workers: int = Field(default=8, gt=0, description="Bound on concurrent sync tasks.")
+    ledger_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "How often a running request tells the ledger it is alive; one not heard from "
+            "for three intervals is shown as Crashed."
+        ),
+    )
     dask_address: str | None = None
     per_key_task_limit: int = Field(
         default=200,

@@ -23,25 +23,27 @@ from .retry import RETRY_TRANSIENT_FAULTS
 )
 def open_request_task(
     run_id: str,
+    run_name: str,
     district: int,
     object_name: str,
     requested_by: str,
     requested_at: datetime,
     check_dependencies: bool,
     dry_run: bool,
-    key_count: int,
+    keys: list[int],
 ) -> None:
     """Record the request In Progress in the state's ledger, before any key is written."""
     open_request(
         engine_for(get_settings().resolved_state_url),
         run_id=run_id,
+        run_name=run_name,
         district=district,
         object_name=object_name,
         requested_by=requested_by,
         requested_at=requested_at,
         check_dependencies=check_dependencies,
         dry_run=dry_run,
-        key_count=key_count,
+        keys=keys,
     )
 
 

@@ -339,7 +339,13 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
     locked = threading.Event()
 
     def hold_write_lock():
+        # Taken once the request is in the ledger, before its key is written.
         conn = sqlite3.connect(demo.dir / "state.db", timeout=10)
+        deadline = time.monotonic() + 90
+        while not conn.execute("SELECT 1 FROM sync_request").fetchone():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
         conn.execute("BEGIN IMMEDIATE")
         locked.set()
         release.wait(90)
@@ -348,11 +354,11 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
 
     holder = threading.Thread(target=hold_write_lock)
     holder.start()
-    locked.wait(5)
     done: list = []
     runner = threading.Thread(target=lambda: done.append(run_sync("PersonIdentity", [key], admin)))
     runner.start()
     try:
+        assert locked.wait(90), "the request never reached the ledger"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             running = [e for e in list_entries(limit=5, user=admin) if e.status == "In Progress"]

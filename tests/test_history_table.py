@@ -128,32 +128,35 @@ def test_table_stays_equal_to_history_list_through_a_mixed_sequence(demo, admin)
     assert two_state.message == "Complete · Records 1/2 · 1 synced, 1 not found"
     assert two_state.result().succeeded == 1  # callers still get the SyncResult
 
-    # A refused request is a Failed row, as history list says, with no reports.
+    # A refused request wrote nothing, not even to the ledger: it is no entry, in the
+    # table as in history list; its run says why it was refused.
     refused, refused_state = run_sync("PersonIdentity", mismatched[:1], "reader")
     assert isinstance(refused_state.result(raise_on_failure=False), RightsError)
     assert "Traceback" not in refused_state.message and "lacks the W right" in refused_state.message
     rows = assert_table_is_history(admin, reports)
-    assert rows[0]["run_id"] == refused and rows[0]["status"] == "Failed"
-    assert rows[0]["records"] == "-/1" and rows[0]["reports"] == {}
+    assert refused not in {r["run_id"] for r in rows}
 
     # A delete through the history removes the row.
     delete_entry(three, user=admin)
     rows = assert_table_is_history(admin, reports)
     assert three not in {r["run_id"] for r in rows}
 
-    # Prefect's own Delete removes the run only; the next history write cleans up after it.
+    # Prefect's own Delete removes the run, not the request: the ledger keeps the entry
+    # (with its reports) until someone with D deletes it through the history.
     with get_client(sync_client=True) as client:
         client.delete_flow_run(UUID(two))
-    assert list((reports / "sync").glob(f"{two}.*"))  # left behind by Prefect's Delete
     after, _ = run_sync("PersonIdentity", mismatched[4:5], admin)
     rows = assert_table_is_history(admin, reports)
-    assert two not in {r["run_id"] for r in rows} and rows[0]["run_id"] == after
-    assert list((reports / "sync").glob(f"{two}.*")) == []
-    assert _artifacts_of(two) == []
+    assert rows[0]["run_id"] == after
+    assert {r["run_id"]: r["records"] for r in rows}[two] == "1/2"
+    assert list((reports / "sync").glob(f"{two}.*"))
 
-    # A clear empties this district's table (runs of other tests in this API included).
+    # A clear empties this district's table (runs of other tests in this API included),
+    # and takes what Prefect's Delete left behind with it.
     clear(user=admin)
     assert assert_table_is_history(admin, reports) == [] and listed(admin) == []
+    assert list((reports / "sync").glob(f"{two}.*")) == []
+    assert _artifacts_of(two) == []
 
     # Rewriting a current table writes nothing new.
     refresh_table(275)
@@ -242,7 +245,8 @@ def test_a_refusal_ends_the_run_with_one_plain_line(demo, admin, case):
     logs = _logs_of(run_id)
     assert not [m for m in logs if "Traceback" in m], logs
     assert sum(words in m for m in logs) <= 2, logs  # our error line and Prefect's final state
-    assert next(r for r in table_rows() if r["run_id"] == run_id)["status"] == "Failed"
+    # Refused before it started: nothing written, not even a history entry.
+    assert run_id not in {r["run_id"] for r in table_rows()}
 
 
 def test_progress_moves_while_the_fan_out_runs(demo, admin, monkeypatch):

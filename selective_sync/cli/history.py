@@ -101,9 +101,17 @@ def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption
     print_entry(entry)
 
 
+@app.command("rebuild-artifacts")
+def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOption) -> None:
+    """Write the View History table again from the ledger (after Prefect's database was
+    lost, moved or cleaned up). Needs R."""
+    shown = _store().rebuild_artifacts(district, user=resolve_user(user))
+    console.print(Text(f"View History table rewritten from the ledger: {shown} entries"))
+
+
 @app.command()
 def delete(run: RunArg, user: str | None = UserOption) -> None:
-    """Delete one entry: its artifacts and its run. Needs D."""
+    """Delete one entry: its ledger rows, artifacts, run and report files. Needs D."""
     entry = _store().delete_entry(run, user=resolve_user(user))
     console.print(Text(f"deleted Sync History entry {entry.run_id} ({entry.run_name})"))
 
@@ -131,8 +139,12 @@ def clear(
             abort=True,
         )
     result = _store().clear(config.number, user=actor)
+    also = f" (and {result.runs_only} runs refused before they started)" if result.runs_only else ""
     console.print(
-        Text(f"deleted {len(result.deleted)} Sync History entries of district {result.district}")
+        Text(
+            f"deleted {len(result.deleted)} Sync History entries of district "
+            f"{result.district}{also}"
+        )
     )
     if result.skipped:
         console.print(

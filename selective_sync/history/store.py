@@ -1,7 +1,9 @@
 """Where Sync History entries are read and deleted: the interface the CLI and the core use.
 
-The orchestration layer implements it on the Prefect API (``flows.history_store``); the
-core never imports that implementation, it is handed one (see ``selective_sync.cli.backend``).
+The orchestration layer implements it (``flows.history_store``): entries are read from the
+ledger in the state database (``history.ledger``), and deleting also removes the runs and
+artifacts that show them in the Prefect UI. The core never imports that implementation,
+it is handed one (see ``selective_sync.cli.backend``).
 ``user`` is a user name or an already authorised ``Actor``: each call refuses a user without
 the right it needs (R to read, D to delete) before it reads or deletes anything.
 """
@@ -24,6 +26,8 @@ class ClearResult:
     district: int
     deleted: list[HistoryEntry] = field(default_factory=list)
     skipped: list[HistoryEntry] = field(default_factory=list)
+    runs_only: int = 0
+    """Runs deleted that the ledger did not have (refused before they started)."""
 
 
 class HistoryStore(Protocol):
@@ -45,4 +49,8 @@ class HistoryStore(Protocol):
 
     def clear(self, district: int | None = None, *, user: str | Actor) -> ClearResult:
         """Delete every finished entry of one district; runs in progress are left alone."""
+        ...
+
+    def rebuild_artifacts(self, district: int | None = None, *, user: str | Actor) -> int:
+        """Write the district's history artifacts again from the ledger; entries shown."""
         ...

@@ -10,9 +10,14 @@ live request from a dead one. The tables are part of the state schema
 
 from .recorder import KeyRecorder, RecordedKey
 from .requests import (
+    Heartbeat,
     LedgerRequest,
+    delete_request,
+    find_requests,
     finish_request,
     heartbeat,
+    keys_done,
+    mark_ended,
     open_request,
     read_keys,
     read_request,
@@ -20,7 +25,12 @@ from .requests import (
 )
 
 __all__ = [
+    "Heartbeat",
     "KeyRecorder",
+    "delete_request",
+    "find_requests",
+    "keys_done",
+    "mark_ended",
     "LedgerRequest",
     "RecordedKey",
     "finish_request",

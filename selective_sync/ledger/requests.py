@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..models import KeyOutcome, RequestStatus
 from ..schema import sync_key_outcome, sync_request
 from .recorder import RecordedKey, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class LedgerRequest:
     """One request as the ledger holds it (timestamps in UTC)."""
 
     run_id: str
+    run_name: str
     district_number: int
     object: str
     requested_by: str
@@ -29,6 +35,7 @@ class LedgerRequest:
     check_dependencies: bool
     dry_run: bool
     key_count: int
+    keys: list[int]
     succeeded: int | None
     message: str | None
     host: str | None
@@ -48,15 +55,16 @@ def open_request(
     engine: Engine,
     *,
     run_id: str,
+    run_name: str,
     district: int,
     object_name: str,
     requested_by: str,
     requested_at: datetime,
     check_dependencies: bool,
     dry_run: bool,
-    key_count: int,
+    keys: Sequence[int],
 ) -> None:
-    """Record a request as In Progress, with the process that runs it."""
+    """Record a request as In Progress, with its keys and the process that runs it."""
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(
@@ -64,6 +72,7 @@ def open_request(
             [
                 {
                     "run_id": run_id,
+                    "run_name": run_name[:255],
                     "district_number": district,
                     "object": object_name,
                     "requested_by": requested_by,
@@ -71,7 +80,8 @@ def open_request(
                     "status": RequestStatus.IN_PROGRESS.value,
                     "check_dependencies": check_dependencies,
                     "dry_run": dry_run,
-                    "key_count": key_count,
+                    "key_count": len(keys),
+                    "ids": ",".join(map(str, keys)),
                     "host": socket.gethostname()[:255],
                     "pid": os.getpid(),
                     "heartbeat_at": now,
@@ -199,6 +209,7 @@ def read_keys(engine: Engine, run_id: str) -> list[RecordedKey]:
 def _request(row) -> LedgerRequest:
     return LedgerRequest(
         run_id=row.run_id,
+        run_name=row.run_name,
         district_number=int(row.district_number),
         object=row.object,
         requested_by=row.requested_by,
@@ -208,9 +219,92 @@ def _request(row) -> LedgerRequest:
         check_dependencies=bool(row.check_dependencies),
         dry_run=bool(row.dry_run),
         key_count=int(row.key_count),
+        keys=[int(k) for k in row.ids.split(",")] if row.ids else [],
         succeeded=None if row.succeeded is None else int(row.succeeded),
         message=row.message,
         host=row.host,
         pid=row.pid,
         heartbeat_at=_aware(row.heartbeat_at),
     )
+
+
+def find_requests(engine: Engine, text: str, limit: int = 6) -> list[LedgerRequest]:
+    """Requests whose run id starts with ``text`` (lower case) or whose name does."""
+    t = sync_request.c
+    pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    query = (
+        select(sync_request)
+        .where(
+            or_(
+                t.run_id.like(pattern.lower(), escape="\\"),
+                t.run_name.like(pattern, escape="\\"),
+            )
+        )
+        .order_by(t.requested_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [_request(row) for row in conn.execute(query)]
+
+
+def keys_done(engine: Engine, run_ids: Sequence[str]) -> dict[str, int]:
+    """How many of each request's own keys have an outcome recorded (its progress)."""
+    if not run_ids:
+        return {}
+    t, r = sync_key_outcome.c, sync_request.c
+    query = (
+        select(t.run_id, func.count())
+        .select_from(sync_key_outcome.join(sync_request, r.run_id == t.run_id))
+        .where(t.run_id.in_(list(run_ids)), t.object == r.object)
+        .group_by(t.run_id)
+    )
+    with engine.connect() as conn:
+        return {run_id: int(n) for run_id, n in conn.execute(query)}
+
+
+def mark_ended(engine: Engine, run_id: str, status: RequestStatus, message: str | None) -> bool:
+    """End a request still In Progress as ``status`` (its process is gone); True if it was."""
+    t = sync_request.c
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(sync_request)
+            .where(t.run_id == run_id, t.status == RequestStatus.IN_PROGRESS.value)
+            .values(status=RequestStatus(status).value, completed_at=utcnow(), message=message)
+        )
+    return done.rowcount > 0
+
+
+def delete_request(engine: Engine, run_id: str) -> None:
+    """Remove a request and its key outcomes from the ledger (keys first: a repeat after
+    an interruption still finds the request, and finishes)."""
+    with engine.begin() as conn:
+        conn.execute(delete(sync_key_outcome).where(sync_key_outcome.c.run_id == run_id))
+    with engine.begin() as conn:
+        conn.execute(delete(sync_request).where(sync_request.c.run_id == run_id))
+
+
+class Heartbeat:
+    """Keeps a request's ``heartbeat_at`` fresh from a background thread while it runs.
+
+    A request whose heartbeat is older than a few intervals has lost its process (killed,
+    machine gone): readers show it as Crashed (``selective_sync.history``)."""
+
+    def __init__(self, engine: Engine, run_id: str, interval_s: float):
+        self.engine, self.run_id, self.interval_s = engine, run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                heartbeat(self.engine, self.run_id)
+            except SQLAlchemyError as exc:  # the next beat tries again
+                log.warning("heartbeat of request %s not written: %s", self.run_id, exc)

@@ -74,13 +74,14 @@ def test_every_outcome_is_recorded_and_only_written_keys_say_written(demo):
     open_request(
         state,
         run_id=run_id,
+        run_name="Enrollment x24 by test-admin",
         district=number,
         object_name="Enrollment",
         requested_by="test-admin",
         requested_at=datetime.now(UTC),
         check_dependencies=True,
         dry_run=False,
-        key_count=len(keys),
+        keys=keys,
     )
     recorder = KeyRecorder(run_id)
     outcomes = sync_keys(

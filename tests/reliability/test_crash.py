@@ -43,9 +43,21 @@ from .support import (
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 OBJECT = "PersonIdentity"
-PERSONS = 3000
+PERSONS = 5400
 DEPLOYMENT = "selective-sync/sync-records"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+HEARTBEAT_S = 2
+
+
+def ledger_keys(dbs, run_id: str):
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import read_keys
+
+    engine = make_engine(dbs.state_url)
+    try:
+        return read_keys(engine, run_id)
+    finally:
+        engine.dispose()
 
 
 def run_state(client, run_id) -> str:
@@ -83,17 +95,20 @@ def test_sigkill_of_the_flow_run_process(
 
     refused = refused_keys(dbs.manifest, OBJECT)
     keys = [k for k in district_keys(dbs, OBJECT) if k not in refused]
-    assert len(keys) >= 2900
+    assert len(keys) >= 5000
     edit_at_district(dbs, [k for i, k in enumerate(keys) if i % 4], "crash-")
     before = state_rows(dbs, OBJECT, keys)
 
     home, logs = tmp_path / "prefect-home", tmp_path / "logs"
     home.mkdir()
     logs.mkdir()
+    # A short heartbeat, here and in the runner, so the dead request reads Crashed soon.
+    monkeypatch.setenv("SELECTIVE_SYNC_LEDGER_HEARTBEAT_S", str(HEARTBEAT_S))
     env = clean_env(
         PREFECT_API_URL=PREFECT_API_URL.value(),
         PREFECT_HOME=str(home),
         PREFECT_RUNNER_POLL_FREQUENCY="1",
+        SELECTIVE_SYNC_LEDGER_HEARTBEAT_S=str(HEARTBEAT_S),
         **dbs.env(),
     )
     runner = start("serve", [sys.executable, "-m", "flows.serve"], env, logs, cwd=REPO)
@@ -148,13 +163,19 @@ def test_sigkill_of_the_flow_run_process(
             for deployment in client.read_deployments():
                 client.delete_deployment(deployment.id)
 
-    # The Sync History shows the run as crashed, with what was asked.
+    # The Sync History (the ledger) shows the run as crashed within the heartbeat bound,
+    # with what was asked and the keys it wrote.
+    wait_until(
+        lambda: get_entry(str(run.id), user=ADMIN).status == "Crashed",
+        4 * HEARTBEAT_S + 30,
+        "the dead request to read Crashed",
+        step=0.5,
+    )
     entry = get_entry(str(run.id), user=ADMIN)
-    assert entry.status == "Crashed", entry
     assert entry.keys == keys and entry.object == OBJECT
-    assert entry.requested_by == ADMIN and entry.outcomes is None
+    assert entry.requested_by == ADMIN
     assert entry.records == f"-/{len(keys)}"
-    assert entry.failure, entry
+    assert entry.failure and "stopped" in entry.failure, entry
     listed = {e.run_id: e for e in list_entries(user=ADMIN)}
     assert listed[str(run.id)].status == "Crashed"
 
@@ -166,6 +187,15 @@ def test_sigkill_of_the_flow_run_process(
         len(verdict.synced & edited),
         len(verdict.untouched & edited),
     )
+    # The ledger says exactly which keys the request changed: those it marks written.
+    written = {r.key for r in ledger_keys(dbs, str(run.id)) if r.written_at is not None}
+    after = state_rows(dbs, OBJECT, keys)
+    changed = {k for k in keys if after[k] != before[k]}
+    assert changed <= verdict.synced
+    disagreeing = written ^ changed
+    tally.add("ledger_keys_checked", len(keys))
+    tally.add("ledger_rows_disagreeing", len(disagreeing))
+    assert not disagreeing, (len(written), len(changed), sorted(disagreeing)[:20])
 
     # The same request again converges.
     again = run_flow(OBJECT, keys)

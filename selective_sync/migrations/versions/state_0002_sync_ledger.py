@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "state_0002"
 down_revision = "state_0001"
@@ -23,6 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "sync_request",
         sa.Column("run_id", sa.String(length=36), nullable=False),
+        sa.Column("run_name", sa.String(length=255), nullable=False),
         sa.Column("district_number", sa.Integer(), nullable=False),
         sa.Column("object", sa.String(length=40), nullable=False),
         sa.Column("requested_by", sa.String(length=120), nullable=False),
@@ -32,6 +34,11 @@ def upgrade() -> None:
         sa.Column("check_dependencies", sa.Boolean(), nullable=False),
         sa.Column("dry_run", sa.Boolean(), nullable=False),
         sa.Column("key_count", sa.Integer(), nullable=False),
+        sa.Column(
+            "ids",
+            sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
+            nullable=False,
+        ),
         sa.Column("succeeded", sa.Integer(), nullable=True),
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("host", sa.String(length=255), nullable=True),

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 DEFAULT_TREND_RUNS = 10
+FIRST_PAGE = 10
+"""Versions read in the first call of one district's read-back (most have one or two)."""
 
 
 def load_latest_summary(
@@ -161,10 +163,10 @@ def _client():
     return api_client(StoreUnavailable, "the Verification Summary")
 
 
-def _filter(key: str, run_ids: list[UUID] | None = None) -> ArtifactFilter:
+def _filter(keys: list[str], run_ids: list[UUID] | None = None) -> ArtifactFilter:
     # Type table only: before the summary was stored as a table, its key held markdown.
     return ArtifactFilter(
-        key=ArtifactFilterKey(any_=[key]),
+        key=ArtifactFilterKey(any_=keys),
         type=ArtifactFilterType(any_=["table"]),
         flow_run_id=ArtifactFilterFlowRunId(any_=run_ids) if run_ids is not None else None,
     )
@@ -187,12 +189,9 @@ def _run(artifact: Any) -> str | None:
 def _newest_first(client: SyncPrefectClient, keys: list[str], limit: int = PAGE) -> Iterator:
     """The summary tables stored under ``keys``, newest first, page by page."""
     offset = 0
-    artifact_filter = ArtifactFilter(
-        key=ArtifactFilterKey(any_=keys), type=ArtifactFilterType(any_=["table"])
-    )
     while True:
         page = client.read_artifacts(
-            artifact_filter=artifact_filter,
+            artifact_filter=_filter(keys),
             sort=ArtifactSort.CREATED_DESC,
             limit=limit,
             offset=offset,
@@ -224,21 +223,42 @@ def _current_rows(client: SyncPrefectClient, district: int) -> list[dict[str, An
 
 def _read_back(client: SyncPrefectClient, latest: dict[str, Any]) -> dict[str, list[dict]]:
     """Each key's current rows: its latest version and every version created since the
-    latest version's run read (``codec.read_back_from``), newest result per object."""
+    latest version's run read (``codec.read_back_from``), newest result per object.
+
+    The versions of every key are read newest first in one stream; a key leaves the stream
+    once a version of it older than its own start is seen, so a district last verified
+    long ago costs no more than one that verified last night."""
     if not latest:
         return {}
     versions = {key: check_rows(_data(c.data)) for key, c in latest.items()}
     since = {key: read_back_from(versions[key], _run(c)) for key, c in latest.items()}
     around: dict[str, list[tuple[Any, list[dict[str, Any]]]]] = {key: [] for key in latest}
-    oldest = min(since.values())
-    for artifact in _newest_first(client, list(latest)):
-        if artifact.created < oldest:
+    seen: dict[str, set[UUID]] = {key: set() for key in latest}
+    remaining = set(latest)
+    limit = min(PAGE, max(FIRST_PAGE, 2 * len(latest)))
+    while remaining:
+        keys = sorted(remaining)
+        page = client.read_artifacts(
+            artifact_filter=_filter(keys),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=limit,
+            # Versions stored meanwhile push the stream down: some are read twice, none skipped.
+            offset=sum(len(seen[key]) for key in keys),
+        )
+        fresh = 0
+        for artifact in page:
+            key = artifact.key
+            if key not in remaining or artifact.id in seen[key]:
+                continue
+            fresh += 1
+            seen[key].add(artifact.id)
+            if artifact.created < since[key]:
+                remaining.discard(key)
+            elif artifact.id != latest[key].latest_id:
+                around[key].append((artifact.created, check_rows(_data(artifact.data))))
+        if len(page) < limit or not fresh:
             break
-        if (
-            artifact.id != latest[artifact.key].latest_id
-            and artifact.created >= since[artifact.key]
-        ):
-            around[artifact.key].append((artifact.created, check_rows(_data(artifact.data))))
+        limit = PAGE
     current = {}
     for key, rows in versions.items():
         # The UI's latest version first: on a tie of verified_at, its row is kept.
@@ -254,7 +274,7 @@ def _complete(
     runs = sorted({str(r["issues_run"]) for r in rows if r["issue_rows"]})
     tables: dict[str, list[Any]] = {run: [] for run in runs}
     if runs:
-        artifact_filter = _filter(issues_key(district), [UUID(run) for run in runs])
+        artifact_filter = _filter([issues_key(district)], [UUID(run) for run in runs])
         for artifact in read_all_artifacts(client, artifact_filter):
             tables[str(artifact.flow_run_id)].append(_data(artifact.data))
     return decode_summary(list(rows), tables)

@@ -187,6 +187,15 @@ def test_two_runs_of_different_objects_both_keep_their_results(demo, admin, monk
         },
         admin,
     )
+    # Neither run's own version holds both results: the UI's latest is the settled one,
+    # attached to no run.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        versions = [a for a in _stored(client) if a.key == summary_key(DISTRICT)]
+    settled = [a for a in versions if a.flow_run_id is None]
+    assert settled and all("settled after concurrent runs" in a.description for a in settled)
+    assert len(versions) - len(settled) == 3  # one version per run
 
 
 def test_an_older_result_stored_last_does_not_win(demo, admin, monkeypatch):
@@ -239,3 +248,122 @@ def test_two_whole_runs_at_once_then_a_partial_one(demo, admin, monkeypatch):
     ]
     times = [r.verified_at for r in trend.runs]
     assert times == sorted(times)
+
+
+# ---------------------------------------------------------------- the read-back, unit by unit
+
+
+def _row(obj: str, at: str, run: str, errors: int = 0) -> dict:
+    return {
+        "object": obj,
+        "accuracy": "",
+        "verified_at": at,
+        "distinct": 10,
+        "at_district": 10,
+        "at_state": 10,
+        "errors": errors,
+        "missing_at_state": 0,
+        "missing_at_district": 0,
+        "mismatched": errors,
+        "keys_requested": None,
+        "district": DISTRICT,
+        "district_name": "MAPLE VALLEY",
+        "issues_run": run,
+        "issue_rows": errors,
+        "format": 1,
+    }
+
+
+def test_newest_rows_and_where_the_read_back_starts():
+    import datetime as dt
+
+    from selective_sync.verification.codec import READ_BACK_MARGIN, newest_rows, read_back_from
+
+    t = "2026-12-01T10:0{}:00+00:00".format
+    # Run b verified PersonIdentity at 10:01, after a read that already held c's result of
+    # 10:03: its own row replaces the newer one (its version keeps what it verified).
+    b = [_row("PersonIdentity", t(1), "b", 1), _row("Enrollment", t(2), "a")]
+    c = [_row("PersonIdentity", t(3), "c", 2), _row("Graduation", t(4), "c")]
+    assert read_back_from(b, "b") == dt.datetime(2026, 12, 1, 10, 1, tzinfo=dt.UTC) - (
+        READ_BACK_MARGIN
+    )
+    # A version attached to no run is a complete reading: up to its newest result.
+    assert read_back_from(c, None) == dt.datetime(2026, 12, 1, 10, 4, tzinfo=dt.UTC) - (
+        READ_BACK_MARGIN
+    )
+    current = {r["object"]: r for r in newest_rows([b, c])}
+    assert list(current) == ["PersonIdentity", "Enrollment", "Graduation"]  # registry order
+    assert current["PersonIdentity"]["issues_run"] == "c"
+    assert current["Enrollment"]["issues_run"] == "a"
+    # A tie keeps the newer version's row.
+    tie = [_row("PersonIdentity", t(3), "d", 5)]
+    assert newest_rows([tie, c])[0]["issues_run"] == "d"
+
+
+def test_trend_one_point_per_run_in_verification_order():
+    from selective_sync.verification.codec import trend_from_summaries
+
+    t = "2026-12-01T10:0{}:00+00:00".format
+    late_store = [_row("PersonIdentity", t(1), "a", 1), _row("Enrollment", t(2), "b")]
+    early_store = [_row("PersonIdentity", t(0), "a0"), _row("Enrollment", t(2), "b")]
+    settled = [_row("PersonIdentity", t(1), "a", 1), _row("Enrollment", t(2), "b")]
+    # Newest first: a settled version (no run), run a stored after run b verified later.
+    trend = trend_from_summaries(DISTRICT, [(None, settled), ("a", late_store), ("b", early_store)])
+    assert [r.run_id for r in trend.runs] == ["a", "b"]
+    assert [sorted(r.counts) for r in trend.runs] == [["PersonIdentity"], ["Enrollment"]]
+
+
+def test_state_view_reads_back_beside_a_district_verified_long_ago(demo, admin, monkeypatch):
+    """A district whose latest version is old next to one with a concurrent version the
+    UI's latest lacks: the state's view has the newest of each (versions stored through
+    the API, as store_summary and a second run write them)."""
+    import datetime as dt
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.verification_store import load_state_summary
+
+    other = 276
+    districts = demo.dir / "districts.yaml"
+    districts.write_text(
+        "districts:\n"
+        f"  - number: {DISTRICT}\n    name: MAPLE VALLEY\n    url: {demo.district_url}\n"
+        f"  - number: {other}\n    name: OLD OAK\n    url: {demo.district_url}\n"
+    )
+    monkeypatch.setenv("SELECTIVE_SYNC_DISTRICTS_FILE", str(districts))
+    now = dt.datetime.now(dt.UTC)
+
+    def at(minutes: float) -> str:
+        return (now + dt.timedelta(minutes=minutes)).isoformat()
+
+    def store(key_district: int, rows: list[dict], run=None) -> None:
+        with get_client(sync_client=True) as client:
+            client.create_artifact(
+                artifact=ArtifactCreate(
+                    key=summary_key(key_district),
+                    type="table",
+                    data=json.dumps(rows),
+                    flow_run_id=run,
+                )
+            )
+
+    old_rows = [{**_row("Graduation", at(-60 * 24 * 30), "x", 3), "district": other}]
+    try:
+        store(other, old_rows)
+        # Run r1 (stored second, older result) and r2 (stored first, newer result), both
+        # attached to no run: each version is then a complete reading up to its newest.
+        store(DISTRICT, [_row("PersonIdentity", at(-2), "r2", 2), _row("Enrollment", at(-3), "p")])
+        store(DISTRICT, [_row("PersonIdentity", at(-5), "r1", 1), _row("Enrollment", at(-3), "p")])
+        summary = {d.number: d for d in load_state_summary(user=admin).districts}
+        person = {o.object: o for o in summary[DISTRICT].objects}["PersonIdentity"]
+        assert person.errors == 2  # r2's newer result, not the UI's latest (r1's)
+        (graduation,) = summary[other].objects
+        assert graduation.errors == 3
+    finally:
+        with get_client(sync_client=True) as client:
+            for artifact in client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[summary_key(other)]))
+            ):
+                client.delete_artifact(artifact.id)

@@ -1,8 +1,9 @@
 """The Verification Summary flow: per district and object, how far the state has drifted.
 
 Each run stores the district's summary (merged: objects it did not verify keep their
-earlier results and timestamps) and renders the reports of the summary as it now stands,
-with each object's accuracy over the last runs. It returns what it verified itself.
+earlier results and timestamps) and renders the reports of the summary as it now stands
+(read back: another run storing at the same time loses nothing), with each object's
+accuracy over the last runs. It returns what it verified itself.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flows.verification_store import (
     load_state_summary,
     load_state_trend,
     load_trend,
+    stored_rows,
 )
 from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
 from selective_sync.db import check_databases
@@ -36,7 +38,7 @@ from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.state import STATE_KEY, StateSummary, state_rows
 from tasks.alerts import emit_drift_event
 from tasks.reports import render_state_reports, render_verification_reports
-from tasks.verify import store_summary, verify_object_task
+from tasks.verify import settle_summary, store_summary, verify_object_task
 
 
 def _run_name() -> str:
@@ -110,6 +112,9 @@ def verification_summary(
         previous = None
     rows = store_summary(quote(summary), config.number, flow_run.get_id(), previous)
     try:
+        # Another run may have stored since this one read: the current summary is read back
+        # (each object's newest result), and the UI's latest version made to show it.
+        rows = settle(config.number, config.name) or rows
         current = complete_summary(config.number, rows, summary)
         trend = load_trend(config.number)
     except SelectiveSyncError as exc:
@@ -122,6 +127,30 @@ def verification_summary(
     )
     emit_drift_event(drift, return_state=True)  # a failure to emit never fails the run
     return summary
+
+
+SETTLE_ATTEMPTS = 5
+"""How many times a run stores the current summary again while other runs keep storing."""
+
+
+def settle(district: int, name: str) -> list[dict] | None:
+    """The district's current summary rows (None if nothing is stored), after making the
+    latest version, the one the UI shows, hold them. A run storing at the same time settles
+    after its own store in the same way, so the last one to store leaves it right."""
+    for _attempt in range(SETTLE_ATTEMPTS):
+        stored = stored_rows(district)
+        if stored is None:
+            return None
+        current, shown = stored
+        if current == shown:
+            return current
+        settle_summary(current, district, name)
+    get_run_logger().warning(
+        "Other runs kept storing the Verification Summary of district %s: its latest "
+        "version may lack some newer results until the next run (reading it gives them)",
+        district,
+    )
+    return current
 
 
 def deliver_reports(summary: DistrictVerification, trend: AccuracyTrend | None, user: str) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
 
 from selective_sync.models import DistrictVerification, ObjectVerification
 from selective_sync.registry import get_object
@@ -53,7 +56,8 @@ def store_summary(
     run_id: str,
     previous: list[dict[str, Any]] | None,
 ) -> list[dict[str, Any]]:
-    """Store the verified objects' record issues and the merged summary as artifacts."""
+    """Store the verified objects' record issues and the merged summary as artifacts
+    (the summary ``previous`` holds, this run's objects in place); returns its rows."""
     logger = get_run_logger()
     rows, chunks = encode_summary(summary, run_id)
     # Issues first: a summary row never refers to issues that are not stored yet.
@@ -79,3 +83,27 @@ def store_summary(
         max((c.size_bytes for c in chunks), default=0),
     )
     return merged
+
+
+@task(name="settle_summary", task_run_name="settle-summary-{district}", cache_policy=NO_CACHE)
+def settle_summary(rows: list[dict[str, Any]], district: int, district_name: str) -> None:
+    """Store ``rows`` (the district's current summary, read back after concurrent runs) as
+    the summary's latest version, the one the UI shows. Attached to no run: it is no
+    verification of its own, and the trend skips it."""
+    with get_client(sync_client=True) as client:
+        client.create_artifact(
+            artifact=ArtifactCreate(
+                key=summary_key(district),
+                type="table",
+                data=json.dumps(rows),
+                description=(
+                    summary_description(district_name, district, rows)
+                    + " (settled after concurrent runs)"
+                ),
+            )
+        )
+    get_run_logger().info(
+        "Another run stored the Verification Summary of district %s at the same time: "
+        "stored the newest result of each object as its latest version",
+        district,
+    )

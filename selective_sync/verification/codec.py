@@ -6,8 +6,13 @@ API calls; this module never imports Prefect):
 - ``verification-summary-<district>``: a small table, one row per object: the figures
   the product shows, the object's own ``verified_at`` and the id of the run whose issue
   artifacts hold its record issues. Every run writes the whole summary (merged: objects it
-  did not verify keep their row, timestamp and issue reference), so the latest version is
-  the current summary and older versions are the accuracy history.
+  did not verify keep their row, timestamp and issue reference), so older versions are the
+  accuracy history. Two runs at once may each write a version that lacks the other's
+  results (each merged what was stored when it read), so the current summary is read, not
+  taken from one version: per object, the row with the newest ``verified_at`` among the
+  latest version and every version stored since its run read (:func:`read_back_from`,
+  :func:`newest_rows`). A run that finds the latest version differing from that reading
+  stores the reading as a new version, attached to no run, so the UI shows it too.
 - ``verification-issues-<district>``: the record issues of the objects a run verified, one
   table row per printed issue line (a mismatch has one row per differing column; a list
   of row objects, which both Prefect UIs show as a real table; the values print as they
@@ -357,17 +362,72 @@ def check_rows(rows: Any) -> list[dict[str, Any]]:
 def merge_rows(
     previous: Sequence[Mapping[str, Any]] | None, fresh: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The stored summary after a run: ``fresh`` rows replace the same objects' rows, the
-    other objects keep theirs; registry order, objects no longer registered last."""
+    """The summary a run stores: ``fresh`` rows replace the same objects' rows, the other
+    objects keep theirs; registry order, objects no longer registered last.
+
+    A fresh row replaces even a newer one (another run verified the object since this run
+    did): each run's own version keeps every result it verified, for the trend, and
+    :func:`newest_rows` decides on reading."""
     by_object = {r["object"]: dict(r) for r in previous or ()}
     by_object.update((r["object"], dict(r)) for r in fresh)
     if fresh:
         # The district's name as configured now, on every row.
         for row in by_object.values():
             row["district_name"] = fresh[0]["district_name"]
+    return _registry_order(by_object)
+
+
+def _registry_order(by_object: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
     order = {name: i for i, name in enumerate(object_names())}
     names = sorted(by_object, key=lambda name: order.get(name, len(order)))
     return [by_object[name] for name in names]
+
+
+READ_BACK_MARGIN = dt.timedelta(minutes=10)
+"""How much earlier than a version's own results the versions stored around it are read:
+covers the clocks of the flow (``verified_at``) and of the API (an artifact's ``created``)
+disagreeing, and an artifact's write taking a while to commit."""
+
+
+def _verified_at(row: Mapping[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(row["verified_at"])
+
+
+def read_back_from(rows: Any, run_id: Any) -> dt.datetime:
+    """The earliest creation time of a stored version that ``rows`` (a version stored by run
+    ``run_id``, None for a version attached to no run) may not reflect.
+
+    A run verifies its objects, reads the current summary, then stores it with its own rows
+    in place: every version stored before that read is reflected (its rows, or newer ones),
+    except where the run's own rows replaced newer ones, which were stored after the run
+    verified. So every version the reading must add was created after the run's earliest own
+    ``verified_at``; a version attached to no run (see :func:`newest_rows`) is the reading
+    itself, complete up to its newest ``verified_at``. ``READ_BACK_MARGIN`` earlier again.
+    """
+    checked = check_rows(rows)
+    own = [
+        _verified_at(r) for r in checked if run_id is not None and r["issues_run"] == str(run_id)
+    ]
+    start = min(own) if own else max(_verified_at(r) for r in checked)
+    return start - READ_BACK_MARGIN
+
+
+def newest_rows(versions: Iterable[Any]) -> list[dict[str, Any]]:
+    """The current summary from stored versions given newest first: per object, the row
+    with the newest ``verified_at`` (on a tie, the newer version's); the district's name
+    from the newest version; registry order."""
+    by_object: dict[str, dict[str, Any]] = {}
+    name: str | None = None
+    for version in versions:
+        for row in check_rows(version):
+            if name is None:
+                name = str(row["district_name"])
+            kept = by_object.get(row["object"])
+            if kept is None or _verified_at(row) > _verified_at(kept):
+                by_object[row["object"]] = dict(row)
+    for row in by_object.values():
+        row["district_name"] = name
+    return _registry_order(by_object)
 
 
 def object_from_row(row: Mapping[str, Any], issues: list[RecordIssue]) -> ObjectVerification:
@@ -475,24 +535,35 @@ class AccuracyTrend:
 
 
 def trend_from_summaries(
-    district: int, summaries: Sequence[tuple[str, Any]], district_name: str = ""
+    district: int, summaries: Sequence[tuple[str | None, Any]], district_name: str = ""
 ) -> AccuracyTrend:
-    """The trend from stored summary tables, given as ``(run id, rows)`` oldest first.
+    """The trend from stored summary tables, given as ``(run id, rows)`` newest first.
 
     A run counts for the objects it verified itself (its rows whose ``issues_run`` is that
-    run); the rows it carried over from earlier runs are not new points.
+    run); the rows it carried over from earlier runs are not new points, and a version
+    attached to no run (run id None) adds none. Runs come oldest first, by when they
+    verified (two runs at once store in either order).
     """
     trend = AccuracyTrend(district, district_name)
+    own: dict[str, dict[str, Mapping[str, Any]]] = {}
     for run_id, rows in summaries:
-        own = [r for r in check_rows(rows) if r["issues_run"] == str(run_id)]
-        if not own:
+        if run_id is None:
             continue
-        trend.district_name = str(own[-1]["district_name"])
+        for row in check_rows(rows):
+            if row["issues_run"] == str(run_id):
+                own.setdefault(str(run_id), {}).setdefault(row["object"], row)
+    runs = []
+    for run_id, by_object in own.items():
+        verified_at = max(_verified_at(r) for r in by_object.values())
+        runs.append((verified_at, run_id, list(by_object.values())))
+    runs.sort(key=lambda run: (run[0], run[1]))
+    for verified_at, run_id, rows in runs:
+        trend.district_name = str(rows[-1]["district_name"])
         trend.runs.append(
             TrendRun(
-                run_id=str(run_id),
-                verified_at=max(dt.datetime.fromisoformat(r["verified_at"]) for r in own),
-                counts={r["object"]: (int(r["distinct"]), int(r["errors"])) for r in own},
+                run_id=run_id,
+                verified_at=verified_at,
+                counts={r["object"]: (int(r["distinct"]), int(r["errors"])) for r in rows},
             )
         )
     return trend

@@ -1,7 +1,8 @@
 """The state's Verification Summary: every district's stored figures, worst district first.
 
 Built from the districts' stored summary tables (``codec.summary_row`` rows: figures only,
-no record issues), so the state's view of 100-200 districts is one small read. A district
+no record issues; each district's current rows as ``codec.newest_rows`` reads them), so the
+state's view of 100-200 districts is two small reads. A district
 with nothing stored yet is listed last, as not verified.
 """
 

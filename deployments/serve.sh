@@ -9,4 +9,6 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Heartbeats of every flow run, for the zombie automation (python -m flows.zombies).
+export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-60}"
 exec "$PYTHON" -m flows.serve "$@"

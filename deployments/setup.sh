@@ -25,5 +25,8 @@ fi
 
 cd "$ROOT"
 "$PREFECT" --no-prompt deploy --all
+# Runs whose machine dies are marked Crashed when their heartbeats stop (flows/zombies.py).
+PYTHON="${PYTHON:-$(dirname "$(command -v "$PREFECT")")/python}"
+"$PYTHON" -m flows.zombies setup
 echo
 echo "Deployed. Start a worker on each machine that runs flows: deployments/worker.sh"

@@ -21,4 +21,6 @@ if [[ -z "${PREFECT_API_URL:-}" ]] && ! "$PREFECT" config view 2>/dev/null | gre
   exit 2
 fi
 
+# Heartbeats of every flow run, for the zombie automation (python -m flows.zombies).
+export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-60}"
 exec "$PREFECT" worker start --pool "$POOL" --type process "$@"

@@ -445,3 +445,48 @@ def test_cli_tables(demo, admin, three_keys, monkeypatch):
     deleted = runner.invoke(history.app, ["delete", run_id[:8], "--user", admin])
     assert deleted.exit_code == 0 and run_id in deleted.output
     assert run_id not in entry_ids(admin)
+
+
+def test_the_history_outlives_prefects_database(demo, admin, three_keys, tmp_path):
+    """Prefect's database lost (here: the CLI given a new, empty one): the ledger still
+    lists the request and rebuilds its report; the rebuild puts it back in the UI's table."""
+    from pypdf import PdfReader
+
+    run_id, result = run_sync("PersonIdentity", three_keys, admin)
+    home = tmp_path / "new-prefect-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+    listed = cli(["history", "list", "--json", "--user", admin], env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["run_id"] == run_id and row["records"] == {"succeeded": 2, "total": 3}
+    shown = cli(["history", "show", run_id[:8], "--json", "--user", admin], env)
+    assert [o["outcome"] for o in json.loads(shown.stdout)["outcomes"]] == [
+        k.outcome.value for k in result.keys
+    ]
+    # Listing and showing read the ledger alone: no Prefect database was even created.
+    assert not (home / "prefect.db").exists()
+
+    pdf = tmp_path / "again.pdf"
+    built = cli(["report", run_id[:8], "--format", "pdf", "-o", str(pdf), "--user", admin], env)
+    assert built.returncode == 0, built.stderr
+    text = "".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert str(three_keys[0]) in text and "2/3" in text.replace(" ", "")
+
+    rebuilt = cli(["history", "rebuild-artifacts", "--user", admin], env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "1 entries" in rebuilt.stdout
+    read_table = (
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey\n"
+        "with get_client(sync_client=True) as c:\n"
+        "    (a,) = c.read_artifacts(artifact_filter=ArtifactFilter("
+        "key=ArtifactFilterKey(any_=['sync-history-275'])))\n"
+        "    print(a.data)\n"
+    )
+    table = subprocess.run(
+        [sys.executable, "-c", read_table], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert table.returncode == 0, table.stderr
+    assert run_id in table.stdout and "2/3" in table.stdout

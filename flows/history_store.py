@@ -17,9 +17,11 @@ or from before the ledger) are read and deleted through the Prefect API as befor
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -58,7 +60,14 @@ from selective_sync.history.table import (
     table_description,
     table_key,
 )
-from selective_sync.ledger import delete_request, read_request
+from selective_sync.ledger import (
+    LedgerRequest,
+    delete_request,
+    finish_request,
+    read_request,
+    unfinished_requests,
+)
+from selective_sync.models import RequestStatus
 from selective_sync.reports.storage import SYNC_FORMATS, LinkSigner, ReportStorage, StoredReport
 from selective_sync.rights import Actor, Right, authorise
 from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
@@ -68,7 +77,11 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import Artifact, FlowRun
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LIMIT = 50
+# Prefect state types of a run that has ended (its request can be closed from it).
+ENDED_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 MIN_ID_PREFIX = 4
 # A listing reads only these (small) artifacts; the outcome table can hold 10,000 rows.
 SUMMARY_TYPES = ["markdown", "progress"]
@@ -89,6 +102,7 @@ def list_entries(
     settings = get_settings()
     number = resolve_district(settings, district).number
     with ledger_history(settings) as history:
+        settle(history, unfinished_requests(history.engine, number))
         return history.entries(number, limit)
 
 
@@ -102,6 +116,8 @@ def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
     with ledger_history(settings) as history:
         request = history.find(run)
         if request is not None:
+            if request.status is RequestStatus.IN_PROGRESS and settle(history, [request]):
+                request = history.find(request.run_id)
             return history.full_entry(request)
     with _client() as client:
         flow_run = _find_run(client, run)
@@ -173,6 +189,41 @@ def rebuild_artifacts(district: int | None = None, *, user: str | Actor) -> int:
         _refresh_table(client, settings, number)
     with ledger_history(settings) as history:
         return len(history.entries(number, limit=TABLE_ROWS))
+
+
+def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
+    """Close in the ledger the In Progress requests whose run has ended, from what the run
+    published (a run that could not reach the state database to record its end, because
+    that database was down, published it to the Prefect API). Returns how many it closed.
+
+    Needs the Prefect API only when there is such a request; without one (or when its run
+    is gone with Prefect's database) the request's heartbeat decides how it reads."""
+    if not requests:
+        return 0
+    closed = 0
+    try:
+        with _client() as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[UUID(r.run_id) for r in requests])
+                ),
+                limit=len(requests),
+            )
+            ended = [r for r in runs if r.state_type and r.state_type.value in ENDED_STATES]
+            settings = get_settings()
+            for entry in _entries(client, settings, ended, with_outcomes=True):
+                finish_request(
+                    history.engine,
+                    entry.run_id,
+                    RequestStatus(entry.status),
+                    completed_at=entry.completed_at or datetime.now(UTC),
+                    outcomes=[(entry.object, o) for o in entry.outcomes or []],
+                    message=entry.failure,
+                )
+                closed += 1
+    except StoreUnavailable as exc:
+        log.info("Unfinished requests not settled (no Prefect API): %s", exc)
+    return closed
 
 
 @contextmanager
@@ -431,6 +482,7 @@ def _refresh_table(client: SyncPrefectClient, settings: Settings, number: int) -
 
 def _table_markdown(client: SyncPrefectClient, settings: Settings, number: int) -> str:
     with ledger_history(settings) as history:
+        settle(history, unfinished_requests(history.engine, number))
         entries = history.entries(number, limit=TABLE_ROWS + 1)
     shown = entries[:TABLE_ROWS]
     name = next((e.district_name for e in shown if e.district_name), None) or next(

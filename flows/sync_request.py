@@ -185,7 +185,14 @@ def selective_sync(
         keys=[outcomes[k] for k in keys],
     )
     status = RequestStatus.FAILED if unverified is not None else request_status(result)
-    finish_request_task(run_id, quote(result), status, unverified)
+    ended = finish_request_task(run_id, quote(result), status, unverified, return_state=True)
+    if ended.is_failed():
+        # The keys written are in the ledger already (each with its rows); the rest of
+        # the record is published below, and the history closes the request from it.
+        logger.error(
+            "The ledger could not record the end of this request: %s",
+            first_line(ended.message or "unknown error"),
+        )
     publish_history(quote(result), status)
     logger.info("Records %s/%s succeeded", result.succeeded, result.total)
     deliver_reports(result)

@@ -17,7 +17,7 @@ COUNTERS = {
     "runs_survived": "runs survived (ended as specified after a fault)",
     "keys_checked": "keys checked after a fault",
     "rows_lost": "rows lost or half-written",
-    "ledger_keys_checked": "keys checked against the ledger after a crash",
+    "ledger_keys_checked": "keys checked against the ledger after a fault",
     "ledger_rows_disagreeing": "ledger rows that disagree with the data",
     "other_district_checks": "other-district checksums compared",
     "bad_inputs_tried": "bad inputs tried (hypothesis examples and fixed cases)",

@@ -22,6 +22,7 @@ from .requests import (
     read_keys,
     read_request,
     read_requests,
+    unfinished_requests,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "read_keys",
     "read_request",
     "read_requests",
+    "unfinished_requests",
 ]

@@ -180,6 +180,17 @@ def read_requests(engine: Engine, district: int, limit: int = 50) -> list[Ledger
         return [_request(row) for row in conn.execute(query)]
 
 
+def unfinished_requests(engine: Engine, district: int) -> list[LedgerRequest]:
+    """The district's requests the ledger still has In Progress (running, or ended
+    without being able to say so)."""
+    t = sync_request.c
+    query = select(sync_request).where(
+        t.district_number == district, t.status == RequestStatus.IN_PROGRESS.value
+    )
+    with engine.connect() as conn:
+        return [_request(row) for row in conn.execute(query)]
+
+
 def read_request(engine: Engine, run_id: str) -> LedgerRequest | None:
     with engine.connect() as conn:
         row = conn.execute(select(sync_request).where(sync_request.c.run_id == run_id)).first()

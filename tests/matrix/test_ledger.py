@@ -171,3 +171,44 @@ def test_a_key_whose_ledger_row_cannot_be_written_writes_no_rows(demo):
     assert state_rows(state, number) != before
     (row,) = read_keys(state, "ledger-test-run-0003")
     assert row.key == key and row.written_at is not None
+
+
+def test_a_request_whose_heartbeat_stops_reads_crashed(demo):
+    """A live request beats (Heartbeat); one silent for three beats reads Crashed, naming
+    its host and process, without any Prefect API."""
+    import time
+
+    from sqlalchemy import update
+
+    from selective_sync.history.ledger import LedgerHistory
+    from selective_sync.ledger import Heartbeat
+    from selective_sync.schema import sync_request
+
+    _, state, manifest = demo
+    run_id = "ledger-test-run-0004"
+    open_request(
+        state,
+        run_id=run_id,
+        run_name="PersonIdentity x2 by test-admin",
+        district=manifest.district_number,
+        object_name="PersonIdentity",
+        requested_by="test-admin",
+        requested_at=datetime.now(UTC),
+        check_dependencies=False,
+        dry_run=False,
+        keys=[1, 2],
+    )
+    history = LedgerHistory(state, {manifest.district_number: "MAPLE VALLEY"}, heartbeat_s=1.0)
+    with state.begin() as conn:  # silent for a minute
+        conn.execute(
+            update(sync_request)
+            .where(sync_request.c.run_id == run_id)
+            .values(heartbeat_at=datetime(2026, 1, 1))
+        )
+    (entry,) = history.entries(manifest.district_number, limit=5)
+    assert entry.status == "Crashed" and "stopped" in entry.failure and "process" in entry.failure
+    with Heartbeat(state, run_id, interval_s=0.2):
+        time.sleep(1.5)  # MariaDB's DATETIME keeps whole seconds
+        (entry,) = history.entries(manifest.district_number, limit=5)
+    assert entry.status == "In Progress" and entry.failure is None
+    assert entry.progress == 0.0 and entry.records == "-/2"

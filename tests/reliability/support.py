@@ -240,6 +240,27 @@ def judge_keys(
     return verdict
 
 
+def ledger_disagreements(
+    dbs: Databases, object_name: str, run_id: str, before: dict[int, KeyRows], keys: list[int]
+) -> set[int]:
+    """Keys where the ledger and the data disagree: the keys the ledger marks written by
+    ``run_id`` must be exactly those whose state rows differ from ``before``. Tallied."""
+    from selective_sync.ledger import read_keys
+
+    engine = make_engine(dbs.state_url)
+    try:
+        recorded = read_keys(engine, run_id)
+    finally:
+        engine.dispose()
+    written = {r.key for r in recorded if r.object == object_name and r.written_at is not None}
+    after = state_rows(dbs, object_name, keys)
+    changed = {k for k in keys if after[k] != before[k]}
+    disagreeing = written ^ changed
+    tally.add("ledger_keys_checked", len(keys))
+    tally.add("ledger_rows_disagreeing", len(disagreeing))
+    return disagreeing
+
+
 # ---------------------------------------------------------------- running things
 
 

@@ -33,6 +33,7 @@ from .support import (
     district_keys,
     edit_at_district,
     judge_keys,
+    ledger_disagreements,
     refused_keys,
     run_flow,
     state_rows,
@@ -47,17 +48,6 @@ PERSONS = 5400
 DEPLOYMENT = "selective-sync/sync-records"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEARTBEAT_S = 2
-
-
-def ledger_keys(dbs, run_id: str):
-    from selective_sync.db import make_engine
-    from selective_sync.ledger import read_keys
-
-    engine = make_engine(dbs.state_url)
-    try:
-        return read_keys(engine, run_id)
-    finally:
-        engine.dispose()
 
 
 def run_state(client, run_id) -> str:
@@ -175,7 +165,7 @@ def test_sigkill_of_the_flow_run_process(
     assert entry.keys == keys and entry.object == OBJECT
     assert entry.requested_by == ADMIN
     assert entry.records == f"-/{len(keys)}"
-    assert entry.failure and "stopped" in entry.failure, entry
+    assert entry.failure, entry
     listed = {e.run_id: e for e in list_entries(user=ADMIN)}
     assert listed[str(run.id)].status == "Crashed"
 
@@ -188,14 +178,8 @@ def test_sigkill_of_the_flow_run_process(
         len(verdict.untouched & edited),
     )
     # The ledger says exactly which keys the request changed: those it marks written.
-    written = {r.key for r in ledger_keys(dbs, str(run.id)) if r.written_at is not None}
-    after = state_rows(dbs, OBJECT, keys)
-    changed = {k for k in keys if after[k] != before[k]}
-    assert changed <= verdict.synced
-    disagreeing = written ^ changed
-    tally.add("ledger_keys_checked", len(keys))
-    tally.add("ledger_rows_disagreeing", len(disagreeing))
-    assert not disagreeing, (len(written), len(changed), sorted(disagreeing)[:20])
+    disagreeing = ledger_disagreements(dbs, OBJECT, str(run.id), before, keys)
+    assert not disagreeing, sorted(disagreeing)[:20]
 
     # The same request again converges.
     again = run_flow(OBJECT, keys)

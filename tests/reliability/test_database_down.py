@@ -23,6 +23,7 @@ from .support import (
     district_keys,
     edit_at_district,
     judge_keys,
+    ledger_disagreements,
     refused_keys,
     run_flow,
     running,
@@ -93,6 +94,8 @@ def test_state_down_longer_than_retries(tmp_path, monkeypatch, other_districts, 
     assert not verdict.lost, sorted(verdict.lost)
     assert verdict.untouched == failed
     assert verdict.synced == set(keys) - failed
+    run_id = str(state.state_details.flow_run_id)
+    assert not ledger_disagreements(dbs, OBJECT, run_id, before, keys)
 
     # Back up: the same request completes and verifies clean.
     again = run_flow(OBJECT, keys)

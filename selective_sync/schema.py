@@ -258,6 +258,8 @@ sync_key_outcome = Table(
     # Set only when this row was written in the same transaction as the key's rows.
     Column("written_at", DateTime),
     Column("recorded_at", DateTime, nullable=False),
+    # One B-tree, not a rowid table plus its primary-key index: written once per key.
+    sqlite_with_rowid=False,
 )
 
 LEDGER_TABLES = frozenset({"sync_request", "sync_key_outcome"})

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, insert, select, tuple_
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..db import IN_LIST_SIZE
 from ..models import KeyOutcome
@@ -71,12 +72,30 @@ class KeyRecorder:
         }
 
     def in_transaction(self, conn: Connection, object_name: str, outcome: KeyOutcome) -> None:
-        """Record a key whose rows ``conn``'s open transaction is writing."""
+        """Record a key whose rows ``conn``'s open transaction is writing: one upsert, as
+        a row an earlier attempt left (its commit lost on the way back) is replaced; this
+        transaction is the one that wrote."""
+        sql, names = _upsert_sql(type(conn.dialect), conn.dialect.name)
         row = self.row(object_name, outcome, written=True)
-        # A row an earlier attempt left (its commit lost on the way back) is replaced:
-        # this transaction is the one that wrote.
-        conn.execute(delete(sync_key_outcome).where(_same_key(row)))
-        conn.execute(insert(sync_key_outcome), [row])
+        # The compiled statement run on the transaction's own driver cursor (still bound
+        # parameters): on the per-key path SQLAlchemy's statement handling cost more
+        # than the insert itself.
+        dialect = conn.dialect
+        params = (
+            tuple(_sqlite_value(row[n]) for n in names)
+            if dialect.name == "sqlite"
+            else (tuple(row[n] for n in names))
+        )
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+        except dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy would raise it: the writer tells transient faults from refusals.
+            raise DBAPIError.instance(
+                sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
 
     def later(self, object_name: str, outcome: KeyOutcome) -> None:
         """Record a key that wrote nothing, with the next flush."""
@@ -111,10 +130,36 @@ class KeyRecorder:
                 conn.execute(insert(sync_key_outcome), fresh)
 
 
-def _same_key(row: dict[str, Any]):
-    t = sync_key_outcome.c
-    return and_(
-        t.run_id == row["run_id"], t.object == row["object"], t.record_key == row["record_key"]
+def _sqlite_value(value: Any) -> Any:
+    # SQLAlchemy's SQLite DateTime text, so the column reads back the same either way.
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+
+
+@cache
+def _upsert_sql(dialect_type: type, name: str) -> tuple[str, tuple[str, ...]]:
+    """The upsert compiled for a dialect with positional parameters, and their order."""
+    paramstyle = "qmark" if name == "sqlite" else "format"
+    compiled = _upsert(name).compile(dialect=dialect_type(paramstyle=paramstyle))
+    return str(compiled), tuple(compiled.positiontup)
+
+
+@cache
+def _upsert(dialect: str):
+    """INSERT of a key outcome that replaces the request's earlier row of the same key."""
+    pk = [c.name for c in sync_key_outcome.primary_key.columns]
+    updated = [c.name for c in sync_key_outcome.columns if c.name not in pk]
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(sync_key_outcome)
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(sync_key_outcome)
+    return stmt.on_conflict_do_update(
+        index_elements=pk, set_={c: stmt.excluded[c] for c in updated}
     )
 
 

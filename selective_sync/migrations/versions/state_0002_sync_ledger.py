@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("written_at", sa.DateTime(), nullable=True),
         sa.Column("recorded_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", "object", "record_key"),
+        sqlite_with_rowid=False,
     )
 
 

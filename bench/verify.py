@@ -393,6 +393,7 @@ def main() -> int:
     number = manifest.district_number
     person = get_object("PersonIdentity")
     rss_at_start = peak_rss_mb()
+    load_at_start = os.getloadavg()
 
     def ours_person():
         return verify_object(
@@ -469,6 +470,12 @@ def main() -> int:
         f"state {mask_url(state_url)} ({state_engine.dialect.name})"
     )
     print(f"RSS before verifying (imports, engines): {rss_at_start:.0f} MB")
+    print(
+        "load average (1, 5, 15 min) at start: "
+        + ", ".join(f"{x:.2f}" for x in load_at_start)
+        + "; at end: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     if reladiff:
         print(
             "reladiff 0.6 (hashdiff, checksum bisection) over a table (key, canonical text) "

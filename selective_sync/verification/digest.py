@@ -188,8 +188,9 @@ def child_section(
     dialect_name: str,
     keys: Sequence[int] | None = None,
 ):
-    """Subquery (k, section) for a server: per link key, its child rows' tokens in child
+    """Subquery (k, section) for PostgreSQL: per link key, its child rows' tokens in child
     id order (one GROUP BY pass over the part). Keys without child rows have no row here.
+    (MariaDB/MySQL use ``_correlated_section``; on PostgreSQL the two measured alike.)
     """
     table = _table(side, child.part.table)
     link = table.c[child.part.link]
@@ -232,6 +233,26 @@ def _sqlite_section(
     return select(_OrderedConcat(rows.c.t, rows.c.t)).scalar_subquery()
 
 
+def _correlated_section(
+    child: ChildPart, side: Side, district_number: int, dialect_name: str, root_key: ColumnElement
+) -> ColumnElement:
+    """The child section of the current root row, as a correlated MariaDB/MySQL subquery.
+
+    Each key's child rows are read through the part's link index and concatenated by a
+    GROUP_CONCAT over that key's few rows. The uncorrelated form (one GROUP BY over the
+    whole part, joined to the root) made MariaDB materialise a million LONGTEXT sections
+    in an on-disk temporary table before the first row (GROUP_CONCAT is LONGTEXT with
+    ``group_concat_max_len`` above 512): on a 1,000,000-person state the digest query took
+    28.5 s that way and 7.6 s this way, with byte-identical digests.
+    """
+    table = _table(side, child.part.table)
+    conditions = [table.c[child.part.link] == root_key]
+    if side == "state":
+        conditions.append(table.c.district_number == district_number)
+    section = _OrderedConcat(_row_text(child, table, dialect_name), table.c[child.part.id_column])
+    return select(section).where(*conditions).correlate(root_key.table).scalar_subquery()
+
+
 def token_select(
     spec: ObjectSpec,
     side: Side,
@@ -255,6 +276,9 @@ def token_select(
     for child in child_parts(spec):
         if dialect_name == "sqlite":
             section = _sqlite_section(child, side, district_number, root_key)
+            parts.append(func.coalesce(section, literal(""), type_=String))
+        elif dialect_name in ("mysql", "mariadb"):
+            section = _correlated_section(child, side, district_number, dialect_name, root_key)
             parts.append(func.coalesce(section, literal(""), type_=String))
         else:
             sub = child_section(child, side, district_number, dialect_name, keys)

@@ -3,6 +3,8 @@
     .venv/bin/python bench/ledger.py [--keys 10000] [--persons 12000] [--rounds 3]
                                      [--district-url U --state-url U]
 
+(server databases must exist: e.g. ``createdb ledger_bench_d``; their demo rows are replaced)
+
 Builds a demo (SQLite files in bench/out/ledger-<persons>, or on the given servers), then
 alternates, ``--rounds`` times each, ``sync_keys`` over ``--keys`` PersonIdentity keys in
 batches of 1,250 (as the flow's batch tasks) with no ledger and with a ``KeyRecorder``

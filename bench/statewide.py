@@ -24,7 +24,7 @@ extrapolation to a 180-district, 700,000-student state for one night and for a y
 
 Afterwards (item 5 of issue 17): the state's Verification Summary over every district
 (``summary --all-districts``, stored results) and ``history list`` of one district with
-``--history-entries`` entries (seeded through the API as the flow writes them), each timed
+``--history-entries`` entries (seeded in the ledger as the flow writes them), each timed
 in-process (the answer) and as the whole command. Drops its databases at the end unless
 ``--keep``.
 """
@@ -327,50 +327,40 @@ def report_night(
 # ---------------------------------------------------------------- history and summary at scale
 
 
-def seed_history(api: Api, district: int, entries: int) -> None:
-    """``entries`` finished Sync History entries of ``district``, written through the API
-    as the flow writes them (a selective-sync run, its summary and progress artifacts)."""
-    from selective_sync.history.codec import history_key, history_markdown
-    from selective_sync.models import KeyOutcome, Outcome, RequestStatus, SyncResult
+def seed_history(district: int, entries: int) -> None:
+    """``entries`` finished Sync History entries of ``district``, written to the state's
+    ledger as the flow writes them (a request row, closed, with its key's outcome)."""
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import finish_request, open_request
+    from selective_sync.models import KeyOutcome, Outcome, RequestStatus
+    from selective_sync.settings import get_settings
 
-    flow = api.post("/flows/", {"name": "selective-sync"})
+    engine = make_engine(get_settings().resolved_state_url)
     now = datetime.now(UTC)
-    for i in range(entries):
-        keys = [KeyOutcome(100000 + i, Outcome.SYNCED)]
-        result = SyncResult(
-            object="PersonIdentity",
-            district_number=district,
-            district_name="",
-            requested_by=ADMIN,
-            requested_at=now,
-            completed_at=now,
-            check_dependencies=False,
-            dry_run=False,
-            keys=keys,
-        )
-        run = api.post(
-            "/flow_runs/",
-            {
-                "flow_id": flow["id"],
-                "name": f"PersonIdentity x1 by {ADMIN} #{i}",
-                "parameters": {
-                    "object": "PersonIdentity",
-                    "ids": [100000 + i],
-                    "requested_by": ADMIN,
-                    "district": district,
-                },
-                "state": {"type": "COMPLETED", "name": "Completed"},
-            },
-        )
-        api.post(
-            "/artifacts/",
-            {
-                "key": history_key(district),
-                "type": "markdown",
-                "data": history_markdown(result, RequestStatus.COMPLETE),
-                "flow_run_id": run["id"],
-            },
-        )
+    try:
+        for i in range(entries):
+            run_id = f"bench-{district}-{i:06d}"
+            open_request(
+                engine,
+                run_id=run_id,
+                run_name=f"PersonIdentity x1 by {ADMIN} #{i}",
+                district=district,
+                object_name="PersonIdentity",
+                requested_by=ADMIN,
+                requested_at=now,
+                check_dependencies=False,
+                dry_run=False,
+                keys=[100000 + i],
+            )
+            finish_request(
+                engine,
+                run_id,
+                RequestStatus.COMPLETE,
+                completed_at=now,
+                outcomes=[("PersonIdentity", KeyOutcome(100000 + i, Outcome.SYNCED))],
+            )
+    finally:
+        engine.dispose()
 
 
 def timed_command(args: list[str], env: dict) -> tuple[float, str]:
@@ -431,7 +421,7 @@ def at_scale(api: Api, env: dict, district: int, entries: int, summaries: int, o
             [CLI, "summary", "--all-districts", "--user", ADMIN], env
         )
         log(f"seeding {entries} Sync History entries of district {district}")
-        seed_history(api, district, entries)
+        seed_history(district, entries)
         t0 = time.monotonic()
         listed = list_entries(district, user=ADMIN)
         list_s = time.monotonic() - t0

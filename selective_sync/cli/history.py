@@ -103,8 +103,9 @@ def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption
 
 @app.command("rebuild-artifacts")
 def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOption) -> None:
-    """Write the View History table again from the ledger (after Prefect's database was
-    lost, moved or cleaned up). Needs R."""
+    """Write the View History table again from the ledger. Needs R.
+
+    For when Prefect's database was lost, moved or cleaned up; the ledger keeps every request."""
     shown = _store().rebuild_artifacts(district, user=resolve_user(user))
     console.print(Text(f"View History table rewritten from the ledger: {shown} entries"))
 

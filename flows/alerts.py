@@ -87,12 +87,13 @@ def automation(kind: AlertKind, block_id: UUID) -> AutomationCore:
     )
 
 
-def server_url() -> str:
-    """The Prefect server's API URL; ServerRequired when none is configured."""
+def server_url(what: str = "drift alerts") -> str:
+    """The Prefect server's API URL; ServerRequired (naming ``what`` needs it) when none is
+    configured."""
     url = get_current_settings().api.url
     if not url:
         raise ServerRequired(
-            "drift alerts need a Prefect server: automations live on it, and the ephemeral "
+            f"{what} need a Prefect server: automations live on it, and the ephemeral "
             "API a command starts on its own is gone when the command ends. Set "
             "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api after `prefect server start`)"
         )

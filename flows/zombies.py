@@ -77,13 +77,22 @@ def ensure(client: SyncPrefectClient) -> tuple[str, object]:
     return "created", client.create_automation(wanted)
 
 
-app = typer.Typer(help="Mark flow runs whose heartbeats stopped as Crashed.")
+app = typer.Typer(
+    help="Mark flow runs whose heartbeats stopped as Crashed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def commands() -> None:
+    """Mark flow runs whose heartbeats stopped as Crashed (``setup`` makes the automation)."""
 
 
 @app.command()
 def setup() -> None:
     """Create or update the automation on the Prefect server (PREFECT_API_URL)."""
-    url = server_url()
+    url = server_url("the zombie-run automation and its heartbeats")
     with get_client(sync_client=True) as client:
         done, automation_id = ensure(client)
     console.print(f"{done} automation {NAME!r} ({automation_id}) on {url}")

@@ -25,3 +25,21 @@ def test_the_zombie_automation_is_made_once_and_crashes_silent_runs():
     assert trigger.within.total_seconds() == 180
     (action,) = stored.actions
     assert action.type == "change-flow-run-state" and action.state.value == "CRASHED"
+
+
+def test_the_setup_command_makes_it_and_refuses_without_a_server():
+    import os
+    import subprocess
+    import sys
+
+    import prefect.settings
+
+    env = dict(os.environ, PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value())
+    command = [sys.executable, "-m", "flows.zombies", "setup"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "automation 'selective-sync: crash unresponsive runs'" in done.stdout
+    env.pop("PREFECT_API_URL")
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: the zombie-run automation"), refused.stderr

@@ -10,6 +10,9 @@ be left untouched.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from contextlib import closing
 
 import pytest
 import tally
@@ -35,6 +38,37 @@ ATTEMPTS = 3
 MODES = {"one task per key": "1000", "batches": "1"}  # SELECTIVE_SYNC_PER_KEY_TASK_LIMIT
 
 
+class LockAfterLedger(threading.Thread):
+    """Takes the SQLite state's write lock as soon as a new request row is in the ledger,
+    and holds it until released."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path, self.held = path, False
+        self._release = threading.Event()
+        with closing(sqlite3.connect(path)) as conn:
+            self.before = conn.execute("SELECT count(*) FROM sync_request").fetchone()[0]
+
+    def run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            deadline = time.monotonic() + 120
+            while conn.execute("SELECT count(*) FROM sync_request").fetchone()[0] <= self.before:
+                if time.monotonic() > deadline or self._release.is_set():
+                    return
+                time.sleep(0.005)
+            conn.execute("BEGIN IMMEDIATE")
+            self.held = True
+            self._release.wait(300)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    def release(self) -> None:
+        self._release.set()
+        self.join(30)
+
+
 def test_a_key_gets_the_same_retry_budget_in_every_mode(
     tmp_path, monkeypatch, other_districts, module_stack
 ):
@@ -57,13 +91,15 @@ def test_a_key_gets_the_same_retry_budget_in_every_mode(
         )
         if not attempts:
             dbs.bootstrap_admin()
-        holder = sqlite3.connect(dbs.folder / "state.db", timeout=30, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # readers go on (WAL); every writer is refused
+        # Once the request is in the ledger (before any key is written), another writer
+        # holds the state's lock: readers go on (WAL); every writer is refused.
+        holder = LockAfterLedger(dbs.folder / "state.db")
+        holder.start()
         try:
             state = run_flow(OBJECT, keys)
         finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+            holder.release()
+        assert holder.held, "the request never reached the ledger"
         tally.add("faults_tried")
 
         # Every key failed on the fault: the run says it could not be processed (the

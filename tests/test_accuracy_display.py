@@ -13,20 +13,32 @@ from typer.testing import CliRunner
 from selective_sync.models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
 from selective_sync.text import accuracy_hundredths, format_accuracy
 
-# Now, not a fixed day: stored summaries are read back per object by the newest
-# verified_at, and other tests store district 275's summaries in this session's API too.
-WHEN = datetime.now(UTC)
+WHEN = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 # PersonIdentity: 1 error in 30,000 (rounding would say 100.00%); Enrollment: 3 in 127,
 # 97.637...% (rounding would say 97.64%); overall 4 in 30,127, 99.986...% (not 99.99%).
 EXPECTED = {"PersonIdentity": "99.99%", "Enrollment": "97.63%"}
 OVERALL = "99.98%"
 
 
-def verification() -> DistrictVerification:
+def forget_summaries(district: int) -> None:
+    """Delete every stored Verification Summary version of ``district`` from the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = [f"verification-summary-{district}", f"verification-issues-{district}"]
+    with get_client(sync_client=True) as client:
+        while found := client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=200
+        ):
+            for artifact in found:
+                client.delete_artifact(artifact.id)
+
+
+def verification(when: datetime = WHEN) -> DistrictVerification:
     person = ObjectVerification(
         "PersonIdentity",
         275,
-        WHEN,
+        when,
         at_district=30_000,
         at_state=29_999,
         missing_at_state=[5],
@@ -35,7 +47,7 @@ def verification() -> DistrictVerification:
     enrollment = ObjectVerification(
         "Enrollment",
         275,
-        WHEN,
+        when,
         at_district=127,
         at_state=127,
         mismatched=[1, 2, 3],
@@ -64,7 +76,10 @@ def test_every_output_says_the_same(demo, admin, tmp_path, prefect_api):
     from selective_sync.reports.render import render_report
     from tasks.verify import store_summary
 
-    summary = verification()
+    # This session's API holds other tests' summaries of district 275, and a stored
+    # summary is read back per object across recent versions: start from none.
+    forget_summaries(275)
+    summary = verification(datetime.now(UTC))
 
     @flow(name="store-test-summary")
     def store() -> None:

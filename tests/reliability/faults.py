@@ -79,7 +79,11 @@ class PgTerminator(Injector):
                     (self.database,),
                 )
                 backends = cur.fetchall()
-                writing = any((q or "").lstrip().upper().startswith(WRITES) for _, q in backends)
+                # A write to the data, not the ledger's request row (written first).
+                writing = any(
+                    (q or "").lstrip().upper().startswith(WRITES) and "state_" in (q or "")
+                    for _, q in backends
+                )
                 if not (writing or self.done):
                     if not self.pause(0.003):
                         return

@@ -253,7 +253,10 @@ def choose(page, title: str, option: str, ui: str) -> None:
             except NotOpenYet:
                 page.keyboard.press("Escape")
         choice.first.click()
-    assert option in button.inner_text(), (title, button.inner_text())
+    # The button shows the choice once the page has re-rendered (not at once under load).
+    from playwright.sync_api import expect
+
+    expect(button).to_contain_text(option, timeout=10_000)
 
 
 def switch_on(page, title: str) -> None:

@@ -98,7 +98,7 @@ class PgTerminator(Injector):
 
 class SqliteWriteLock(Injector):
     """Hold the state file's write lock ``hold_s`` (longer than the busy timeout), ``times``
-    times ``gap_s`` apart, starting after the sync's first commit."""
+    times ``gap_s`` apart, starting after the sync's first key is committed."""
 
     def __init__(self, path: Path, times: int = 3, hold_s: float = 0.8, gap_s: float = 1.0):
         super().__init__(times)
@@ -107,9 +107,8 @@ class SqliteWriteLock(Injector):
     def run(self) -> None:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            seen = conn.execute("PRAGMA data_version").fetchone()[0]
-            # data_version moves when another connection commits: the first key written.
-            while conn.execute("PRAGMA data_version").fetchone()[0] == seen:
+            # The first key written has its ledger row (the request's own row comes first).
+            while conn.execute("SELECT 1 FROM sync_key_outcome LIMIT 1").fetchone() is None:
                 if not self.pause(0.003):
                     return
             while self.done < self.times:

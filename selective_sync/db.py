@@ -115,3 +115,23 @@ def check_databases(district_url: str | None = None, state_url: str | None = Non
             check_schema(engine, side)
         finally:
             engine.dispose()
+
+
+def upsert_statement(dialect: str, table, updated: Sequence[str]):
+    """``INSERT`` into ``table`` that, for a row already there (same primary key), updates
+    the ``updated`` columns instead: the dialect's own upsert (ON CONFLICT DO UPDATE on
+    PostgreSQL and SQLite, ON DUPLICATE KEY UPDATE on MariaDB/MySQL)."""
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(table)
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(table)
+    pk = [c.name for c in table.primary_key.columns]
+    return stmt.on_conflict_do_update(
+        index_elements=pk, set_={c: stmt.excluded[c] for c in updated}
+    )

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..db import IN_LIST_SIZE
+from ..db import IN_LIST_SIZE, upsert_statement
 from ..models import KeyOutcome
 from ..schema import sync_key_outcome
 
@@ -146,21 +146,9 @@ def _upsert_sql(dialect_type: type, name: str) -> tuple[str, tuple[str, ...]]:
 @cache
 def _upsert(dialect: str):
     """INSERT of a key outcome that replaces the request's earlier row of the same key."""
-    pk = [c.name for c in sync_key_outcome.primary_key.columns]
+    pk = {c.name for c in sync_key_outcome.primary_key.columns}
     updated = [c.name for c in sync_key_outcome.columns if c.name not in pk]
-    if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-        stmt = mysql_insert(sync_key_outcome)
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(sync_key_outcome)
-    return stmt.on_conflict_do_update(
-        index_elements=pk, set_={c: stmt.excluded[c] for c in updated}
-    )
+    return upsert_statement(dialect, sync_key_outcome, updated)
 
 
 def _recorded(conn: Connection, run_id: str, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:

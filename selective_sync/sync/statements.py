@@ -11,6 +11,7 @@ from functools import cache
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, update
 
+from ..db import upsert_statement
 from ..registry import ObjectSpec
 from .plan import PartInfo, Plan, part_infos
 
@@ -52,20 +53,7 @@ def _upsert(conn: Connection, table: Table, columns: tuple[str, ...], params: li
 def _upsert_statement(dialect: str, table: Table, columns: tuple[str, ...]):
     pk = [c.name for c in table.primary_key.columns]
     names = ["district_number", *(c for c in columns if c != "district_number")]
-    updated = [c for c in names if c not in pk]
-    if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-        stmt = mysql_insert(table)
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=pk, set_={c: stmt.excluded[c] for c in updated}
-    )
+    return upsert_statement(dialect, table, [c for c in names if c not in pk])
 
 
 def apply_checked(

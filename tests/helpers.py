@@ -62,3 +62,36 @@ def whole_database_checksum(url: str, *, ledger: bool = True) -> str:
 
 def _param(conn) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def stored_summary_artifacts(client, district: int = 275) -> list:
+    """Every stored Verification Summary artifact of ``district`` (tables and issues, every
+    version), through the Prefect ``client``."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from selective_sync.verification.codec import issues_key, summary_key
+
+    found = []
+    for key in (summary_key(district), issues_key(district)):
+        offset = 0
+        while True:
+            page = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                limit=200,
+                offset=offset,
+            )
+            found.extend(page)
+            if len(page) < 200:
+                break
+            offset += 200
+    return found
+
+
+def forget_summaries(district: int = 275) -> None:
+    """Delete every stored Verification Summary of ``district`` (the session's API is shared
+    by every test, and every demo is district 275)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for artifact in stored_summary_artifacts(client, district):
+            client.delete_artifact(artifact.id)

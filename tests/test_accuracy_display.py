@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from helpers import forget_summaries
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
@@ -18,20 +19,6 @@ WHEN = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 # 97.637...% (rounding would say 97.64%); overall 4 in 30,127, 99.986...% (not 99.99%).
 EXPECTED = {"PersonIdentity": "99.99%", "Enrollment": "97.63%"}
 OVERALL = "99.98%"
-
-
-def forget_summaries(district: int) -> None:
-    """Delete every stored Verification Summary version of ``district`` from the API."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    keys = [f"verification-summary-{district}", f"verification-issues-{district}"]
-    with get_client(sync_client=True) as client:
-        while found := client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=200
-        ):
-            for artifact in found:
-                client.delete_artifact(artifact.id)
 
 
 def verification(when: datetime = WHEN) -> DistrictVerification:

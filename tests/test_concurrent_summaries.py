@@ -13,8 +13,9 @@ import sqlite3
 import threading
 
 import pytest
+from helpers import forget_summaries, stored_summary_artifacts
 
-from selective_sync.verification.codec import issues_key, summary_key
+from selective_sync.verification.codec import summary_key
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -22,38 +23,12 @@ DISTRICT = 275
 WAIT = 120  # seconds a thread waits for its turn before the test fails (never hit when correct)
 
 
-def _stored(client):
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    found = []
-    for key in (summary_key(DISTRICT), issues_key(DISTRICT)):
-        offset = 0
-        while True:
-            page = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                limit=200,
-                offset=offset,
-            )
-            found.extend(page)
-            if len(page) < 200:
-                break
-            offset += 200
-    return found
-
-
 @pytest.fixture(autouse=True)
 def empty_store():
     """District 275 starts and ends with nothing stored (the API is the session's)."""
-    from prefect.client.orchestration import get_client
-
-    def clear() -> None:
-        with get_client(sync_client=True) as client:
-            for artifact in _stored(client):
-                client.delete_artifact(artifact.id)
-
-    clear()
+    forget_summaries(DISTRICT)
     yield
-    clear()
+    forget_summaries(DISTRICT)
 
 
 def run_summary(**kwargs):
@@ -192,7 +167,9 @@ def test_two_runs_of_different_objects_both_keep_their_results(demo, admin, monk
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        versions = [a for a in _stored(client) if a.key == summary_key(DISTRICT)]
+        versions = [
+            a for a in stored_summary_artifacts(client, DISTRICT) if a.key == summary_key(DISTRICT)
+        ]
     settled = [a for a in versions if a.flow_run_id is None]
     assert settled and all("settled after concurrent runs" in a.description for a in settled)
     assert len(versions) - len(settled) == 3  # one version per run

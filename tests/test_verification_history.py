@@ -11,6 +11,7 @@ import sqlite3
 from decimal import Decimal
 
 import pytest
+from helpers import forget_summaries, stored_summary_artifacts
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
@@ -35,39 +36,13 @@ CHART_HEADING = "Accuracy over time"
 # ---------------------------------------------------------------- helpers
 
 
-def _stored_artifacts(client, district: int = DISTRICT):
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    found = []
-    for key in (summary_key(district), issues_key(district)):
-        offset = 0
-        while True:
-            page = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                limit=200,
-                offset=offset,
-            )
-            found.extend(page)
-            if len(page) < 200:
-                break
-            offset += 200
-    return found
-
-
 @pytest.fixture(autouse=True)
 def empty_store():
     """Every test starts (and leaves) district 275 with nothing stored: the API is shared
     by the whole session, and every demo is district 275."""
-    from prefect.client.orchestration import get_client
-
-    def clear() -> None:
-        with get_client(sync_client=True) as client:
-            for artifact in _stored_artifacts(client):
-                client.delete_artifact(artifact.id)
-
-    clear()
+    forget_summaries(DISTRICT)
     yield
-    clear()
+    forget_summaries(DISTRICT)
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +181,7 @@ def test_stored_summary_reads_back_equal_and_small(demo, admin):
     assert stored == computed  # every figure, key list, issue and column difference
 
     with get_client(sync_client=True) as client:
-        artifacts = _stored_artifacts(client)
+        artifacts = stored_summary_artifacts(client, DISTRICT)
     assert {a.key for a in artifacts} == {summary_key(DISTRICT), issues_key(DISTRICT)}
     assert all(KEY_PATTERN.match(a.key) for a in artifacts)
     assert all(str(a.flow_run_id) == run_id and a.type == "table" for a in artifacts)
@@ -372,5 +347,7 @@ def test_reading_needs_r(demo, admin):
         with pytest.raises(RightsError, match="lacks the R right"):
             load_trend(DISTRICT, user=user)
     with get_client(sync_client=True) as client:
-        assert _stored_artifacts(client) == []  # refused before anything was verified
+        assert (
+            stored_summary_artifacts(client, DISTRICT) == []
+        )  # refused before anything was verified
     assert cli_json(["summary", "--object", "Graduation", "--user", "writer"])["objects"]

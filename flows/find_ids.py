@@ -29,16 +29,30 @@ from selective_sync.find import (
     build_query,
     summary_keys,
 )
+from selective_sync.models import ISSUE_LABELS
 from selective_sync.rights import Right, authorise
 from selective_sync.settings import get_settings, resolve_district
 from selective_sync.text import md_escape
 from tasks.find import find_records_task
 
-# The "From the stored summary" dropdown: no summary (the filters alone), or one key list.
-NO_SUMMARY = "no (the filters only)"
+# The "From the stored summary" dropdown, in plain words: no summary (the filters alone), or
+# one key list of the stored summary. API callers may also send the kind itself
+# ("missing_at_state") or None; both become the dropdown's words when the flow validates.
+NO_SUMMARY = "None (the filters only)"
+SUMMARY_CHOICES = {ISSUE_LABELS[kind.value]: kind for kind in SummaryKind}
+
+
+def _summary_choice(value: object) -> object:
+    if value is None or value == "no (the filters only)":  # the choice's words before 1 Dec 2026
+        return NO_SUMMARY
+    if isinstance(value, str) and value in SummaryKind.__members__:
+        return ISSUE_LABELS[SummaryKind(value).value]
+    return value
+
+
 FromSummary = Annotated[
-    Literal[NO_SUMMARY, *(kind.value for kind in SummaryKind)],  # type: ignore[valid-type]
-    BeforeValidator(lambda value: NO_SUMMARY if value is None else value),
+    Literal[NO_SUMMARY, *SUMMARY_CHOICES],  # type: ignore[valid-type]
+    BeforeValidator(_summary_choice),
 ]
 
 
@@ -83,7 +97,7 @@ def find_ids(
         grade: Grade: PK, KG, 1-12 or another district grade code.
         end_year: School year's end year, e.g. 2026 for 2025-26; 0 means any year.
         from_summary: Instead of (or narrowed by) the filters, the keys of the latest stored
-            Verification Summary: missing_at_state, mismatched or missing_at_district.
+            Verification Summary: those missing at state, mismatched or missing at district.
         limit: Show at most this many; the note says how many more match.
         district: District number; 0 means the district this deployment serves.
     """
@@ -99,7 +113,7 @@ def find_ids(
         grade=grade or None,
         end_year=end_year or None,
         limit=limit,
-        from_summary=None if from_summary == NO_SUMMARY else SummaryKind(from_summary),
+        from_summary=SUMMARY_CHOICES.get(from_summary),
     )
     config = resolve_district(get_settings(), district_or_default(district))
     check_databases(district_url=config.url)

@@ -11,6 +11,12 @@ from selective_sync.text import accuracy_hundredths
 
 IssueKind = Literal["missing_at_state", "missing_at_district", "mismatched"]
 ISSUE_KINDS: tuple[IssueKind, ...] = ("missing_at_state", "missing_at_district", "mismatched")
+ISSUE_LABELS: dict[IssueKind, str] = {
+    "missing_at_state": "Missing at state",
+    "missing_at_district": "Missing at district",
+    "mismatched": "Mismatched",
+}
+"""How an issue kind reads to a person: reports, tables and the run forms' choices."""
 
 
 def accuracy(distinct: int, errors: int) -> float:

@@ -2,8 +2,9 @@
 
 The ``reconcile`` flow verifies every object of a district, asks :func:`plan_object` which
 keys to re-sync (missing at the state, then mismatched, capped at ``max_keys``), runs one
-selective sync per object as ``scheduled reconciliation`` and reports with
-:func:`reconcile_markdown`. Nothing here knows Prefect.
+selective sync per object as ``scheduled reconciliation``; each district's run reports its
+objects as a table (:func:`district_table`) and the parent one line per district
+(:func:`summary_from_table`, :func:`state_markdown`). Nothing here knows Prefect.
 
 Keys *missing at the district* are never planned: the district is the source of truth and
 a sync of a key the district does not have changes nothing (it would only be reported as
@@ -195,44 +196,6 @@ class StateReconciliation:
         return [f"district {d.number}: {d.error}" for d in self.districts if d.error]
 
 
-@dataclass
-class ReconcileResult:
-    """A whole reconciliation run, as the flow returns it and the artifact shows it."""
-
-    started_at: datetime
-    max_keys: int
-    districts: list[DistrictReconciliation] = field(default_factory=list)
-    completed_at: datetime | None = None
-
-    @property
-    def sent(self) -> int:
-        return sum(o.sent for d in self.districts for o in d.objects)
-
-    @property
-    def succeeded(self) -> int:
-        return sum(o.succeeded for d in self.districts for o in d.objects)
-
-    @property
-    def failed(self) -> int:
-        return sum(o.failed for d in self.districts for o in d.objects)
-
-    @property
-    def leftover(self) -> int:
-        return sum(d.leftover for d in self.districts)
-
-    @property
-    def errors(self) -> list[str]:
-        """What could not be processed at all: ``district: error``, ``district object: error``."""
-        found = [f"district {d.district_number}: {d.error}" for d in self.districts if d.error]
-        found += [
-            f"district {d.district_number} {o.object}: {o.error}"
-            for d in self.districts
-            for o in d.objects
-            if o.error
-        ]
-        return found
-
-
 def check_max_keys(max_keys: int) -> int:
     """``max_keys`` if it is a positive whole number; BadInput otherwise."""
     if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
@@ -276,84 +239,6 @@ def plan_object(verification: ObjectVerification, max_keys: int) -> ObjectPlan:
         mismatched=len(mismatched),
         missing_at_district=len(set(verification.missing_at_district)),
     )
-
-
-def reconcile_markdown(
-    result: ReconcileResult, run_link: Callable[[str], str] | None = None
-) -> str:
-    """The run's artifact: per district, a narrow table of each object (what differed, what
-    was sent and became of it, what is left), with links to the selective-sync runs.
-
-    ``run_link`` maps a run id to its page in the Prefect UI (without it, the id is shown).
-    """
-    lines = [
-        "# Scheduled reconciliation",
-        "",
-        f"Started {format_timestamp(result.started_at)}, completed "
-        f"{format_timestamp(result.completed_at) or 'not yet'}; at most {result.max_keys:,} "
-        f"keys per object; requested by *{md_escape(REQUESTER)}*.",
-        "",
-        f"Keys sent: **{result.sent:,}**, succeeded: **{result.succeeded:,}**, "
-        f"failed: **{result.failed:,}**, left over for the next run: **{result.leftover:,}**.",
-    ]
-    for district in result.districts:
-        lines += [
-            "",
-            f"## District {district.district_number} {md_escape(district.district_name)}",
-            "",
-        ]
-        if district.error:
-            lines += [f"Verification failed: {md_escape(district.error)}"]
-            continue
-        lines += [
-            "| Object | Accuracy | Differing | Sent | Outcome | Left over | Run |",
-            "|---|---|---|---|---|---|---|",
-            *(_object_row(o, run_link) for o in district.objects),
-        ]
-        if not district.objects:
-            lines.append("| (no objects) | | | | | | |")
-    if not result.districts:
-        lines += ["", "No district was reconciled."]
-    lines += [
-        "",
-        "*Differing* counts the keys missing at the state plus the mismatched ones; keys "
-        "*missing at district* exist only at the state, and as the district is the source "
-        "of truth a sync cannot fix them: review them in the Verification Summary's "
-        "record-issue report. *Left over* keys are sent by the next run.",
-    ]
-    return "\n".join(lines)
-
-
-def _object_row(o: ObjectReconciliation, run_link: Callable[[str], str] | None) -> str:
-    before = format_accuracy(*o.counts_before)
-    after = format_accuracy(*o.counts_after) if o.counts_after is not None else None
-    plan = o.plan
-    differing = f"{plan.missing_at_state:,} missing at state, {plan.mismatched:,} mismatched"
-    if plan.missing_at_district:
-        differing += f"; {plan.missing_at_district:,} missing at district"
-    counts = [
-        (o.synced, "synced"),
-        (o.unchanged, "unchanged"),
-        (o.not_found, "not found"),
-        (o.failed, "failed"),
-    ]
-    outcome = ", ".join(f"{n:,} {name}" for n, name in counts if n) or "-"
-    if o.sync_run_id:
-        run = f"[{o.sync_run_id[:8]}]({run_link(o.sync_run_id)})" if run_link else o.sync_run_id
-    else:
-        run = "" if o.sent else "nothing to send"
-    if o.error:
-        run = f"{run} failed: {md_escape(o.error)}".strip()
-    cells = (
-        md_escape(o.object),
-        f"{before} → {after}" if after else before,
-        differing,
-        f"{o.sent:,}",
-        outcome,
-        f"{o.leftover:,}",
-        run,
-    )
-    return "| " + " | ".join(cells) + " |"
 
 
 # ---------------------------------------------------------------- one district's table

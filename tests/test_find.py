@@ -413,6 +413,25 @@ def test_from_summary_lists_the_stored_keys(demo, admin):
     assert state.is_completed(), state.message
     assert state.result().ids == sorted(demo.manifest["PersonIdentity"]["mismatched"])
 
+    # The run form offers the key lists in plain words, and its words pick the same keys.
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.find_ids import NO_SUMMARY
+
+    choices = parameter_schema(find_ids).model_dump()["properties"]["from_summary"]["enum"]
+    assert choices == [NO_SUMMARY, "Missing at state", "Mismatched", "Missing at district"]
+    state = find_ids(
+        requested_by=admin,
+        object=FindObject.PersonIdentity,
+        from_summary="Missing at district",
+        limit=MAX_LIMIT,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert state.result().ids == sorted(demo.manifest["PersonIdentity"]["missing_at_district"])
+    refused = find_ids(requested_by=admin, from_summary="missing", return_state=True)
+    assert refused.is_failed() and "from_summary" in str(refused.message), refused.message
+
 
 @pytest.mark.usefixtures("empty_summary_store")
 def test_ids_only_round_trips_into_a_real_sync(demo, admin):

@@ -14,11 +14,9 @@ from selective_sync.reconcile import (
     REQUESTER,
     DistrictReconciliation,
     ObjectReconciliation,
-    ReconcileResult,
     check_max_keys,
     objects_in_order,
     plan_object,
-    reconcile_markdown,
 )
 
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
@@ -70,7 +68,7 @@ def test_objects_go_parents_first():
         objects_in_order(["Bogus"])
 
 
-def test_record_counts_outcomes_and_markdown_reports_leftovers():
+def test_record_counts_outcomes_and_leftovers():
     entry = ObjectReconciliation(plan_object(verification(missing=[1, 2, 3]), 2), (100, 3))
     result = SyncResult(
         object="Enrollment",
@@ -85,14 +83,8 @@ def test_record_counts_outcomes_and_markdown_reports_leftovers():
     )
     entry.record(result, "run-1")
     assert (entry.sent, entry.succeeded, entry.failed, entry.leftover) == (2, 1, 1, 1)
-    district = DistrictReconciliation(275, "MAPLE | VALLEY", [entry])
-    failed = DistrictReconciliation(276, "OAK", error="verification failed: down")
-    run = ReconcileResult(NOW, max_keys=2, districts=[district, failed], completed_at=NOW)
-    assert run.errors == ["district 276: verification failed: down"]
-    text = reconcile_markdown(run)
-    assert "left over for the next run: **1**" in text
-    assert "MAPLE \\| VALLEY" in text  # a pipe in a name cannot break the table
-    assert "run-1" in text and "verification failed: down" in text
+    line = DistrictReconciliation(275, "MAPLE", [entry]).summary("run-2")
+    assert (line.sent, line.succeeded, line.failed, line.leftover) == (2, 1, 1, 1)
 
 
 # ---------------------------------------------------------------- the flow

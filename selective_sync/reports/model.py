@@ -14,7 +14,7 @@ from selective_sync.text import format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.format import DISTRICT_COLUMNS, OBJECT_COLUMNS  # noqa: F401  (re-exported)
 
-from ..models import DistrictVerification, IssueKind, Outcome, RecordIssue, SyncResult
+from ..models import ISSUE_LABELS, DistrictVerification, Outcome, RecordIssue, SyncResult
 from ..registry import REGISTRY
 
 # One timestamp format everywhere (reports, CSV): e.g. "11/28/2026 08:15 PM UTC".
@@ -43,12 +43,6 @@ DRY_RUN_NOTICE = (
 NONE_TEXT = "None."
 NO_REASON = "no reason given"
 NULL_TEXT = "NULL"
-
-ISSUE_LABELS: dict[IssueKind, str] = {
-    "missing_at_state": "Missing at state",
-    "missing_at_district": "Missing at district",
-    "mismatched": "Mismatched",
-}
 
 ISSUE_COLUMNS = ("Key", "Issue", "Column", "District value", "State value")
 

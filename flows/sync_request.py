@@ -25,6 +25,7 @@ from selective_sync.history.codec import outcome_line, request_status
 from selective_sync.ledger import Heartbeat, mark_ended
 from selective_sync.locks import district_lock
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
+from selective_sync.reconcile import REQUESTER as RECONCILER
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
 from selective_sync.sync import is_transient, parse_ids
@@ -169,9 +170,23 @@ def selective_sync(
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
+    # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
+    # one task run per key up to the limit.
+    task_limit = (
+        settings.reconcile_per_key_task_limit
+        if requested_by == RECONCILER
+        else settings.per_key_task_limit
+    )
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
-            settings, spec.name, config.number, keys, check_dependencies, dry_run, run_id
+            settings,
+            spec.name,
+            config.number,
+            keys,
+            check_dependencies,
+            dry_run,
+            run_id,
+            task_limit,
         )
     result = SyncResult(
         object=spec.name,
@@ -256,9 +271,11 @@ def verify_sync_verify(
     check_dependencies: bool,
     dry_run: bool,
     run_id: str,
+    task_limit: int,
 ) -> tuple[dict[int, KeyOutcome], str | None]:
     """Verify the keys, sync them, verify them again: the outcomes, and why the
-    verification after could not run (None when it ran)."""
+    verification after could not run (None when it ran). Up to ``task_limit`` keys get
+    one task run each; more are batched."""
     logger = get_run_logger()
     before = verify_object_task(object_name, district, quote(keys))
     logger.info(
@@ -270,7 +287,15 @@ def verify_sync_verify(
 
     progress_id = start_progress(district)
     outcomes = fan_out(
-        settings, object_name, district, keys, check_dependencies, dry_run, progress_id, run_id
+        settings,
+        object_name,
+        district,
+        keys,
+        check_dependencies,
+        dry_run,
+        progress_id,
+        run_id,
+        task_limit,
     )
 
     unverified = None if dry_run else verify_after(object_name, district, keys, outcomes)
@@ -329,11 +354,13 @@ def fan_out(
     dry_run: bool,
     progress_id,
     run_id: str,
+    task_limit: int,
 ) -> dict[int, KeyOutcome]:
-    """Run the sync jobs (one key, or a batch of keys each) with bounded writers in flight."""
+    """Run the sync jobs (one key, or a batch of keys each) with bounded writers in flight;
+    up to ``task_limit`` keys get one task run each."""
     in_flight = writers_in_flight(settings.resolved_state_url, settings.max_workers)
-    jobs = plan_jobs(keys, settings.per_key_task_limit, in_flight)
-    per_key = len(keys) <= settings.per_key_task_limit
+    jobs = plan_jobs(keys, task_limit, in_flight)
+    per_key = len(keys) <= task_limit
     sync_key_task = key_task(settings)
 
     def submit(number: int, chunk: list[int]):

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
         gt=0,
         description="Up to this many keys get one task run each; above it keys are batched.",
     )
+    reconcile_per_key_task_limit: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "The same limit for the nightly reconciliation's syncs; 0 batches all their "
+            "keys (a state's night then makes a few task runs per object, not one per key). "
+            "Every key's outcome is in the Sync History and the ledger either way."
+        ),
+    )
     retry_attempts: int = Field(
         default=4,
         ge=1,

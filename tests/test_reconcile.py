@@ -147,6 +147,17 @@ def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
     assert len(stored_errors) == differing - entry.succeeded
     assert entry.accuracy_after == pytest.approx(stored.accuracy)
     assert entry.accuracy_after > entry.accuracy_before
+    # The nightly's sync batched its keys (SELECTIVE_SYNC_RECONCILE_PER_KEY_TASK_LIMIT, 0):
+    # its writes ran as batch task runs, not one task run per key.
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[entry.sync_run_id]))
+        )
+    writes = [t.name for t in tasks if t.name.startswith("sync-")]
+    assert writes and all("-batch-" in name for name in writes), writes
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -24,6 +24,9 @@ normalised object (two keys have equal texts iff they are equal). Escaping costs
 decimal text, dates ISO ``YYYY-MM-DD``, everything UTF-8, so the text is byte-identical on
 SQLite, PostgreSQL and MariaDB/MySQL and district and state may be different vendors.
 
+How each vendor builds the text differs, never the text: PostgreSQL groups the root rows
+joined to their child rows in one pass (``_grouped_select``, for an object with one child
+part), MariaDB/MySQL and SQLite read each key's child rows by a correlated subquery.
 PostgreSQL and MariaDB/MySQL return ``md5`` of the text (lower-case hex on both); SQLite
 returns the text itself (it runs in this process: hashing it in SQL would cost a Python
 function call per row, and the text costs no transfer), and ``hash_text`` gives its md5
@@ -188,9 +191,10 @@ def child_section(
     dialect_name: str,
     keys: Sequence[int] | None = None,
 ):
-    """Subquery (k, section) for PostgreSQL: per link key, its child rows' tokens in child
-    id order (one GROUP BY pass over the part). Keys without child rows have no row here.
-    (MariaDB/MySQL use ``_correlated_section``; on PostgreSQL the two measured alike.)
+    """Subquery (k, section) for PostgreSQL objects with several child parts: per link key,
+    its child rows' tokens in child id order (one GROUP BY pass over the part). Keys without
+    child rows have no row here. (MariaDB/MySQL use ``_correlated_section``; on PostgreSQL
+    the two measured alike.)
     """
     table = _table(side, child.part.table)
     link = table.c[child.part.link]
@@ -253,6 +257,87 @@ def _correlated_section(
     return select(section).where(*conditions).correlate(root_key.table).scalar_subquery()
 
 
+def _grouped_select(
+    spec: ObjectSpec,
+    side: Side,
+    district_number: int,
+    keys: Sequence[int] | None,
+    hashed: bool,
+) -> Select:
+    """PostgreSQL's form of ``token_select`` for an object with one child part: the same
+    canonical text, built by one GROUP BY over the root rows joined to their child rows.
+
+    The other form joins the root to its lookup row and to a GROUP BY of the child part,
+    then sorts by key: two hash joins, two sorts. Here the child rows are joined once and
+    grouped by the root's primary key (so its columns may be used as they are), and the
+    lookup row is only read, by a subquery, for the rare key whose lookup is not one of its
+    own child rows (``_joined_tokens``).
+    """
+    (child,) = child_parts(spec)
+    root = _table(side, spec.root)
+    root_key = root.c[spec.key_column]
+    rows = _table(side, child.part.table).alias("child_rows")
+    link = rows.c[child.part.link] == root_key
+    if side == "state":
+        link = and_(rows.c.district_number == root.c.district_number, link)
+    parts: list[ColumnElement] = []
+    done: set[str] = set()
+    joins = {join.table: join for join in spec.joins}
+    for compared in spec.compared:
+        if compared.table == spec.root:
+            parts.extend(_pieces(root.c[compared.column], compared.normalise, "postgresql"))
+            continue
+        if compared.table in done:
+            continue
+        done.add(compared.table)
+        parts.append(_joined_tokens(spec, side, joins[compared.table], child, root, rows))
+    section = _OrderedConcat(
+        case((rows.c[child.part.id_column].is_not(None), _row_text(child, rows, "postgresql"))),
+        rows.c[child.part.id_column],
+    )
+    parts += [func.coalesce(section, literal(""), type_=String), literal(PART_END)]
+    text = _concat(parts, "postgresql")
+    digest = func.md5(text, type_=String) if hashed else text
+    stmt = (
+        select(root_key.label("key"), digest.label("token"))
+        .select_from(root.outerjoin(rows, link))
+        .group_by(*root.primary_key.columns)
+    )
+    if side == "state":
+        stmt = stmt.where(root.c.district_number == district_number)
+    if keys is not None:
+        stmt = stmt.where(root_key.in_(list(keys)))
+    return stmt
+
+
+def _joined_tokens(spec: ObjectSpec, side: Side, join, child: ChildPart, root, rows):
+    """The compared columns of a joined row in the grouped form: nothing when the row is one
+    of the key's child rows (some child row has the joined id), else ``JOINED`` and its
+    tokens, read by a subquery that runs only for such keys (NULL tokens when none)."""
+    table = _table(side, join.table)
+    if (child.part.table, child.part.id_column) != (join.table, join.id_column):
+        raise ValueError(f"{spec.name}: the grouped digest needs {join.table} to be the child")
+    own = [
+        p
+        for c in spec.compared
+        if c.table == join.table
+        for p in _pieces(table.c[c.column], c.normalise, "postgresql")
+    ]
+    nothing = [literal(NULL) for c in spec.compared if c.table == join.table]
+    condition = table.c[join.id_column] == root.c[join.root_column]
+    if side == "state":
+        condition = and_(table.c.district_number == root.c.district_number, condition)
+    row = (
+        select(_concat([literal(JOINED), *own], "postgresql"))
+        .where(condition)
+        .correlate(root)
+        .scalar_subquery()
+    )
+    whole = func.coalesce(row, _concat([literal(JOINED), *nothing], "postgresql"), type_=String)
+    covered = func.bool_or(rows.c[join.id_column] == root.c[join.root_column])
+    return case((covered, literal("")), else_=whole)
+
+
 def token_select(
     spec: ObjectSpec,
     side: Side,
@@ -268,6 +353,20 @@ def token_select(
     Same FROM and WHERE as ``compared_select``, plus one child section per child part;
     with ``keys``, only those keys (root and children). No ORDER BY.
     """
+    if dialect_name == "postgresql" and len(child_parts(spec)) == 1:
+        return _grouped_select(spec, side, district_number, keys, hashed)
+    return _joined_select(spec, side, district_number, dialect_name, keys, hashed)
+
+
+def _joined_select(
+    spec: ObjectSpec,
+    side: Side,
+    district_number: int,
+    dialect_name: str,
+    keys: Sequence[int] | None,
+    hashed: bool,
+) -> Select:
+    """``token_select`` as compared_select's FROM joined to one child section per part."""
     base = compared_select(spec, side, district_number, dialect_name)
     key = base.selected_columns[0]
     root_key = _table(side, spec.root).c[spec.key_column]

@@ -28,6 +28,7 @@ from selective_sync.registry import get_object
 from selective_sync.schema import district_table, state_table
 from selective_sync.settings import sqlite_url
 from selective_sync.sync.plan import normalise
+from selective_sync.verification import digest
 from selective_sync.verification.digest import child_parts
 from selective_sync.verification.engine import fetch_object_rows, verify_object
 
@@ -75,6 +76,7 @@ def objects(draw, pid: int) -> dict:
         st.one_of(
             st.none(),
             st.just(pid * 10 + 9),  # dangling: no such identity
+            st.just((pid % 6 + 1) * 10),  # another person's identity (when it drew slot 0)
             *(st.just(row["identity_id"]) for row in history),
         )
     )
@@ -151,11 +153,13 @@ def worlds(draw):
 # ------------------------------------------------------------------ the Python model
 
 
-def _model(obj: dict) -> tuple:
-    """The whole object as the registry compares it, in plain Python."""
+def _model(obj: dict, identities: dict) -> tuple:
+    """The whole object as the registry compares it, in plain Python. The compared row
+    joins the current identity by id among ``identities`` (every identity on that side:
+    it may be another person's)."""
     person = obj["person"]
     by_id = {row["identity_id"]: row for row in obj["identity"]}
-    current = by_id.get(person["current_identity_id"], {})
+    current = identities.get(person["current_identity_id"], {})
     compared = tuple(
         normalise((person if c.table == "person" else current).get(c.column), c.normalise)
         for c in PERSON.compared
@@ -170,11 +174,16 @@ def _model(obj: dict) -> tuple:
 
 def _verdicts_from_model(district: dict, state: dict) -> tuple[list, list, list]:
     both = district.keys() & state.keys()
+    d_ids, s_ids = _identities(district), _identities(state)
     return (
         sorted(district.keys() - state.keys()),
         sorted(state.keys() - district.keys()),
-        sorted(k for k in both if _model(district[k]) != _model(state[k])),
+        sorted(k for k in both if _model(district[k], d_ids) != _model(state[k], s_ids)),
     )
+
+
+def _identities(objs: dict) -> dict:
+    return {row["identity_id"]: row for obj in objs.values() for row in obj["identity"]}
 
 
 # ------------------------------------------------------------------ databases
@@ -256,5 +265,38 @@ def test_digest_verdict_equals_full_row_verdict(engines, district_kind, state_ki
         assert digest == _verdicts_from_model(district, state)
         # Every reported mismatch names what differs.
         assert all(i.diffs for i in result.issues if i.issue == "mismatched")
+
+    check()
+
+
+def _texts(engine, select) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select.order_by("key"))]
+
+
+@pytest.mark.parametrize("side", ["district", "state"])
+def test_every_vendor_and_form_writes_the_same_canonical_text(engines, side):
+    """Byte for byte: SQLite, MariaDB and both PostgreSQL forms (the grouped one that runs
+    and the joined one kept for objects with several child parts) give each key one text."""
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(worlds())
+    def check(world):
+        objs = world[0] if side == "district" else world[1]
+        texts = {}
+        for kind in KINDS:
+            engine = engines[kind, side]
+            _write(engine, side, objs)
+            select = digest.token_select(PERSON, side, DISTRICT, engine.dialect.name, hashed=False)
+            texts[kind] = _texts(engine, select)
+        pg = engines["postgresql", side]
+        joined = digest._joined_select(PERSON, side, DISTRICT, "postgresql", None, hashed=False)
+        texts["postgresql, joined"] = _texts(pg, joined)
+        assert [key for key, _ in texts["sqlite"]] == sorted(objs)
+        assert all(found == texts["sqlite"] for found in texts.values()), texts
 
     check()

@@ -19,13 +19,19 @@ def writers_in_flight(state_url: str, max_workers: int) -> int:
     return max_workers
 
 
+MIN_BATCH = 25
+"""Keys a batch holds at least (but the last): a batch of one or two keys costs a task run
+per key again, which is what batching a few keys (the nightly's) is meant to save."""
+
+
 def plan_jobs(keys: list[int], per_key_task_limit: int, in_flight: int) -> list[list[int]]:
-    """One job per key up to the limit; above it, about ``4 x in_flight`` (at least 8) batches.
+    """One job per key up to the limit; above it, about ``4 x in_flight`` (at least 8)
+    batches of at least ``MIN_BATCH`` keys.
 
     Thousands of task runs overflow Prefect's event queue (task-run records are dropped), so
     large requests are batched; each key keeps its own transaction, outcome and retries.
     """
     if len(keys) <= per_key_task_limit:
         return [[key] for key in keys]
-    size = math.ceil(len(keys) / max(8, in_flight * 4))
+    size = max(MIN_BATCH, math.ceil(len(keys) / max(8, in_flight * 4)))
     return [keys[i : i + size] for i in range(0, len(keys), size)]

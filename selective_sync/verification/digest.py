@@ -26,7 +26,8 @@ SQLite, PostgreSQL and MariaDB/MySQL and district and state may be different ven
 
 How each vendor builds the text differs, never the text: PostgreSQL groups the root rows
 joined to their child rows in one pass (``_grouped_select``, for an object with one child
-part), MariaDB/MySQL and SQLite read each key's child rows by a correlated subquery.
+part that its joined rows belong to), MariaDB/MySQL and SQLite read each key's child rows by a
+correlated subquery.
 PostgreSQL and MariaDB/MySQL return ``md5`` of the text (lower-case hex on both); SQLite
 returns the text itself (it runs in this process: hashing it in SQL would cost a Python
 function call per row, and the text costs no transfer), and ``hash_text`` gives its md5
@@ -257,6 +258,16 @@ def _correlated_section(
     return select(section).where(*conditions).correlate(root_key.table).scalar_subquery()
 
 
+def _groupable(spec: ObjectSpec) -> bool:
+    """Whether ``_grouped_select`` can build the object's text: one child part, and every
+    joined row is a row of that part (as the current identity is one of the identities)."""
+    parts = child_parts(spec)
+    return len(parts) == 1 and all(
+        (join.table, join.id_column) == (parts[0].part.table, parts[0].part.id_column)
+        for join in spec.joins
+    )
+
+
 def _grouped_select(
     spec: ObjectSpec,
     side: Side,
@@ -264,7 +275,7 @@ def _grouped_select(
     keys: Sequence[int] | None,
     hashed: bool,
 ) -> Select:
-    """PostgreSQL's form of ``token_select`` for an object with one child part: the same
+    """PostgreSQL's form of ``token_select`` for a ``_groupable`` object: the same
     canonical text, built by one GROUP BY over the root rows joined to their child rows.
 
     The other form joins the root to its lookup row and to a GROUP BY of the child part,
@@ -290,7 +301,7 @@ def _grouped_select(
         if compared.table in done:
             continue
         done.add(compared.table)
-        parts.append(_joined_tokens(spec, side, joins[compared.table], child, root, rows))
+        parts.append(_joined_tokens(spec, side, joins[compared.table], root, rows))
     section = _OrderedConcat(
         case((rows.c[child.part.id_column].is_not(None), _row_text(child, rows, "postgresql"))),
         rows.c[child.part.id_column],
@@ -310,13 +321,11 @@ def _grouped_select(
     return stmt
 
 
-def _joined_tokens(spec: ObjectSpec, side: Side, join, child: ChildPart, root, rows):
+def _joined_tokens(spec: ObjectSpec, side: Side, join, root, rows):
     """The compared columns of a joined row in the grouped form: nothing when the row is one
     of the key's child rows (some child row has the joined id), else ``JOINED`` and its
     tokens, read by a subquery that runs only for such keys (NULL tokens when none)."""
     table = _table(side, join.table)
-    if (child.part.table, child.part.id_column) != (join.table, join.id_column):
-        raise ValueError(f"{spec.name}: the grouped digest needs {join.table} to be the child")
     own = [
         p
         for c in spec.compared
@@ -353,7 +362,7 @@ def token_select(
     Same FROM and WHERE as ``compared_select``, plus one child section per child part;
     with ``keys``, only those keys (root and children). No ORDER BY.
     """
-    if dialect_name == "postgresql" and len(child_parts(spec)) == 1:
+    if dialect_name == "postgresql" and _groupable(spec):
         return _grouped_select(spec, side, district_number, keys, hashed)
     return _joined_select(spec, side, district_number, dialect_name, keys, hashed)
 

@@ -188,6 +188,13 @@ def _identities(objs: dict) -> dict:
 
 # ------------------------------------------------------------------ databases
 
+# Each property's examples: databases make examples slow, so no deadline.
+EXAMPLES = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
@@ -241,11 +248,7 @@ def test_digest_verdict_equals_full_row_verdict(engines, district_kind, state_ki
     district_engine = engines[district_kind, "district"]
     state_engine = engines[state_kind, "state"]
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @EXAMPLES
     @given(worlds())
     def check(world):
         district, state = world
@@ -279,11 +282,7 @@ def test_every_vendor_and_form_writes_the_same_canonical_text(engines, side):
     """Byte for byte: SQLite, MariaDB and both PostgreSQL forms (the grouped one that runs
     and the joined one kept for objects with several child parts) give each key one text."""
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @EXAMPLES
     @given(worlds())
     def check(world):
         objs = world[0] if side == "district" else world[1]

@@ -192,7 +192,81 @@ class Api:
 # ---------------------------------------------------------------- one night
 
 
-def run_night(api: Api, workers: int, procs: Procs, env: dict, timeout: float) -> dict:
+class CpuSampler:
+    """CPU seconds by role over a night, read from /proc every half second: the Prefect
+    server, the workers, the parent's and the districts' flow-run processes, and the
+    PostgreSQL backends of the Prefect database, of the state database and the rest.
+    A process's last half second may be missed; nothing else runs on the bench."""
+
+    def __init__(self, prefect_db: str, state_db: str):
+        import threading
+
+        self.dbs = {prefect_db: "pg_prefect", state_db: "pg_state"}
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._sample()
+        self.base = dict(self.seen)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join()
+        self._sample()
+
+    def _loop(self) -> None:
+        while not self.stop_event.wait(0.5):
+            self._sample()
+
+    def _role(self, pid: int, cmd: str) -> str | None:
+        if cmd.startswith("postgres:"):
+            return next((r for db, r in self.dbs.items() if f" {db} " in cmd), "pg_other")
+        if "prefect.engine" in cmd:
+            with contextlib.suppress(OSError):
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                run = next((e for e in env if e.startswith(b"PREFECT__FLOW_RUN_ID=")), b"")
+                return "flow:" + run.split(b"=", 1)[1].decode() if run else "flow:?"
+        if "worker start" in cmd:
+            return "workers"
+        if "uvicorn" in cmd or "prefect server" in cmd or "prefect.server" in cmd:
+            return "server"
+        return None
+
+    def _sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / self.tick
+            known = self.seen.get(pid)
+            role = known[0] if known else self._role(pid, cmd)
+            if role:
+                self.seen[pid] = (role, cpu)
+
+    def by_role(self, parent_run_id: str) -> dict[str, float]:
+        """CPU seconds used during the night, by role (district runs summed)."""
+        roles: dict[str, float] = {}
+        for pid, (role, cpu) in self.seen.items():
+            used = cpu - self.base.get(pid, (role, 0.0))[1]
+            if role.startswith("flow:"):
+                role = "parent_run" if role == f"flow:{parent_run_id}" else "district_runs"
+            roles[role] = round(roles.get(role, 0.0) + used, 1)
+        return dict(sorted(roles.items()))
+
+
+def run_night(
+    api: Api, workers: int, procs: Procs, env: dict, timeout: float, dbs: tuple[str, str]
+) -> dict:
     dep = api.get("/deployments/name/reconcile-district/reconcile-one-district")
     response = api.client.patch(f"/deployments/{dep['id']}", json={"concurrency_limit": workers})
     response.raise_for_status()
@@ -213,17 +287,18 @@ def run_night(api: Api, workers: int, procs: Procs, env: dict, timeout: float) -
         time.sleep(0.5)
     before = api.counts()
     parent_dep = api.get("/deployments/name/reconcile/reconcile-nightly")
-    t0 = time.monotonic()
-    created_at = datetime.now(UTC)
-    run = api.post(f"/deployments/{parent_dep['id']}/create_flow_run", {"parameters": {}})
-    while True:
-        run = api.get(f"/flow_runs/{run['id']}")
-        if (run.get("state") or {}).get("type") in TERMINAL:
-            break
-        if time.monotonic() - t0 > timeout:
-            raise SystemExit(f"the night did not finish in {timeout:.0f} s")
-        time.sleep(1)
-    wall = time.monotonic() - t0
+    with CpuSampler(*dbs) as cpu:
+        t0 = time.monotonic()
+        created_at = datetime.now(UTC)
+        run = api.post(f"/deployments/{parent_dep['id']}/create_flow_run", {"parameters": {}})
+        while True:
+            run = api.get(f"/flow_runs/{run['id']}")
+            if (run.get("state") or {}).get("type") in TERMINAL:
+                break
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit(f"the night did not finish in {timeout:.0f} s")
+            time.sleep(1)
+        wall = time.monotonic() - t0
     after = api.counts()
     for proc in started:
         procs.stop(proc)
@@ -234,7 +309,14 @@ def run_night(api: Api, workers: int, procs: Procs, env: dict, timeout: float) -
             "flow_runs": {"expected_start_time": {"after_": created_at.isoformat()}},
         },
     )
-    return {"parent": run, "wall": wall, "children": children, "before": before, "after": after}
+    return {
+        "parent": run,
+        "wall": wall,
+        "children": children,
+        "before": before,
+        "after": after,
+        "cpu_s": cpu.by_role(run["id"]),
+    }
 
 
 def night_keys(api: Api, children: list[dict]) -> dict:
@@ -319,6 +401,8 @@ def report_night(
         "drift_left": drift,
         "prefect_objects": made,
         "prefect_db_growth_mb": round(growth / 1e6, 1),
+        "cpu_s_by_role": night["cpu_s"],
+        "cpu_s_per_district": round(sum(night["cpu_s"].values()) / max(len(children), 1), 2),
     }
     log(f"night with {workers} worker(s): {json.dumps(figures, indent=1)}")
     return figures
@@ -582,7 +666,7 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"drift seeded again in {time.monotonic() - t0:.1f} s")
             size_before = pg_size(args.pg, prefect_db)
             log(f"night with {w} worker(s): load {os.getloadavg()}")
-            night = run_night(api, w, procs, app_env, args.night_timeout)
+            night = run_night(api, w, procs, app_env, args.night_timeout, (prefect_db, state_db))
             growth = pg_size(args.pg, prefect_db) - size_before
             keys = night_keys(api, night["children"])
             drift = drift_after(out, districts, broken, manifests, state_url)

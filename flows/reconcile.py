@@ -42,6 +42,7 @@ from pydantic import Field
 
 from flows.api_client import api_client
 from flows.forms import NoneAsEmpty, title
+from flows.history_store import refresh_table
 from flows.sync_request import selective_sync
 from flows.verification_summary import verification_summary
 from selective_sync.alerts import AlertThresholds, reconcile_event
@@ -357,6 +358,8 @@ def reconcile_district(
             reconcile_objects(result, names, max_keys)
     except Exception as exc:  # the lock could not be had, or the state is unreachable
         result.error = first_line(exc)
+    if any(o.sync_run_id for o in result.objects):
+        show_syncs_in_history(config.number)
     thresholds = AlertThresholds.from_settings(settings)
     emit_drift_event(reconcile_event(result, thresholds), return_state=True)
     create_table_artifact(
@@ -445,6 +448,16 @@ def verify_after(district: DistrictReconciliation) -> None:
         verification = after.get(entry.object)
         if verification is not None:
             entry.counts_after = (verification.distinct, verification.errors)
+
+
+def show_syncs_in_history(district: int) -> None:
+    """Rewrite the district's View History table once for all of this run's syncs (they
+    leave it to this run: see ``flows.sync_request.nightly_subflow``); best effort, the
+    next write catches up."""
+    try:
+        refresh_table(district)
+    except Exception as exc:
+        get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
 
 
 def authorise_reconciliation() -> None:

@@ -262,3 +262,55 @@ def test_progress_moves_while_the_fan_out_runs(demo, admin, monkeypatch):
     assert state.is_completed()
     assert seen[-1] == 100.0 and seen == sorted(seen)
     assert any(0 < p < 100 for p in seen), seen  # it moved before the fan-out ended
+
+
+def _table_writes_since(since: datetime, district: int = 275) -> int:
+    """How many times the district's table was written since ``since`` (Prefect's events)."""
+    from prefect.client.orchestration import get_client
+
+    body = {
+        "filter": {
+            "occurred": {"since": since.isoformat()},
+            "event": {"name": ["prefect.artifact.created"]},
+            "resource": {"labels": {"prefect.resource.name": [f"sync-history-{district}"]}},
+        },
+        "limit": 50,
+    }
+    with get_client(sync_client=True) as client:
+        found = client.request("POST", "/events/filter", json=body).json()["events"]
+    return len(found)
+
+
+def test_the_nightly_writes_the_table_once_after_its_syncs(demo, admin):
+    """The district's run rewrites the table once for all its syncs (each sync of a person
+    writes it at its start and at its end); the table is then the history, syncs Complete."""
+    import time
+
+    from flows.reconcile import reconcile_district
+    from selective_sync.reconcile import REQUESTER
+
+    with RightsStore.from_settings() as store:
+        store.grant(admin, REQUESTER, "W")
+    since = datetime.now(UTC)
+    district = reconcile_district(
+        district=275, objects=["PersonIdentity", "Enrollment"], max_keys=3
+    )
+    runs = [o.sync_run_id for o in district.objects]
+    assert len(runs) == 2 and all(runs)
+    rows = assert_table_is_history(admin, demo.dir / "reports")
+    by_id = {r["run_id"]: r for r in rows}
+    assert all(by_id[run]["status"] == "Complete" for run in runs), rows
+    assert {by_id[run]["user"] for run in runs} == {REQUESTER}
+    deadline = time.monotonic() + 20  # events reach the server's store a moment later
+    while (writes := _table_writes_since(since)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    assert _table_writes_since(since) == 1
+
+    # A person's sync still writes it itself (In Progress at its start, then at its end).
+    since = datetime.now(UTC)
+    run_sync("PersonIdentity", demo.manifest["PersonIdentity"]["mismatched"][:1], admin)
+    deadline = time.monotonic() + 20
+    while (writes := _table_writes_since(since)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert writes == 2

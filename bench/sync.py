@@ -19,8 +19,9 @@ In one process, with Prefect's ephemeral API (no server):
    API), a phase breakdown (core time spent verifying and syncing, measured by wrapping
    the plain functions the tasks call);
 4. the physical baseline: read the district rows of the keys that the flow synced or
-   found unchanged with IN batches, then one ``INSERT ... ON CONFLICT DO UPDATE``
-   executemany per table into a fresh copy of the state, in one transaction;
+   found unchanged with IN batches, then, in one transaction on a fresh copy of the
+   state, delete those keys' child rows (as the sync removes children the district no
+   longer has) and one ``INSERT ... ON CONFLICT DO UPDATE`` executemany per table;
 5. checks: every key has exactly one outcome, and verifying the keys afterwards finds
    differences only for keys that failed (also for the baseline's copy).
 
@@ -548,9 +549,10 @@ def recorded_task_runs(flow_run_id) -> Counter[str]:
 
 
 def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dict[str, int]]:
-    """Raw SQLAlchemy: read the keys' district rows with IN batches, then one upsert
-    executemany per table into the state, in one transaction."""
-    from sqlalchemy import create_engine, event, select
+    """Raw SQLAlchemy: read the keys' district rows with IN batches, then, in one
+    transaction, delete the keys' child rows at the state and upsert every table's rows
+    (one executemany per table)."""
+    from sqlalchemy import create_engine, delete, event, select
     from sqlalchemy.dialects import mysql, postgresql
     from sqlalchemy.dialects.sqlite import insert
 
@@ -591,6 +593,18 @@ def baseline(spec, district: int, keys: list[int], url: str) -> tuple[float, dic
                         for row in conn.execute(stmt).mappings()
                     )
         with s_engine.begin() as conn:
+            # As the sync does: child rows the district no longer has go (children
+            # first), then every part's rows are upserted (root first).
+            for part in reversed(parts):
+                if part.table == spec.root:
+                    continue
+                stab = state_table(part.table)
+                for batch in chunked(keys):
+                    conn.execute(
+                        delete(stab).where(
+                            stab.c.district_number == district, stab.c[part.link].in_(batch)
+                        )
+                    )
             for part in parts:
                 stab = state_table(part.table)
                 params = rows[part.table]

@@ -19,7 +19,9 @@ concurrency limit to W, starts W workers, runs ``reconcile/reconcile-nightly`` f
 district and prints: wall time, per-district median/max, keys sent/succeeded/failed, the drift left
 after (verified straight from the databases: must be only the seeded will-fail keys and
 the keys missing at the district, which a sync never touches), the Prefect objects
-created (flow runs, task runs, artifacts) and the Prefect database's growth; then the
+created (flow runs, task runs, artifacts), the Prefect database's growth and the CPU
+seconds each role used (district runs, the parent run, workers, the Prefect server, each
+PostgreSQL database's backends), with their sum per district; then the
 extrapolation to a 180-district, 700,000-student state for one night and for a year.
 
 Afterwards (item 5 of issue 17): the state's Verification Summary over every district

@@ -177,18 +177,15 @@ def selective_sync(
                 f"nothing was written: {first_line(opened.message or 'unknown error')}"
             )
         )
-    if not nightly_subflow(FlowRunContext.get().flow_run):
+    nightly = nightly_subflow(FlowRunContext.get().flow_run)
+    if not nightly:
         show_in_progress(config.number)
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
     # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
     # one task run per key up to the limit.
-    task_limit = (
-        settings.reconcile_per_key_task_limit
-        if requested_by == RECONCILER
-        else settings.per_key_task_limit
-    )
+    task_limit = settings.reconcile_per_key_task_limit if nightly else settings.per_key_task_limit
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
             settings,

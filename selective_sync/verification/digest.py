@@ -50,7 +50,12 @@ from sqlalchemy.sql.functions import GenericFunction
 from selective_sync.models import ColumnDiff
 from selective_sync.registry import Normaliser, ObjectSpec, Part
 from selective_sync.schema import district_table, state_table
-from selective_sync.verification.normalise import Side, compared_select, normalised
+from selective_sync.verification.normalise import (
+    Side,
+    compared_select,
+    normalised,
+    same_district,
+)
 
 MARK = "\x1f"
 VALUE_END = MARK + ";"
@@ -288,9 +293,7 @@ def _grouped_select(
     root = _table(side, spec.root)
     root_key = root.c[spec.key_column]
     rows = _table(side, child.part.table).alias("child_rows")
-    link = rows.c[child.part.link] == root_key
-    if side == "state":
-        link = and_(rows.c.district_number == root.c.district_number, link)
+    link = same_district(side, rows, root, rows.c[child.part.link] == root_key)
     parts: list[ColumnElement] = []
     done: set[str] = set()
     joins = {join.table: join for join in spec.joins}
@@ -333,9 +336,9 @@ def _joined_tokens(spec: ObjectSpec, side: Side, join, root, rows):
         for p in _pieces(table.c[c.column], c.normalise, "postgresql")
     ]
     nothing = [literal(NULL) for c in spec.compared if c.table == join.table]
-    condition = table.c[join.id_column] == root.c[join.root_column]
-    if side == "state":
-        condition = and_(table.c.district_number == root.c.district_number, condition)
+    condition = same_district(
+        side, table, root, table.c[join.id_column] == root.c[join.root_column]
+    )
     row = (
         select(_concat([literal(JOINED), *own], "postgresql"))
         .where(condition)

@@ -118,8 +118,7 @@ def compared_select(
     for join in spec.joins:
         target = lookup(join.table)
         condition = target.c[join.id_column] == root.c[join.root_column]
-        if side == "state":
-            condition = and_(target.c.district_number == root.c.district_number, condition)
+        condition = same_district(side, target, root, condition)
         from_clause = from_clause.outerjoin(target, condition)
         tables[join.table] = target
     columns = [root.c[spec.key_column].label("key")]
@@ -132,6 +131,14 @@ def compared_select(
     if side == "state":
         stmt = stmt.where(root.c.district_number == district_number)
     return stmt
+
+
+def same_district(side: Side, target, root, condition):
+    """``condition`` joining ``target`` to ``root``; on the state side, which holds every
+    district's rows, also within one district."""
+    if side == "state":
+        return and_(target.c.district_number == root.c.district_number, condition)
+    return condition
 
 
 def key_column(spec: ObjectSpec, side: Side):

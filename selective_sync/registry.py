@@ -13,18 +13,41 @@ from typing import Literal
 from .errors import BadInput
 
 Normaliser = Literal["exact", "trim", "date", "int"]
-"""How a compared column is normalised on both sides before comparing, the same in
-verification (in each database's SQL) and in the sync's "unchanged" test (in Python):
+"""How verification compares a column: normalised on both sides (in each database's SQL,
+and in Python as ``sync.plan.normalise``), so that noise is not reported as drift.
 ``trim`` strips surrounding ASCII white space, i.e. any run of space, TAB, CR and LF at
 either end (``TRIM_CHARS``; a no-break space or any other character is kept, and Unicode
 is not normalised: NFC and NFD spellings differ); ``date`` compares calendar dates
 whatever the storage (``2010-05-01`` equals ``2010-05-01 00:00:00`` and
 ``2010-05-01T00:00:00``; text that is no date is compared as it is); ``int`` integers;
 ``exact`` as stored. NULL equals NULL; NULL never equals an empty string (nor a string of
-white space, which trims to '')."""
+white space, which trims to '').
+
+Two rules, side by side:
+
+- *Verification* (the Verification Summary, the record issues, the nightly's choice of
+  keys to re-sync) compares after this normalisation: ``Ford`` and ``Ford<TAB>`` are
+  equal, so the nightly never sends a key for such noise alone.
+- *A sync* of a key (one a person names, or one the nightly sends because verification
+  found it different) writes every carried row that is not exactly the district's
+  as the state stores it (the district's value converted to the state column's type: a
+  date is a date, an integer an integer, text the district's text byte for byte), so
+  ``unchanged`` means nothing needed writing, byte for byte. A key that differed only in
+  what this normalisation hides is ``synced``, and its reason says so (``NORMALISED_AWAY``:
+  "changed 1 row (1 update): white space only").
+
+``tests/test_normalisation.py`` holds both rules in one table of cases."""
 
 TRIM_CHARS = " \t\r\n"
 """What ``trim`` strips from both ends: space, TAB, CR and LF."""
+
+NORMALISED_AWAY: dict[Normaliser, str] = {
+    "trim": "white space",
+    "date": "date/time form",
+    "int": "number form",
+}
+"""What each normaliser hides from verification, as a sync's reason names a key that
+differed only in that: "changed 1 row (1 update): white space only"."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from selective_sync.sync import (
 )
 from selective_sync.sync.copy import sync_key_with_retries
 from selective_sync.sync.diagnose import diagnose_failure, find_problems
+from selective_sync.verification.engine import verify_object
 
 D = 275  # the district being synced
 OTHER = 312  # another district at the state, with overlapping IDs
@@ -203,7 +204,7 @@ def test_unchanged_key_writes_nothing(dbs):
     before = state_checksum(path)
     out = sync_key(district, state, PERSON, D, 1)
     assert out.outcome is Outcome.UNCHANGED
-    assert out.reason == "already equal at the state"
+    assert out.reason == "already identical at the state"
     assert out.changes == [] and out.attempts == 1
     assert state_checksum(path) == before
 
@@ -315,27 +316,111 @@ def test_accepts_object_name(dbs):
     assert sync_key(district, state, "personidentity", D, 1).outcome is Outcome.UNCHANGED
 
 
-def test_normalised_values_count_as_equal(dbs):
-    # Trailing spaces in a trimmed column and a date stored with a time are not drift;
-    # an empty string where the district has NULL is.
+NOISE = (
+    "UPDATE state_identity SET last_name = 'Alpha-Beta  ',"
+    " birth_date = '2008-03-04 00:00:00.000000' WHERE district_number = 275"
+    " AND identity_id = 11"
+)
+NOISE_REASON = "1 row (1 update): white space and date/time form only"
+
+
+def stored_identity_11(path) -> tuple:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT last_name, CAST(birth_date AS BLOB) FROM state_identity"
+            " WHERE district_number = 275 AND identity_id = 11"
+        ).fetchone()
+
+
+def test_noise_verification_ignores_is_still_written(dbs):
+    """Trailing spaces in a trimmed column and a date stored with a time are not drift to
+    verification, but a sync of the key writes the district's exact values and says what
+    kind of difference they were; a second sync finds the key identical."""
     district, state, path = dbs
     with sqlite3.connect(path) as conn:
-        conn.execute(
-            "UPDATE state_identity SET last_name = 'Alpha-Beta  ',"
-            " birth_date = '2008-03-04 00:00:00.000000' WHERE district_number = 275"
-            " AND identity_id = 11"
-        )
-    assert sync_key(district, state, PERSON, D, 1).outcome is Outcome.UNCHANGED
+        conn.execute(NOISE)
+    assert verify_object(district, state, PERSON, D, [1]).issues == []
+    before = state_checksum(path)
+    planned = sync_key(district, state, PERSON, D, 1, dry_run=True)
+    assert planned.outcome is Outcome.SYNCED
+    assert planned.reason == f"dry run: would change {NOISE_REASON}; nothing written"
+    assert state_checksum(path) == before
+
+    out = sync_key(district, state, PERSON, D, 1)
+    assert out.outcome is Outcome.SYNCED and out.reason == f"changed {NOISE_REASON}"
+    assert out.changes == planned.changes
+    assert [(d.column, d.state, d.district) for c in out.changes for d in c.columns] == [
+        ("last_name", "Alpha-Beta  ", "Alpha-Beta"),
+        ("birth_date", "2008-03-04 00:00:00.000000", dt.date(2008, 3, 4)),
+    ]
+    assert stored_identity_11(path) == ("Alpha-Beta", b"2008-03-04")
+    again = sync_key(district, state, PERSON, D, 1)
+    assert again.outcome is Outcome.UNCHANGED and again.reason == "already identical at the state"
+
+
+def test_a_batch_writes_noise_with_its_checked_update(dbs):
+    """The batch path plans from its snapshot and writes with the checked update, whose
+    "as planned on" values bind the text date as it was read (not through the Date type,
+    which refuses text): no fallback to re-reading and upserting."""
+    district, state, path = dbs
+    with sqlite3.connect(path) as conn:
+        conn.execute(NOISE)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement.lstrip().split(None, 3)[:3])
+
+    event.listen(state, "before_cursor_execute", seen)
+    try:
+        (out,) = sync_keys(district, state, PERSON, D, [1])
+    finally:
+        event.remove(state, "before_cursor_execute", seen)
+    assert out.outcome is Outcome.SYNCED and out.reason == f"changed {NOISE_REASON}"
+    assert ["UPDATE", "state_identity", "SET"] in statements
+    assert not any(s[:2] == ["INSERT", "INTO"] for s in statements), statements
+    assert stored_identity_11(path) == ("Alpha-Beta", b"2008-03-04")
+    (again,) = sync_keys(district, state, PERSON, D, [1])
+    assert again.outcome is Outcome.UNCHANGED
+
+
+def test_null_against_empty_text_is_drift_to_both_rules(dbs):
+    """An empty string where the district has NULL: verification reports it, and the sync's
+    reason does not call it noise."""
+    district, state, path = dbs
     with sqlite3.connect(path) as conn:
         conn.execute(
             "UPDATE state_identity SET middle_name = '' WHERE district_number = 275"
             " AND identity_id = 11"
         )
+    (issue,) = verify_object(district, state, PERSON, D, [1]).issues
+    assert issue.issue == "mismatched"
     out = sync_key(district, state, PERSON, D, 1)
-    assert out.outcome is Outcome.SYNCED
+    assert out.outcome is Outcome.SYNCED and out.reason == "changed 1 row (1 update)"
     assert [(d.column, d.state, d.district) for c in out.changes for d in c.columns] == [
         ("middle_name", "", None)
     ]
+    with sqlite3.connect(path) as conn:
+        (stored,) = conn.execute(
+            "SELECT middle_name FROM state_identity WHERE district_number = 275"
+            " AND identity_id = 11"
+        ).fetchone()
+    assert stored is None
+    assert sync_key(district, state, PERSON, D, 1).outcome is Outcome.UNCHANGED
+
+
+def test_noise_next_to_drift_is_not_called_noise(dbs):
+    """A key with white space noise in one row and a real difference in another: synced,
+    and the reason does not say "only"."""
+    district, state, path = dbs
+    with sqlite3.connect(path) as conn:
+        conn.execute(NOISE)
+        conn.execute(
+            "UPDATE state_person SET state_id = 'S1-OLD' WHERE district_number = 275"
+            " AND person_id = 1"
+        )
+    out = sync_key(district, state, PERSON, D, 1)
+    assert out.reason == "changed 2 rows (2 update)"
+    assert stored_identity_11(path) == ("Alpha-Beta", b"2008-03-04")
 
 
 def test_identity_moved_between_people(dbs):
@@ -389,7 +474,7 @@ def test_dry_run_plans_the_same_changes_and_writes_nothing(dbs):
     planned = {k: sync_key(district, state, PERSON, D, k, dry_run=True) for k in (1, 2, 3, 4)}
     assert state_checksum(path) == before
     assert planned[1].outcome is Outcome.UNCHANGED
-    assert planned[1].reason == "dry run: already equal at the state; nothing written"
+    assert planned[1].reason == "dry run: already identical at the state; nothing written"
     assert planned[2].outcome is Outcome.SYNCED
     assert planned[2].reason == "dry run: would change 2 rows (1 update, 1 delete); nothing written"
     assert planned[4].outcome is Outcome.FAILED

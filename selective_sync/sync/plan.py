@@ -2,6 +2,13 @@
 
 Planning is pure: it takes rows (dicts keyed by column name) and returns RowChanges. The
 same plan drives a real sync and a dry run, so a dry run shows exactly what a sync writes.
+
+The test is exact, not verification's: a row is left alone only when every copied column
+the state holds equals the district's value as the state would store it (``changed``).
+District dates are read as dates (the district's value converted to the state column's
+type); the state's are read as stored, so a date kept as text with a time differs. The
+registry's normalisers only name what kind of difference a write repairs (``Plan.summary``:
+"white space only" when verification would have called the key equal).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from sqlalchemy import (
 
 from ..db import chunked
 from ..models import ColumnDiff, RowChange
-from ..registry import TRIM_CHARS, Normaliser, ObjectSpec, Part
+from ..registry import NORMALISED_AWAY, TRIM_CHARS, Normaliser, ObjectSpec, Part
 from ..schema import district_table, state_table
 
 Row = dict[str, Any]
@@ -48,6 +55,9 @@ class PartInfo:
     columns: tuple[str, ...]
     """District columns that the state table also has (everything copied)."""
     normalisers: tuple[tuple[str, Normaliser], ...]
+    """Each copied column's normaliser: how verification compares it."""
+    normaliser: dict[str, Normaliser]
+    """``normalisers`` by column."""
     # eq=False: hashed by identity, so the statement caches keyed by a PartInfo cost a
     # pointer hash rather than hashing every table, column and normaliser per call.
 
@@ -82,7 +92,7 @@ def _build_part_infos(spec: ObjectSpec) -> tuple[PartInfo, ...]:
             (name, declared.get((part.table, name)) or _default_normaliser(dtab.c[name].type))
             for name in columns
         )
-        infos.append(PartInfo(part, dtab, stab, columns, norms))
+        infos.append(PartInfo(part, dtab, stab, columns, norms, dict(norms)))
     return tuple(infos)
 
 
@@ -99,12 +109,13 @@ def _default_normaliser(type_: Any) -> Normaliser:
 
 
 def normalise(value: Any, how: Normaliser) -> Any:
-    """A value as compared: NULL stays NULL (and never equals '').
+    """A value as verification compares it: NULL stays NULL (and never equals '').
 
     The registry's rules (``registry.Normaliser``), exactly as verification applies them
     in SQL (``verification.normalise``): ``trim`` strips ``TRIM_CHARS`` (space, TAB, CR,
     LF) at both ends, ``date`` takes the date of text that starts with a valid
-    'YYYY-MM-DD' and keeps any other text as it is.
+    'YYYY-MM-DD' and keeps any other text as it is. The sync does not decide what to write
+    with it (``changed`` does); it only names a difference verification ignores.
     """
     if value is None:
         return None
@@ -138,12 +149,26 @@ def date_or_text(value: Any) -> Any:
     return value
 
 
+def stored_date(value: Any) -> Any:
+    """A date column's value as stored: a date for a date, and for text exactly
+    'YYYY-MM-DD' (how SQLAlchemy stores a date in SQLite); any other text as it is."""
+    if type(value) is not str or len(value) != 10:
+        return value
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return value
+    # fromisoformat also takes week dates ('2010-W17-6'): only the ISO form is a date.
+    return day if day.isoformat() == value else value
+
+
 # ------------------------------------------------------------------ reading rows
 
 
 class _LenientDate(TypeDecorator):
-    """Reads a DATE column whatever the storage: SQLAlchemy's SQLite Date refuses text
-    such as '2010-05-01 00:00:00' (written by another tool); this gives a date for it."""
+    """Reads a district DATE column as a date whatever the storage (the value the state
+    column is given): SQLAlchemy's SQLite Date refuses text such as '2010-05-01 00:00:00'
+    (written by another tool); this gives a date for it."""
 
     impl = String
     cache_ok = True
@@ -152,13 +177,54 @@ class _LenientDate(TypeDecorator):
         return date_or_text(value)
 
 
-def _selected(table: Table, columns: Iterable[str]) -> list:
+class StoredDate(TypeDecorator):
+    """A state DATE column as stored: a date, or on SQLite (which keeps dates as text)
+    any text other than 'YYYY-MM-DD' as it is, so that '2010-05-01 00:00:00' differs from
+    the district's date and is rewritten. Binds such a value back as it was read (the
+    checked update's "as planned on" values), and a date as SQLAlchemy stores it."""
+
+    impl = Date
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String())
+        return dialect.type_descriptor(Date())
+
+    def process_bind_param(self, value, dialect):
+        if dialect.name == "sqlite" and type(value) is dt.date:
+            return value.isoformat()
+        return value
+
+    def process_result_value(self, value, dialect):
+        return stored_date(value)
+
+
+def _is_date(type_: Any) -> bool:
+    return isinstance(type_, Date) and not isinstance(type_, DateTime)
+
+
+def district_columns(table: Table, columns: Iterable[str]) -> list:
+    """The district's columns as the state is given them: dates read as dates."""
     return [
         type_coerce(table.c[c], _LenientDate()).label(c)
-        if isinstance(table.c[c].type, Date) and not isinstance(table.c[c].type, DateTime)
+        if _is_date(table.c[c].type)
         else table.c[c]
         for c in columns
     ]
+
+
+def state_columns(table: Table, columns: Iterable[str]) -> list:
+    """The state's columns as stored (``StoredDate``), for the exact comparison."""
+    return [
+        type_coerce(table.c[c], StoredDate()).label(c) if _is_date(table.c[c].type) else table.c[c]
+        for c in columns
+    ]
+
+
+def stored_type(column: Any) -> Any:
+    """The type a state column's value read by ``state_columns`` binds back with."""
+    return StoredDate() if _is_date(column.type) else column.type
 
 
 def read_district(
@@ -255,7 +321,7 @@ def read_state_many(
 def _district_select(info: PartInfo):
     tab = info.district
     return (
-        select(*_selected(tab, info.columns))
+        select(*district_columns(tab, info.columns))
         .where(tab.c[info.part.link].in_(bindparam("keys", expanding=True)))
         .order_by(tab.c[info.part.id_column])
     )
@@ -264,7 +330,7 @@ def _district_select(info: PartInfo):
 @cache
 def _state_select(info: PartInfo, by_id: bool):
     tab = info.state
-    columns = _selected(tab, info.columns)
+    columns = state_columns(tab, info.columns)
     mine = tab.c.district_number == bindparam("district_number")
     stmt = select(*columns).where(mine, tab.c[info.part.link] == bindparam("key"))
     if by_id:
@@ -288,18 +354,26 @@ class Plan:
     before: dict[str, dict[Any, Row]] = field(default_factory=dict)
     """The state's rows that the upserts update, as planned on (by table, then id); an
     upsert whose id is not here is an insert."""
+    normalised_away: frozenset[Normaliser] = frozenset()
+    """When every change is an update that verification's normalisation hides, the
+    normalisers that hide them (the key was equal to verification); else empty."""
 
     def __bool__(self) -> bool:
         return bool(self.changes)
 
     def summary(self) -> str:
-        """e.g. ``3 rows (1 insert, 1 update, 1 delete)``."""
+        """e.g. ``3 rows (1 insert, 1 update, 1 delete)``, or ``1 row (1 update): white
+        space only`` for a key verification calls equal."""
         counts = {"insert": 0, "update": 0, "delete": 0}
         for change in self.changes:
             counts[change.action] += 1
         parts = [f"{n} {action}" for action, n in counts.items() if n]
         total = len(self.changes)
-        return f"{total} row{'s' if total != 1 else ''} ({', '.join(parts)})"
+        text = f"{total} row{'s' if total != 1 else ''} ({', '.join(parts)})"
+        if self.normalised_away:
+            kinds = [NORMALISED_AWAY[how] for how in NORMALISED_AWAY if how in self.normalised_away]
+            text += f": {' and '.join(kinds)} only"
+        return text
 
 
 def plan_changes(
@@ -310,6 +384,8 @@ def plan_changes(
     upserts: dict[str, list[Row]] = {}
     deletes: dict[str, list[int]] = {}
     before: dict[str, dict[Any, Row]] = {}
+    hidden: set[Normaliser] = set()  # the normalisers that hide the updates' differences
+    all_hidden = True  # no insert, delete or difference that verification sees, so far
     infos = part_infos(spec)
     # Deletes first and children before the root: a removed child never blocks anything.
     for info in reversed(infos):
@@ -323,6 +399,7 @@ def plan_changes(
         if gone:
             deletes[info.name] = gone
             changes.extend(RowChange(info.name, rid, "delete") for rid in gone)
+            all_hidden = False
     for info in infos:
         id_name = info.part.id_column
         current = {r[id_name]: r for r in state_rows.get(info.name, ())}
@@ -335,26 +412,40 @@ def plan_changes(
                     if c != id_name and row[c] is not None
                 )
                 changes.append(RowChange(info.name, row[id_name], "insert", cols))
+                all_hidden = False
             else:
-                # Raw values first: equal raw values normalise equal, and most columns of
-                # most rows are equal, so normalising is left to the few that differ.
-                cols = tuple(
-                    ColumnDiff(c, row[c], old.get(c))
-                    for c, how in info.normalisers
-                    if row[c] != old.get(c) and normalise(row[c], how) != normalise(old.get(c), how)
-                )
-                if not cols:
+                differing = changed(info.columns, row, old)
+                if not differing:
                     continue
+                cols = tuple(ColumnDiff(c, row[c], old.get(c)) for c in differing)
+                for c in differing:
+                    how = info.normaliser[c]
+                    if normalise(row[c], how) == normalise(old.get(c), how):
+                        hidden.add(how)
+                    else:
+                        all_hidden = False
                 changes.append(RowChange(info.name, row[id_name], "update", cols))
                 before.setdefault(info.name, {})[row[id_name]] = old
             upserts.setdefault(info.name, []).append(row)
-    return Plan(changes, upserts, deletes, before)
+    away = frozenset(hidden) if all_hidden else frozenset()
+    return Plan(changes, upserts, deletes, before, away)
+
+
+def changed(columns: Iterable[str], district_row: Row, state_row: Row) -> list[str]:
+    """The columns whose state value is not exactly the district's: the sync's test.
+
+    Plain ``!=`` on the values as read: the district's converted to the state column's
+    type (``district_columns``: a date is a date; text and integers come as stored), the
+    state's as stored (``state_columns``), so 'Ford' differs from 'Ford\\t', '' from NULL
+    and the date 2010-05-01 from the text '2010-05-01 00:00:00'.
+    """
+    return [c for c in columns if district_row[c] != state_row.get(c)]
 
 
 @cache
 def _state_select_many(info: PartInfo, column: str):
     tab = info.state
-    return select(*_selected(tab, info.columns)).where(
+    return select(*state_columns(tab, info.columns)).where(
         tab.c.district_number == bindparam("district_number"),
         tab.c[column].in_(bindparam("values", expanding=True)),
     )

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, updat
 
 from ..db import upsert_statement
 from ..registry import ObjectSpec
-from .plan import PartInfo, Plan, part_infos
+from .plan import PartInfo, Plan, part_infos, stored_type
 
 
 class Stale(Exception):
@@ -119,8 +119,8 @@ def _update_statement(info: PartInfo):
 
     ``IS NOT DISTINCT FROM`` (SQLite ``IS``, MariaDB ``<=>``) so NULL matches NULL. The
     primary key picks the row; the rest only checks it, so the statement costs one index
-    lookup on every backend. A value the state stores in another form than it was read
-    (a date kept as text) simply fails the check and takes the re-reading path.
+    lookup on every backend. The old values bind as they were read (``stored_type``: a
+    date kept as text with a time is checked as that text).
     """
     tab = info.state
     checked = _checked_columns(info)
@@ -129,7 +129,10 @@ def _update_statement(info: PartInfo):
         .where(
             tab.c.district_number == bindparam("old_district_number"),
             tab.c[info.part.id_column] == bindparam(f"old_{info.part.id_column}"),
-            *(tab.c[c].is_not_distinct_from(bindparam(f"old_{c}")) for c in checked),
+            *(
+                tab.c[c].is_not_distinct_from(bindparam(f"old_{c}", type_=stored_type(tab.c[c])))
+                for c in checked
+            ),
         )
         .values({c: bindparam(f"new_{c}") for c in checked})
     )

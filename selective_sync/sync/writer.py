@@ -25,7 +25,8 @@ from .statements import Stale, apply, apply_checked
 
 log = logging.getLogger(__name__)
 
-ALREADY_EQUAL = "already equal at the state"
+ALREADY_EQUAL = "already identical at the state"
+"""An UNCHANGED key's reason: every carried row is exactly the district's (``plan.changed``)."""
 
 
 @dataclass

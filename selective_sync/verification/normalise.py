@@ -1,7 +1,8 @@
 """The compared row of an object, normalised in SQL for SQLite, PostgreSQL and MariaDB/MySQL.
 
-Each side's database does the normalisation the registry declares (``registry.Normaliser``:
-the same rules as the sync's "unchanged" test, ``sync.plan.normalise``), so equal records
+Each side's database does the normalisation the registry declares (``registry.Normaliser``;
+``sync.plan.normalise`` is the same rules in Python: the sync writes whatever is not exactly
+the district's, and names a difference these rules hide as such), so equal records
 come back as identical Python tuples whatever the engine, and verification compares tuples
 with plain ``==``. Every normalised expression is typed ``String``/``Integer`` explicitly so
 that no SQLAlchemy result processor rewrites the values (rows are read from raw DBAPI

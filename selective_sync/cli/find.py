@@ -55,8 +55,9 @@ def find(
     ),
     user: str = UserOption,
 ) -> None:
-    """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R on
-    the district."""
+    """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R.
+
+    R on the district searched."""
     if as_json and ids_only:
         raise BadInput("choose one of --json and --ids-only")
     # Every input is checked before any database or API is touched.

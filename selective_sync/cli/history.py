@@ -93,8 +93,7 @@ def list_entries(
 
 @app.command()
 def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption) -> None:
-    """One entry in full: the request, how it ended, and every key's outcome. Needs R on
-    its district."""
+    """One entry in full: the request, its end, every key's outcome. Needs R on its district."""
     entry = _store().get_entry(run, user=acting(user, "history show"))
     if as_json:
         typer.echo(json.dumps(entry.as_dict(), indent=2))
@@ -113,8 +112,7 @@ def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOp
 
 @app.command()
 def delete(run: RunArg, user: str | None = UserOption) -> None:
-    """Delete one entry: its ledger rows, artifacts, run and report files. Needs D on its
-    district."""
+    """Delete one entry: ledger rows, artifacts, run, report files. Needs D on its district."""
     entry = _store().delete_entry(run, user=acting(user, "history delete"))
     console.print(Text(f"deleted Sync History entry {entry.run_id} ({entry.run_name})"))
 
@@ -125,8 +123,7 @@ def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     user: str | None = UserOption,
 ) -> None:
-    """Delete every finished entry of one district (runs in progress are kept). Needs D on
-    the district."""
+    """Delete every finished entry of one district (runs in progress are kept). Needs D there."""
     from selective_sync.settings import resolve_district
 
     from ..rights import Right

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from ..errors import BadInput
@@ -21,6 +20,7 @@ from ..rights import (
     format_rights,
 )
 from .common import UserOption, console, resolve_user
+from .layout import Column, print_rows
 
 T = TypeVar("T")
 
@@ -91,21 +91,19 @@ def _scope_cell(district: int | None) -> str:
 
 
 def _table(title: str, headings: Sequence[str], rows: list[Sequence[str]]) -> None:
-    table = Table(title=title)
-    for heading in headings:
-        table.add_column(heading, overflow="fold")
-    for row in rows:
-        # Text objects, never markup: user names and messages are data, printed literally.
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
+    # A table when it fits the terminal, else one block per row; cells print literally
+    # (user names and what was asked are data, never markup). What was asked may wrap.
+    columns = [Column(h, wrap=h == "Asked") for h in headings]
+    print_rows(columns, rows, title=title, out=console)
 
 
 @app.command()
 def bootstrap(
     user: Annotated[str, typer.Argument(help="The first administrator.", show_default=False)],
 ) -> None:
-    """Make USER the first administrator: RWD on all districts. Refused once anyone holds
-    D on all districts."""
+    """Make USER the first administrator (RWD on all districts); refused once there is one.
+
+    Refused once anyone holds D on all districts."""
     entry = _with_store(lambda s: s.bootstrap_admin(user))
     console.print(
         Text.assemble(
@@ -124,8 +122,10 @@ def grant(
     all_districts: AllDistrictsOption = False,
     actor: str | None = UserOption,
 ) -> None:
-    """Set USER's rights on one district (--district N) or on all (--all-districts) to
-    exactly RIGHTS (letters from R, W, D). Needs D there: D on a district grants on it only."""
+    """Set USER's rights on --district N, or on --all-districts, to exactly RIGHTS. Needs D.
+
+    RIGHTS are letters from R, W, D. D on a district grants on that district only; a grant
+    on all districts needs D on all districts."""
     where = _where(district, all_districts, required=True)
     acting = resolve_user(actor)
     entry = _with_store(
@@ -148,8 +148,7 @@ def revoke(
     all_districts: AllDistrictsOption = False,
     actor: str | None = UserOption,
 ) -> None:
-    """Remove USER's grant on one district (--district N) or on all districts
-    (--all-districts). Needs D there."""
+    """Remove USER's grant on --district N, or on --all-districts. Needs D there."""
     where = _where(district, all_districts, required=True)
     acting = resolve_user(actor)
     removed = _with_store(
@@ -170,8 +169,9 @@ def list_(
     actor: str | None = UserOption,
     as_json: JsonOption = False,
 ) -> None:
-    """The grants you may read: every grant with R on all districts, else those of your
-    districts. Needs R (or W)."""
+    """The grants you may read. Needs R (or W).
+
+    With R on all districts, every grant; else the grants on your districts."""
     where = _where(district, all_districts, required=False)
     acting = resolve_user(actor)
     entries = _with_store(
@@ -209,8 +209,10 @@ def audit(
     actor: str | None = UserOption,
     as_json: JsonOption = False,
 ) -> None:
-    """The latest bootstraps, grants, revokes and migrations you may read, newest first.
-    Needs R (or W): on all districts for every change, else your districts' changes."""
+    """The latest changes of rights you may read, newest first. Needs R (or W).
+
+    Bootstraps, grants, revokes and migrations; with R on all districts every change, else
+    the changes on your districts."""
     where = _where(district, all_districts, required=False)
     acting = resolve_user(actor)
     entries = _with_store(
@@ -248,9 +250,11 @@ def refusals(
     actor: str | None = UserOption,
     as_json: JsonOption = False,
 ) -> None:
-    """The latest refused requests, newest first: who, through which entry point, which
-    right on which district, what they asked. Needs D: on all districts for every refusal,
-    else your districts' refusals."""
+    """The latest refused requests, newest first. Needs D (administrators).
+
+    Who, through which entry point, which right on which district, what they asked (the
+    whole message with --json). With D on all districts every refusal, else the refusals
+    on your districts."""
     where = _where(district, all_districts, required=False)
     acting = resolve_user(actor)
     entries = _with_store(

@@ -62,8 +62,9 @@ def summary(
     output: Path = typer.Option(None, "--output", "-o", help="File the --report goes to."),
     user: str = UserOption,
 ) -> None:
-    """The Verification Summary: stored results, or verified now with --reverify. Needs R on
-    the district (on all districts with --all-districts)."""
+    """The Verification Summary: stored results, or verified now with --reverify. Needs R.
+
+    R on the district; the state's view (--all-districts) needs R on all districts."""
     # Everything that can be refused is checked before any database or API is touched.
     names = [get_object(o).name for o in dict.fromkeys(objects)] if objects else None
     fmt = _report_target(report, output)

@@ -120,7 +120,7 @@ def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
 
     From the ledger; a run the ledger does not have (refused before it started, or from
     before the ledger) is looked up in the Prefect API."""
-    actor = authorise(user, entry_point=ENTRY_POINT)
+    actor = _reader_somewhere(authorise(user, entry_point=ENTRY_POINT), Right.R, "show", run)
     settings = get_settings()
     with ledger_history(settings) as history:
         request = history.find(run, list_matches=_reads(actor))
@@ -141,7 +141,7 @@ def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
     """Delete one finished entry: its artifacts, its run, its report files, then its ledger
     rows (last, so an interrupted delete is still listed and a repeat finishes). Needs D on
     the entry's district (checked once the run is found, before anything is deleted)."""
-    actor = authorise(user, entry_point=ENTRY_POINT)
+    actor = _reader_somewhere(authorise(user, entry_point=ENTRY_POINT), Right.D, "delete", run)
     settings = get_settings()
     with ledger_history(settings) as history:
         # D alone does not read: candidates are listed only from districts the user reads.
@@ -353,6 +353,16 @@ def _reads(actor: Actor) -> Callable[[int], bool]:
 def _reads_run(actor: Actor, settings: Settings) -> Callable[[FlowRun], bool]:
     """Whether ``actor`` reads the history of the district a run was given."""
     return lambda flow_run: actor.holds(Right.R, _run_district(settings, flow_run))
+
+
+def _reader_somewhere(actor: Actor, right: Right, verb: str, run: str) -> Actor:
+    """The actor, refused (on all districts) before any run is looked up when it holds
+    ``right`` on no district at all: nothing, not even which flow a run is of, is told."""
+    if actor.scope(right).empty:
+        raise actor.refuse(
+            right, ALL_DISTRICTS, asked=f"{verb} the Sync History entry {str(run).strip()[:36]}"
+        )
+    return actor
 
 
 def _require(actor: Actor, right: Right, district: int | None, verb: str, run_id: str) -> None:

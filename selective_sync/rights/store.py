@@ -4,6 +4,7 @@ check every entry point makes."""
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from ..errors import BadInput, DatabaseUnavailable, RightsError, SelectiveSyncEr
 from ..settings import Settings, configured_districts
 from .model import (
     ALL_DISTRICTS,
+    MAX_ASKED_LEN,
     Actor,
     Refusal,
     Right,
@@ -68,10 +70,6 @@ class GrantEntry:
             "granted_by": self.granted_by,
             "granted_at": self.granted_at.isoformat(),
         }
-
-
-# The name the grants had when they were global, for callers written then.
-RightsEntry = GrantEntry
 
 
 @dataclass(frozen=True)
@@ -351,7 +349,7 @@ class RightsStore:
                 raise RightsError(
                     "an administrator (a user holding D on all districts) already exists, so "
                     "bootstrap is refused; ask an administrator: selective-sync rights grant "
-                    f"{_quote(name)} RWD --all-districts"
+                    f"{shlex.quote(name)} RWD --all-districts"
                 )
             return self._set(conn, name, name, frozenset(Right), ALL_DISTRICTS, "bootstrap")
 
@@ -416,7 +414,7 @@ class RightsStore:
                     entry_point=refusal.entry_point[:64],
                     right_letter=refusal.right.value,
                     district=refusal.district,
-                    asked=refusal.asked[:200],
+                    asked=refusal.asked[:MAX_ASKED_LEN],
                     message=refusal.message[:1000],
                 )
             )
@@ -610,12 +608,6 @@ def _unavailable(engine: Engine, exc: BaseException) -> DatabaseUnavailable:
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
     return DatabaseUnavailable(f"cannot use the rights store {mask_url(str(engine.url))}: {first}")
-
-
-def _quote(name: str) -> str:
-    import shlex
-
-    return shlex.quote(name)
 
 
 def _make_sqlite_parent(url: str) -> None:

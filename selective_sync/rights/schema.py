@@ -31,7 +31,6 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import mysql
@@ -120,8 +119,13 @@ def migrate(conn: Connection, now) -> int:
     names = set(inspector.get_table_names())
     columns = {c["name"] for c in inspector.get_columns(audit_table.name)}
     if "district" not in columns:
-        quoted = conn.dialect.identifier_preparer.quote(audit_table.name)
-        conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN district INTEGER"))
+        # Alembic (the schema's migration tool) writes the ALTER TABLE each database takes.
+        from alembic.operations import Operations
+        from alembic.runtime.migration import MigrationContext
+
+        Operations(MigrationContext.configure(conn)).add_column(
+            audit_table.name, Column("district", Integer)
+        )
     # Every change recorded before districts was a change of global rights.
     conn.execute(
         update(audit_table).where(audit_table.c.district.is_(None)).values(district=ALL_DISTRICTS)

@@ -626,7 +626,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         for args_ in (
             ["rights", "bootstrap", ADMIN],
-            ["rights", "grant", "scheduled reconciliation", "W", "--user", ADMIN],
+            [
+                "rights",
+                "grant",
+                "scheduled reconciliation",
+                "W",
+                "--all-districts",
+                "--user",
+                ADMIN,
+            ],
         ):
             done = subprocess.run([CLI, *args_], env=app_env, capture_output=True, text=True)
             assert done.returncode == 0, done.stderr

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BeforeValidator, Field
 
+from flows.acting import acting_user
 from flows.forms import (
     DistrictNumber,
     OptionalDate,
@@ -86,7 +87,7 @@ def find_ids(
     """Find the district IDs that match a filter, to paste into a selective sync.
 
     Args:
-        requested_by: Who asks; needs the R right on the tool.
+        requested_by: Who asks; needs the R right on the district.
         object: PersonIdentity lists persons (personIDs); Enrollment lists enrollments
             (enrollmentIDs) with their person.
         first_name: First name starts with this (case and accents ignored: jose finds José).
@@ -102,7 +103,7 @@ def find_ids(
         district: District number; 0 means the district this deployment serves.
     """
     logger = get_run_logger()
-    authorise(requested_by, Right.R)
+    user = acting_user(requested_by)
     query = build_query(
         object,
         first=first_name or None,
@@ -116,6 +117,13 @@ def find_ids(
         from_summary=SUMMARY_CHOICES.get(from_summary),
     )
     config = resolve_district(get_settings(), district_or_default(district))
+    authorise(
+        user,
+        Right.R,
+        config.number,
+        entry_point="flow:find-ids",
+        asked=f"find {query.object} IDs in district {config.number}",
+    )
     check_databases(district_url=config.url)
     keys = None
     if query.from_summary is not None:

@@ -8,9 +8,10 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.acting import acting_user
 from flows.forms import DistrictNumber, district_or_default, title
 from flows.history_store import clear, delete_entry
-from selective_sync.rights import Right, authorise
+from selective_sync.rights import authorise
 from selective_sync.settings import get_settings, resolve_district
 
 
@@ -40,18 +41,18 @@ def delete_history_entry(
     Args:
         run_id: The selective-sync run to delete: its name (e.g. "PersonIdentity x3 by
             alice"), its id, or the id's first characters.
-        requested_by: Who asks; needs the D right.
+        requested_by: Who asks; needs the D right on the entry's district.
     """
     logger = get_run_logger()
-    # Refused here, before the run is even looked up.
-    actor = authorise(requested_by, Right.D)
+    # D is checked on the entry's district once the run is found, before anything goes.
+    actor = authorise(acting_user(requested_by), entry_point="flow:delete-history-entry")
     entry = delete_entry(run_id, user=actor)
     logger.info(
         "Deleted Sync History entry %s (%s, requested by %s) for %s",
         entry.run_id,
         entry.run_name,
         entry.requested_by,
-        requested_by,
+        actor.name,
     )
     return entry.run_id
 
@@ -64,18 +65,19 @@ def clear_history(
     """Delete every finished Sync History entry of one district.
 
     Args:
-        requested_by: Who asks; needs the D right.
+        requested_by: Who asks; needs the D right on the district.
         district: District number; 0 means the district this deployment serves. Other
             districts' entries are never touched.
     """
     logger = get_run_logger()
-    actor = authorise(requested_by, Right.D)
+    # D is checked on the district, once it is resolved, before anything goes.
+    actor = authorise(acting_user(requested_by), entry_point="flow:clear-sync-history")
     result = clear(district_or_default(district), user=actor)
     logger.info(
         "Cleared %s Sync History entries of district %s for %s",
         len(result.deleted),
         result.district,
-        requested_by,
+        actor.name,
     )
     if result.skipped:
         logger.warning(

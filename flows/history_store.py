@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -69,7 +69,7 @@ from selective_sync.ledger import (
 )
 from selective_sync.models import RequestStatus
 from selective_sync.reports.storage import SYNC_FORMATS, LinkSigner, ReportStorage, StoredReport
-from selective_sync.rights import Actor, Right, authorise
+from selective_sync.rights import ALL_DISTRICTS, Actor, Right, authorise
 from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
 from selective_sync.text import first_line
 
@@ -80,6 +80,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
+ENTRY_POINT = "api:history"
+"""Where a caller that passes a user name (not an authorised Actor) acts from."""
 # Prefect state types of a run that has ended (its request can be closed from it).
 ENDED_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 MIN_ID_PREFIX = 4
@@ -95,44 +97,57 @@ def list_entries(
     district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str | Actor
 ) -> list[HistoryEntry]:
     """The district's entries from the ledger, newest first (default: the configured
-    district). Needs R; needs no Prefect API."""
-    authorise(user, Right.R)
+    district). Needs R on the district; needs no Prefect API."""
     if limit <= 0:
         raise BadInput("limit must be positive")
     settings = get_settings()
     number = resolve_district(settings, district).number
+    authorise(
+        user,
+        Right.R,
+        number,
+        entry_point=ENTRY_POINT,
+        asked=f"list the Sync History of district {number}",
+    )
     with ledger_history(settings) as history:
         settle(history, unfinished_requests(history.engine, number))
         return history.entries(number, limit)
 
 
 def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
-    """The entry of ``run`` (a run id, an id prefix or a run name), with every key. Needs R.
+    """The entry of ``run`` (a run id, an id prefix or a run name), with every key. Needs R
+    on the entry's district (checked once the run is found, before its entry is read).
 
     From the ledger; a run the ledger does not have (refused before it started, or from
     before the ledger) is looked up in the Prefect API."""
-    authorise(user, Right.R)
+    actor = _reader_somewhere(authorise(user, entry_point=ENTRY_POINT), Right.R, "show", run)
     settings = get_settings()
     with ledger_history(settings) as history:
-        request = history.find(run)
+        request = history.find(run, list_matches=_reads(actor))
         if request is not None:
+            _require(actor, Right.R, request.district_number, "show", request.run_id)
             if request.status is RequestStatus.IN_PROGRESS and settle(history, [request]):
                 request = history.find(request.run_id)
             return history.full_entry(request)
     with _client() as client:
-        flow_run = _find_run(client, run)
-        return _entries(client, settings, [flow_run], with_outcomes=True)[0]
+        flow_run = _find_run(client, run, list_matches=_reads_run(actor, settings))
+        _require(actor, Right.R, _run_district(settings, flow_run), "show", str(flow_run.id))
+        entry = _entries(client, settings, [flow_run], with_outcomes=True)[0]
+        _require(actor, Right.R, entry.district, "show", entry.run_id)
+        return entry
 
 
 def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
     """Delete one finished entry: its artifacts, its run, its report files, then its ledger
-    rows (last, so an interrupted delete is still listed and a repeat finishes). Needs D."""
-    actor = authorise(user, Right.D)
-    may_read = actor.holds(Right.R)  # D alone does not read: no list of candidates
+    rows (last, so an interrupted delete is still listed and a repeat finishes). Needs D on
+    the entry's district (checked once the run is found, before anything is deleted)."""
+    actor = _reader_somewhere(authorise(user, entry_point=ENTRY_POINT), Right.D, "delete", run)
     settings = get_settings()
     with ledger_history(settings) as history:
-        request = history.find(run, list_matches=may_read)
+        # D alone does not read: candidates are listed only from districts the user reads.
+        request = history.find(run, list_matches=_reads(actor))
         if request is not None:
+            _require(actor, Right.D, request.district_number, "delete", request.run_id)
             entry = history.entry(request, None)
             _refuse_unfinished(entry)
             with _client() as client:
@@ -141,8 +156,10 @@ def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
                 _refresh_table(client, settings, entry.district)
             return entry
     with _client() as client:
-        flow_run = _find_run(client, run, list_matches=may_read)
+        flow_run = _find_run(client, run, list_matches=_reads_run(actor, settings))
+        _require(actor, Right.D, _run_district(settings, flow_run), "delete", str(flow_run.id))
         entry = _entries(client, settings, [flow_run], with_outcomes=False)[0]
+        _require(actor, Right.D, entry.district, "delete", entry.run_id)
         _refuse_unfinished(entry)
         _delete(client, flow_run.id)
         if entry.district is not None:
@@ -155,11 +172,17 @@ def clear(district: int | None = None, *, user: str | Actor) -> ClearResult:
 
     Entries of other districts are never touched; runs still in progress are left alone
     (deleting a run under a running flow would orphan what it publishes next). Runs of
-    the district that the ledger does not have (refused ones) go too.
+    the district that the ledger does not have (refused ones) go too. Needs D on the district.
     """
-    authorise(user, Right.D)
     settings = get_settings()
     number = resolve_district(settings, district).number
+    authorise(
+        user,
+        Right.D,
+        number,
+        entry_point=ENTRY_POINT,
+        asked=f"clear the Sync History of district {number}",
+    )
     result = ClearResult(number)
     with ledger_history(settings) as history, _client() as client:
         for entry in history.entries(number, limit=None):
@@ -181,10 +204,17 @@ def clear(district: int | None = None, *, user: str | Actor) -> ClearResult:
 
 def rebuild_artifacts(district: int | None = None, *, user: str | Actor) -> int:
     """Write the district's View History table again from the ledger (after Prefect's
-    database was lost, moved or cleaned). Needs R. Returns the entries it shows."""
-    authorise(user, Right.R)
+    database was lost, moved or cleaned). Needs R on the district. Returns the entries it
+    shows."""
     settings = get_settings()
     number = resolve_district(settings, district).number
+    authorise(
+        user,
+        Right.R,
+        number,
+        entry_point=ENTRY_POINT,
+        asked=f"rebuild the View History table of district {number}",
+    )
     with _client() as client:
         _refresh_table(client, settings, number)
     with ledger_history(settings) as history:
@@ -310,11 +340,47 @@ def _district_parameter(flow_run: FlowRun) -> int | None:
     return value or None
 
 
-def _find_run(client: SyncPrefectClient, run: str, *, list_matches: bool = True) -> FlowRun:
+def _run_district(settings: Settings, flow_run: FlowRun) -> int:
+    """The district a run was given, or the configured one it then ran in."""
+    return _district_parameter(flow_run) or resolve_district(settings).number
+
+
+def _reads(actor: Actor) -> Callable[[int], bool]:
+    """Whether ``actor`` reads a district's history (R there)."""
+    return lambda district: actor.holds(Right.R, district)
+
+
+def _reads_run(actor: Actor, settings: Settings) -> Callable[[FlowRun], bool]:
+    """Whether ``actor`` reads the history of the district a run was given."""
+    return lambda flow_run: actor.holds(Right.R, _run_district(settings, flow_run))
+
+
+def _reader_somewhere(actor: Actor, right: Right, verb: str, run: str) -> Actor:
+    """The actor, refused (on all districts) before any run is looked up when it holds
+    ``right`` on no district at all: nothing, not even which flow a run is of, is told."""
+    if actor.scope(right).empty:
+        raise actor.refuse(
+            right, ALL_DISTRICTS, asked=f"{verb} the Sync History entry {str(run).strip()[:36]}"
+        )
+    return actor
+
+
+def _require(actor: Actor, right: Right, district: int | None, verb: str, run_id: str) -> None:
+    """Refuse (and record) ``verb`` on a history entry of a district without ``right``."""
+    actor.require(
+        right,
+        district or ALL_DISTRICTS,
+        asked=f"{verb} the Sync History entry {run_id[:8]}",
+    )
+
+
+def _find_run(
+    client: SyncPrefectClient, run: str, *, list_matches: Callable[[FlowRun], bool]
+) -> FlowRun:
     """The selective-sync run named by a run id, an id prefix or a run-name prefix.
 
-    When several match, the error lists them unless ``list_matches`` is false (a user
-    without R must not read the history through it)."""
+    When several match, the error lists those ``list_matches`` allows (a user without R on
+    a district must not read its history through it)."""
     text = (run or "").strip()
     if not text:
         raise BadInput("no run given: use a run id (or its first characters) from history list")
@@ -335,7 +401,9 @@ def _find_run(client: SyncPrefectClient, run: str, *, list_matches: bool = True)
     return flow_run
 
 
-def _find_by_prefix(client: SyncPrefectClient, text: str, list_matches: bool) -> FlowRun:
+def _find_by_prefix(
+    client: SyncPrefectClient, text: str, list_matches: Callable[[FlowRun], bool]
+) -> FlowRun:
     lowered = text.lower()
     by_id = len(lowered) >= MIN_ID_PREFIX and all(c in "0123456789abcdef-" for c in lowered)
     matches = [
@@ -349,13 +417,15 @@ def _find_by_prefix(client: SyncPrefectClient, text: str, list_matches: bool) ->
             f"no Sync History entry matches {text!r}: use a run id (at least "
             f"{MIN_ID_PREFIX} characters) or a run name from history list"
         )
-    if len(matches) > 1 and not list_matches:
+    listed = [r for r in matches if list_matches(r)]
+    if len(matches) > 1 and not listed:
         raise BadInput(
             f"{text!r} matches {len(matches)} Sync History entries; give more of the run id"
         )
     if len(matches) > 1:
-        shown = ", ".join(f"{str(r.id)[:8]} ({r.name})" for r in matches[:5])
-        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+        shown = ", ".join(f"{str(r.id)[:8]} ({r.name})" for r in listed[:5])
+        rest = len(matches) - len(listed[:5])
+        more = f" and {rest} more" if rest else ""
         raise BadInput(
             f"{text!r} matches {len(matches)} Sync History entries: {shown}{more}; "
             "give more of the run id"

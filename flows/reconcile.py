@@ -111,7 +111,7 @@ def reconcile(
         if districts
         else configured_districts(settings)
     )
-    authorise_reconciliation()
+    authorise_reconciliation([c.number for c in chosen], "flow:reconcile")
     deployment = district_deployment()
     result = StateReconciliation(
         started_at=datetime.now(UTC),
@@ -345,7 +345,7 @@ def reconcile_district(
     check_max_keys(max_keys)
     names = objects_in_order(objects or None)
     config = resolve_district(settings, district)
-    authorise_reconciliation()
+    authorise_reconciliation([config.number], "flow:reconcile-district")
     result = DistrictReconciliation(config.number, config.name)
     try:
         with district_lock(
@@ -460,12 +460,17 @@ def show_syncs_in_history(district: int) -> None:
         get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
 
 
-def authorise_reconciliation() -> None:
-    """Refuse to start unless the reconciliation's requester holds W (nothing is read first)."""
+def authorise_reconciliation(districts: list[int], entry_point: str) -> None:
+    """Refuse to start unless the reconciliation's requester holds W (which reads, to
+    verify) on every district it reconciles; nothing is read first."""
+    actor = authorise(REQUESTER, entry_point=entry_point)
     try:
-        authorise(REQUESTER, Right.W)
+        for number in districts:
+            actor.require(Right.W, number, asked=f"reconcile district {number}")
     except RightsError as exc:
-        raise RightsError(f"scheduled reconciliation cannot run: {exc}") from exc
+        error = RightsError(f"scheduled reconciliation cannot run: {exc}")
+        error.refusal = getattr(exc, "refusal", None)
+        raise error from exc
 
 
 def sync_object(entry: ObjectReconciliation, district: int) -> None:

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
+from flows.acting import acting_user
 from flows.forms import DistrictNumber, IdsText, district_or_default, title
 from flows.history_store import refresh_table
 from flows.runner import ConfiguredTaskRunner
@@ -28,6 +29,7 @@ from selective_sync.locks import district_lock
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.reconcile import REQUESTER as RECONCILER
 from selective_sync.registry import ObjectName, get_object
+from selective_sync.rights import Actor, Right, authorise
 from selective_sync.settings import Settings, get_settings, resolve_district
 from selective_sync.sync import is_transient, parse_ids
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
@@ -139,7 +141,7 @@ def selective_sync(
         object: The object to sync; its hierarchy (e.g. a person's identities) comes along.
         ids: District IDs (personIDs, enrollmentIDs, ...), pasted as text: separated by
             commas, spaces, semicolons or new lines.
-        requested_by: Who asks for the sync; needs the W right on the tool.
+        requested_by: Who asks for the sync; needs the W right on the district.
         district: District number; 0 means the district this deployment serves.
         check_dependencies: Sync a missing or different parent first (e.g. an enrollment's
             person), then the record.
@@ -151,7 +153,8 @@ def selective_sync(
     try:
         spec = get_object(object)
         config = resolve_district(settings, district_or_default(district))
-        authorise_sync(requested_by)
+        actor = authorise_sync(requested_by, config.number, asked_sync(spec.name, ids))
+        requested_by = actor.name  # the acting user, as flows.acting resolved it
         # Parsed in the flow, not in a task: bad IDs end the run with one plain line
         # (a failed task would log its traceback first).
         keys = parse_ids(ids)
@@ -329,11 +332,18 @@ def verify_after(
     return None
 
 
-def authorise_sync(requested_by: str) -> None:
-    """Refuse a requester without the W right before anything is read or written."""
-    from selective_sync.rights import Right, authorise
+def authorise_sync(requested_by: str, district: int, asked: str) -> Actor:
+    """The acting user; refused (and the refusal recorded) without the W right on the
+    district, before anything is read or written."""
+    return authorise(
+        acting_user(requested_by), Right.W, district, entry_point="flow:selective-sync", asked=asked
+    )
 
-    authorise(requested_by, Right.W)
+
+def asked_sync(object_name: str, ids: object) -> str:
+    """What a sync request asks, for the refusal audit: e.g. "sync PersonIdentity 3 keys"."""
+    count = count_id_tokens(ids)
+    return f"sync {object_name} {count} key{'' if count == 1 else 's'}"
 
 
 def deliver_reports(result: SyncResult) -> None:

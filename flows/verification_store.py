@@ -7,8 +7,9 @@ issues, each object's ``verified_at``), or each object's accuracy over the last 
 needs only the small summary tables. The current summary is each object's newest result
 among the latest stored version and the versions stored around it (``codec.newest_rows``):
 two runs at once never make an object read back older than its newest result. ``user``,
-when given, must hold R; the CLI always passes it, and code that has already authorised its
-caller (the flow itself) leaves it out.
+when given, must hold R on the district (on all districts for the state's view); the CLI
+always passes it, and code that has already authorised its caller (the flow itself) leaves
+it out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from flows.api_client import PAGE, api_client, read_all_artifacts
 from selective_sync.errors import BadInput, StoredSummaryError, StoreUnavailable
 from selective_sync.models import DistrictVerification
-from selective_sync.rights import Actor, Right, authorise
+from selective_sync.rights import ALL_DISTRICTS, Actor, Right, authorise
 from selective_sync.settings import configured_districts, get_settings
 from selective_sync.verification.codec import (
     AccuracyTrend,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 DEFAULT_TREND_RUNS = 10
+ENTRY_POINT = "api:verification"
+"""Where a caller that passes a user name (not an authorised Actor) acts from."""
 FIRST_PAGE = 10
 """Versions read in the first call of one district's read-back (most have one or two)."""
 
@@ -60,10 +63,17 @@ def load_latest_summary(
     """The district's current stored summary in full; None when nothing is stored yet.
 
     Each object has its newest stored result, with its own ``verified_at`` (objects
-    verified by earlier runs than the latest keep theirs). Needs R when ``user`` is given.
+    verified by earlier runs than the latest keep theirs). Needs R on the district when
+    ``user`` is given.
     """
     if user is not None:
-        authorise(user, Right.R)
+        authorise(
+            user,
+            Right.R,
+            district,
+            entry_point=ENTRY_POINT,
+            asked=f"read the Verification Summary of district {district}",
+        )
     with _client() as client:
         rows = _current_rows(client, district)
         if rows is None:
@@ -75,9 +85,16 @@ def load_trend(
     district: int, runs: int = DEFAULT_TREND_RUNS, *, user: str | Actor | None = None
 ) -> AccuracyTrend:
     """Each object's accuracy in the district's last ``runs`` verification runs, oldest
-    first (only the small summary tables are read). Needs R when ``user`` is given."""
+    first (only the small summary tables are read). Needs R on the district when ``user``
+    is given."""
     if user is not None:
-        authorise(user, Right.R)
+        authorise(
+            user,
+            Right.R,
+            district,
+            entry_point=ENTRY_POINT,
+            asked=f"read the accuracy trend of district {district}",
+        )
     if runs < 1:
         raise BadInput("the trend needs at least 1 run")
     summaries: list[tuple[str | None, Any]] = []
@@ -130,9 +147,15 @@ def complete_summary(
 def load_state_summary(*, user: str | Actor | None = None) -> StateSummary:
     """The state's view: every configured district's current stored figures (the latest
     summary table of each, one API call per 200 districts, and the versions stored around
-    them), worst district first. Needs R when ``user`` is given."""
+    them), worst district first. Needs R on all districts when ``user`` is given."""
     if user is not None:
-        authorise(user, Right.R)
+        authorise(
+            user,
+            Right.R,
+            ALL_DISTRICTS,
+            entry_point=ENTRY_POINT,
+            asked="read the state's Verification Summary",
+        )
     districts = [(d.number, d.name) for d in configured_districts(get_settings())]
     keys = {summary_key(n): n for n, _name in districts}
     stored: dict[int, list[dict[str, Any]]] = {}
@@ -149,9 +172,16 @@ def load_state_trend(
     days: int = DEFAULT_TREND_RUNS, *, user: str | Actor | None = None
 ) -> AccuracyTrend:
     """The state's overall accuracy at the end of each of the last ``days`` days with
-    results (every district's last runs are read). Needs R when ``user`` is given."""
+    results (every district's last runs are read). Needs R on all districts when ``user``
+    is given."""
     if user is not None:
-        authorise(user, Right.R)
+        authorise(
+            user,
+            Right.R,
+            ALL_DISTRICTS,
+            entry_point=ENTRY_POINT,
+            asked="read the state's accuracy trend",
+        )
     numbers = [d.number for d in configured_districts(get_settings())]
     return state_trend((load_trend(n, days) for n in numbers), days)
 

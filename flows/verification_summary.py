@@ -9,7 +9,6 @@ accuracy over the last runs. It returns what it verified itself.
 from __future__ import annotations
 
 import contextlib
-import getpass
 from typing import Annotated
 
 from prefect import flow, get_run_logger
@@ -17,6 +16,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
+from flows.acting import acting_user
 from flows.forms import DistrictNumber, NoneAsEmpty, OptionalText, district_or_default, title
 from flows.verification_store import (
     complete_summary,
@@ -31,7 +31,7 @@ from selective_sync.db import check_databases
 from selective_sync.errors import SelectiveSyncError, StoredSummaryError
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
-from selective_sync.rights import Right, authorise
+from selective_sync.rights import ALL_DISTRICTS, Right, authorise
 from selective_sync.settings import configured_districts, get_settings, resolve_district
 from selective_sync.text import first_line, format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
@@ -39,6 +39,9 @@ from selective_sync.verification.state import STATE_KEY, StateSummary, state_row
 from tasks.alerts import emit_drift_event
 from tasks.reports import render_state_reports, render_verification_reports
 from tasks.verify import settle_summary, store_summary, verify_object_task
+
+ENTRY_POINT = "flow:verification-summary"
+STATE_ASKED = "the state's Verification Summary (every district)"
 
 
 def _run_name() -> str:
@@ -73,8 +76,9 @@ def verification_summary(
         district: District number; 0 means the district this deployment serves.
         objects: Objects to verify; none chosen means every object. The others keep
             their stored results and timestamps.
-        requested_by: Who asks (needs the R right); the report links are issued to this
-            user. Left empty (the nightly schedule), the account running the flow.
+        requested_by: Who asks (needs the R right on the district, or on all districts
+            for the state's view); the report links are issued to this user. Left empty
+            only by the nightly schedule, which acts as the scheduled-reconciliation user.
         all_districts: The state's view instead: every configured district, worst first,
             then each district's objects (table artifact ``verification-summary-state``,
             PDF and DOCX reports).
@@ -84,11 +88,18 @@ def verification_summary(
     """
     logger = get_run_logger()
     settings = get_settings()
-    if requested_by:
-        authorise(requested_by, Right.R)
+    user = acting_user(requested_by)
     if all_districts:
-        return state_view(objects, requested_by, reverify)
+        actor = authorise(user, Right.R, ALL_DISTRICTS, entry_point=ENTRY_POINT, asked=STATE_ASKED)
+        return state_view(objects, actor.name, reverify)
     config = resolve_district(settings, district_or_default(district))
+    actor = authorise(
+        user,
+        Right.R,
+        config.number,
+        entry_point=ENTRY_POINT,
+        asked=f"Verification Summary of district {config.number}",
+    )
     check_databases(config.url, settings.resolved_state_url)
     names = list(dict.fromkeys(str(o) for o in objects)) if objects else object_names()
     futures = [verify_object_task.submit(name, config.number) for name in names]
@@ -121,7 +132,7 @@ def verification_summary(
         # An earlier run's issues are unreadable: this run's results are stored all the same.
         logger.warning("Reporting only the objects this run verified: %s", exc)
         current, trend = summary, None
-    deliver_reports(current, trend, requested_by or getpass.getuser())
+    deliver_reports(current, trend, actor.name)
     drift = verification_event(
         current, previous_counts(previous), AlertThresholds.from_settings(settings)
     )
@@ -165,7 +176,7 @@ def deliver_reports(summary: DistrictVerification, trend: AccuracyTrend | None, 
         )
 
 
-def state_view(objects: list[str] | None, requested_by: str | None, reverify: bool) -> StateSummary:
+def state_view(objects: list[str] | None, requested_by: str, reverify: bool) -> StateSummary:
     """The state's Verification Summary: verify the districts that need it (all of them
     with ``reverify``), then one table artifact and the PDF/DOCX reports over every district."""
     logger = get_run_logger()
@@ -199,7 +210,7 @@ def state_view(objects: list[str] | None, requested_by: str | None, reverify: bo
     done = render_state_reports(
         quote(summary),
         flow_run.get_id(),
-        requested_by or getpass.getuser(),
+        requested_by,
         quote(trend),
         return_state=True,
     )

@@ -57,6 +57,29 @@ def demo(demo_template, tmp_path, monkeypatch) -> Demo:
     return Demo(directory, manifest)
 
 
+@pytest.fixture(scope="session")
+def two_district_template(tmp_path_factory) -> Path:
+    """The demo with its second district's own database (district-312.db), generated once."""
+    from selective_sync.demo import generate_demo
+
+    directory = tmp_path_factory.mktemp("two-district-template")
+    generate_demo(directory, persons=DEMO_PERSONS, seed=7, other_district_db=True)
+    return directory
+
+
+@pytest.fixture
+def two_districts(two_district_template, tmp_path, monkeypatch) -> Demo:
+    """This test's own copy of the two-district demo: 275 MAPLE VALLEY (the default) and
+    312 CEDAR FALLS, each with its district database, one state database."""
+    directory = tmp_path / "data"
+    shutil.copytree(two_district_template, directory)
+    from helpers import serve_two_districts
+
+    serve_two_districts(directory, monkeypatch)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return Demo(directory, manifest)
+
+
 @pytest.fixture
 def admin(demo) -> str:
     """A user holding every right in this test's rights store."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 
+from selective_sync.rights import refusals_table
 from selective_sync.schema import LEDGER_TABLES, state_metadata
+
+REFUSALS_TABLE = refusals_table.name
 
 
 def rows_checksum(url: str, district_number: int | None = None, tables=None) -> str:
@@ -38,15 +41,18 @@ def rows_checksum(url: str, district_number: int | None = None, tables=None) -> 
     return digest.hexdigest()
 
 
-def whole_database_checksum(url: str, *, ledger: bool = True) -> str:
+def whole_database_checksum(url: str, *, ledger: bool = True, refusals: bool = True) -> str:
     """sha256 over every row of every table (any schema); ``ledger=False`` leaves out the
-    sync ledger's tables (a sync that changes no data still records what it did)."""
+    sync ledger's tables (a sync that changes no data still records what it did),
+    ``refusals=False`` the refusal audit (a refused request records itself there)."""
     engine = create_engine(url)
     digest = hashlib.sha256()
     try:
         with engine.connect() as conn:
             for name in sorted(inspect(conn).get_table_names()):
                 if not ledger and name in LEDGER_TABLES:
+                    continue
+                if not refusals and name == REFUSALS_TABLE:
                     continue
                 digest.update(name.encode())
                 quoted = conn.dialect.identifier_preparer.quote(name)
@@ -58,6 +64,35 @@ def whole_database_checksum(url: str, *, ledger: bool = True) -> str:
     finally:
         engine.dispose()
     return digest.hexdigest()
+
+
+def refusals_of(url: str, user: str | None = None) -> list[dict]:
+    """The refusal audit's rows (of ``user``), oldest first, as dicts."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if REFUSALS_TABLE not in inspect(conn).get_table_names():
+                return []
+            rows = conn.execute(select(refusals_table).order_by(refusals_table.c.id)).mappings()
+            return [dict(r) for r in rows if user is None or r["user_name"] == user]
+    finally:
+        engine.dispose()
+
+
+def serve_two_districts(directory, patch) -> None:
+    """Configure, through env (``patch``: a MonkeyPatch), the demo in ``directory`` with its
+    second district served too (SELECTIVE_SYNC_DISTRICTS), as an installation serving two
+    districts is."""
+    import json
+    import os
+
+    from selective_sync.demo import demo_districts
+
+    for name in list(os.environ):
+        if name.startswith("SELECTIVE_SYNC_"):
+            patch.delenv(name)
+    patch.setenv("SELECTIVE_SYNC_DATA_DIR", str(directory))
+    patch.setenv("SELECTIVE_SYNC_DISTRICTS", json.dumps(demo_districts(directory)))
 
 
 def _param(conn) -> str:

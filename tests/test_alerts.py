@@ -156,10 +156,10 @@ def wait_for_event(name: str, run_id: str, timeout: float = 60) -> dict:
 def test_verification_and_reconcile_runs_emit_their_events(demo, admin, monkeypatch):
     from flows.reconcile import reconcile
     from flows.verification_summary import verification_summary
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
     monkeypatch.setenv("SELECTIVE_SYNC_ALERT_BELOW_PERCENT", "99.99")
-    state = verification_summary(objects=["Enrollment"], return_state=True)
+    state = verification_summary(objects=["Enrollment"], requested_by=admin, return_state=True)
     assert state.is_completed(), state.message
     event = wait_for_event(VERIFICATION_ALERT, str(state.state_details.flow_run_id))
     assert event["payload"]["crossed"][0] == "accuracy_below"
@@ -168,7 +168,7 @@ def test_verification_and_reconcile_runs_emit_their_events(demo, admin, monkeypa
 
     # Reconcile: a key the state refuses (an unmapped code) is left failing.
     with RightsStore.from_settings() as store:
-        store.grant(admin, REQUESTER, "W")
+        store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     refused = demo.manifest["will_fail"]["Enrollment"]["unmapped_code"]
     assert refused
     state = reconcile(districts=[275], objects=["Enrollment"], max_keys=2000, return_state=True)

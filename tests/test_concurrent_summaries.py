@@ -22,6 +22,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 DISTRICT = 275
 WAIT = 120  # seconds a thread waits for its turn before the test fails (never hit when correct)
 
+ADMIN = "test-admin"  # the admin fixture's user
+
 
 @pytest.fixture(autouse=True)
 def empty_store():
@@ -34,6 +36,7 @@ def empty_store():
 def run_summary(**kwargs):
     from flows.verification_summary import verification_summary
 
+    kwargs.setdefault("requested_by", ADMIN)  # the admin fixture's user
     state = verification_summary(return_state=True, **kwargs)
     assert state.is_completed(), state.message
     return state.result()

@@ -464,3 +464,43 @@ def test_district_metadata_is_complete(demo):
     with connect(directory / "district.db") as d:
         for table in district_metadata.tables:
             assert d.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+
+
+def test_the_second_district_has_its_own_database_with_seeded_drift(tmp_path):
+    """``other_district_db``: district 312's database holds the rows the state has for 312,
+    but for the persons the manifest lists as renamed since; the demo itself is unchanged."""
+    from sqlalchemy import create_engine
+
+    from selective_sync.demo import OTHER_DISTRICT_FILE, demo_districts
+    from selective_sync.verification.engine import verify_object
+
+    plain = tmp_path / "plain"
+    generate_demo(plain, persons=PERSONS, seed=SEED)
+    with pytest.raises(BadInput, match="--second-district"):
+        demo_districts(plain)
+    directory = tmp_path / "two"
+    manifest = generate_demo(directory, persons=PERSONS, seed=SEED, other_district_db=True)
+    for name in ("district.db", "state.db"):
+        assert checksums(directory / name) == checksums(plain / name)
+    number, name = OTHER_DISTRICT
+    renamed = manifest.other_district["PersonIdentity"]["mismatched"]
+    assert manifest.other_district["number"] == number and len(renamed) == 3
+    assert DemoManifest.load(directory / "manifest.json").other_district == manifest.other_district
+    (configured,) = demo_districts(directory)
+    assert configured == {
+        "number": number,
+        "name": name,
+        "url": sqlite_url(directory / OTHER_DISTRICT_FILE),
+    }
+    district = create_engine(configured["url"])
+    state = create_engine(sqlite_url(directory / "state.db"))
+    try:
+        for spec in REGISTRY.values():
+            result = verify_object(district, state, spec, number)
+            assert result.at_district == result.at_state > 0, spec.name
+            expected = renamed if spec.name == "PersonIdentity" else []
+            assert (result.missing_at_state, result.missing_at_district) == ([], [])
+            assert result.mismatched == expected, spec.name
+    finally:
+        district.dispose()
+        state.dispose()

@@ -127,10 +127,10 @@ def test_a_manual_sync_and_the_reconciliation_of_its_district_never_overlap(demo
     from flows.reconcile import reconcile_district
     from flows.sync_request import selective_sync
     from selective_sync.reconcile import REQUESTER
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, REQUESTER, "W")
+        store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     manual_keys = demo.manifest["PersonIdentity"]["mismatched"][:40]
     states = {}
 

@@ -9,13 +9,13 @@ import pytest
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def test_flow_finds_the_manifest_and_publishes_the_summary(demo):
+def test_flow_finds_the_manifest_and_publishes_the_summary(demo, admin):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.verification_summary import verification_summary
 
-    summary = verification_summary()
+    summary = verification_summary(requested_by=admin)
     assert summary.district_number == 275
     by_object = {o.object: o for o in summary.objects}
     assert set(by_object) == {"PersonIdentity", "Enrollment", "Graduation"}
@@ -38,9 +38,9 @@ def test_flow_finds_the_manifest_and_publishes_the_summary(demo):
         assert rows[name]["errors"] == result.errors
 
 
-def test_flow_refuses_an_unknown_district(demo):
+def test_flow_refuses_an_unknown_district(demo, admin):
     from flows.verification_summary import verification_summary
     from selective_sync.errors import BadInput
 
     with pytest.raises(BadInput, match="district 999 is not configured"):
-        verification_summary(district=999)
+        verification_summary(district=999, requested_by=admin)

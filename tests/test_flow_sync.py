@@ -179,10 +179,10 @@ def test_bad_ids_are_refused_with_nothing_written(demo, admin):
 
 
 def test_requester_without_w_is_refused(demo, admin):
-    from selective_sync.rights import RightsError, RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsError, RightsStore
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, "reader", "R")
+        store.grant(admin, "reader", "R", district=ALL_DISTRICTS)
     checksum = whole_database_checksum(demo.state_url)
     with pytest.raises(RightsError) as refused:
         run_sync("PersonIdentity", demo.manifest["PersonIdentity"]["mismatched"], "reader")

@@ -13,7 +13,7 @@ import pytest
 
 from selective_sync.errors import BadInput
 from selective_sync.models import Outcome
-from selective_sync.rights import RightsError, RightsStore
+from selective_sync.rights import ALL_DISTRICTS, RightsError, RightsStore
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -65,7 +65,7 @@ def entry_ids(user: str, district: int | None = None) -> list[str]:
 
 def grant(admin: str, user: str, rights: str) -> None:
     with RightsStore.from_settings() as store:
-        store.grant(admin, user, rights)
+        store.grant(admin, user, rights, district=ALL_DISTRICTS)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from selective_sync.errors import RightsError
-from selective_sync.rights import RightsStore
+from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -110,7 +110,7 @@ def test_table_stays_equal_to_history_list_through_a_mixed_sequence(demo, admin)
     reports = demo.dir / "reports"
     mismatched = demo.manifest["PersonIdentity"]["mismatched"]
     with RightsStore.from_settings() as store:
-        store.grant(admin, "reader", "R")
+        store.grant(admin, "reader", "R", district=ALL_DISTRICTS)
 
     # Two syncs at once: both end (and write the table) at about the same time.
     with ThreadPoolExecutor(2) as pool:
@@ -233,7 +233,7 @@ def test_a_refusal_ends_the_run_with_one_plain_line(demo, admin, case):
     from selective_sync.errors import BadInput
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, "reader", "R")
+        store.grant(admin, "reader", "R", district=ALL_DISTRICTS)
     user, ids, error, words = {
         "refused": ("reader", [1], RightsError, "lacks the W right"),
         "bad ids": (admin, "12, x7, 13", BadInput, "x7"),
@@ -301,7 +301,7 @@ def test_the_nightly_writes_the_table_once_after_its_syncs(demo, admin):
     from selective_sync.reconcile import REQUESTER
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, REQUESTER, "W")
+        store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     since = datetime.now(UTC)
     district = reconcile_district(
         district=275, objects=["PersonIdentity", "Enrollment"], max_keys=3

@@ -108,13 +108,13 @@ def test_reconcile_without_the_w_right_fails_clearly_and_writes_nothing(demo, ad
 def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
     from flows.reconcile import reconcile_district
     from selective_sync.registry import get_object
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
     from selective_sync.settings import get_settings
     from selective_sync.verification.engine import verify_object
     from tasks.engines import engine_for
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, REQUESTER, "W")
+        store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     kinds = demo.manifest["Enrollment"]
     differing = len(set(kinds["missing_at_state"]) | set(kinds["mismatched"]))
     district = reconcile_district(district=275, objects=["Enrollment"], max_keys=3)
@@ -173,10 +173,10 @@ def test_the_nightly_goes_on_past_a_broken_district_and_reports_each(
 
     from flows.reconcile import ARTIFACT_KEY, district_key, reconcile
     from selective_sync.errors import ReconcileIncomplete
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, REQUESTER, "W")
+        store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     broken = {"number": 901, "name": "BROKEN", "url": f"sqlite:///{tmp_path / 'gone.db'}"}
     monkeypatch.setenv("SELECTIVE_SYNC_DISTRICTS", _json.dumps([broken]))
     state = reconcile(objects=["PersonIdentity"], max_keys=5, return_state=True)
@@ -233,10 +233,10 @@ def test_a_deployment_nobody_serves_neither_holds_nor_loses_the_night(
 
     from flows.reconcile import reconcile
     from selective_sync.errors import ReconcileIncomplete
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, REQUESTER, "W")
+        store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     state = reconcile(districts=[275], objects=["PersonIdentity"], max_keys=2, return_state=True)
     assert state.is_completed(), state.message
     night = state.result()

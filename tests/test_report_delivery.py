@@ -25,7 +25,7 @@ from selective_sync.errors import BadInput
 from selective_sync.reports import MEDIA_TYPES
 from selective_sync.reports.model import FAILED_HEADING, NOT_FOUND_HEADING, SUCCESSFUL_HEADING
 from selective_sync.reports.storage import LinkSigner, ReportStorage, StoredReport
-from selective_sync.rights import RightsError, RightsStore
+from selective_sync.rights import ALL_DISTRICTS, RightsError, RightsStore
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -70,7 +70,7 @@ def fetch(url: str, method: str = "GET"):
 
 def grant(admin: str, user: str, rights: str) -> None:
     with RightsStore.from_settings() as store:
-        store.grant(admin, user, rights)
+        store.grant(admin, user, rights, district=ALL_DISTRICTS)
 
 
 def run_flow(flow, **kwargs):
@@ -272,6 +272,18 @@ def test_downloads_need_a_signed_link_of_a_user_holding_r(demo, admin, server):
     assert status("writer") == 200  # W counts as R
     assert status("deleter") == 403  # D alone does not
     assert status("stranger") == 403  # unknown user
+    # R on district 275 alone does not reach a run the ledger does not know (its district
+    # is unknown): only R on all districts does; the refusal is recorded.
+    with RightsStore.from_settings() as store:
+        store.grant(admin, "reader-275", "R", district=275)
+    got, _headers, body = fetch(signer.link(server.url, ref, "reader-275"))
+    assert (
+        got == 403 and "lacks the R right" in body.decode() and "on all districts" in body.decode()
+    )
+    with RightsStore.from_settings() as store:
+        (refusal,) = store.refusals(admin, user="reader-275")
+    assert (refusal.entry_point, refusal.right, refusal.district) == ("report-server", "R", 0)
+    assert refusal.asked == f"GET {ref.url_path}"
     got, headers, body = fetch(signer.link(server.url, ref, "reader"), "HEAD")
     assert (got, headers["Content-Length"], body) == (200, "23", b"")
     got, headers, body = fetch(f"{server.url}{ref.url_path}")
@@ -289,7 +301,7 @@ def test_downloads_need_a_signed_link_of_a_user_holding_r(demo, admin, server):
     assert fetch(forged)[0] == 403
 
     with RightsStore.from_settings() as store:
-        store.revoke(admin, "reader")
+        store.revoke(admin, "reader", district=ALL_DISTRICTS)
     assert fetch(reader_link)[0] == 403  # revoking R revokes the links at once
 
     query = "?" + urlsplit(signer.link(server.url, ref, admin)).query
@@ -347,7 +359,7 @@ def test_report_cli_bad_input(demo, admin, tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     out = folder / "r.pdf"
-    summary_run, _ = run_flow(verification_summary)
+    summary_run, _ = run_flow(verification_summary, requested_by=admin)
     grant(admin, "deleter", "D")
     cases = [
         (["report", str(uuid.uuid4()), "-o", str(out)], BadInput, "no Sync History entry"),

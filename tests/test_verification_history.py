@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from selective_sync.models import ColumnDiff, DistrictVerification, ObjectVerification, RecordIssue
-from selective_sync.rights import RightsError, RightsStore
+from selective_sync.rights import ALL_DISTRICTS, RightsError, RightsStore
 from selective_sync.text import format_timestamp
 from selective_sync.verification.codec import (
     CHUNK_BYTES,
@@ -31,6 +31,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 DISTRICT = 275
 KEY_PATTERN = re.compile(r"^[a-z0-9-]*$")
 CHART_HEADING = "Accuracy over time"
+
+ADMIN = "test-admin"  # the admin fixture's user
 
 
 # ---------------------------------------------------------------- helpers
@@ -72,6 +74,7 @@ def cli_json(args: list[str]) -> dict:
 def run_summary(**kwargs) -> tuple[str, DistrictVerification]:
     from flows.verification_summary import verification_summary
 
+    kwargs.setdefault("requested_by", ADMIN)  # the admin fixture's user
     state = verification_summary(return_state=True, **kwargs)
     assert state.is_completed(), state.message
     return str(state.state_details.flow_run_id), state.result()
@@ -336,8 +339,8 @@ def test_reading_needs_r(demo, admin):
     from flows.verification_store import load_latest_summary, load_trend
 
     with RightsStore.from_settings() as store:
-        store.grant(admin, "writer", "W")
-        store.grant(admin, "deleter", "D")
+        store.grant(admin, "writer", "W", district=ALL_DISTRICTS)
+        store.grant(admin, "deleter", "D", district=ALL_DISTRICTS)
     for user in ("nobody", "deleter"):
         done = invoke(["summary", "--user", user])
         assert isinstance(done.exception, RightsError), done.output

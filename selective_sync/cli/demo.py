@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ..settings import get_settings
 from .common import console
@@ -16,9 +17,14 @@ def demo(
     ),
     persons: int = typer.Option(2000, "--persons", min=1, help="Students in the district."),
     seed: int = typer.Option(7, "--seed", help="Random seed; the same seed gives the same data."),
+    second_district: bool = typer.Option(
+        False,
+        "--second-district",
+        help="Also write the database of the state's second demo district, 312 CEDAR FALLS.",
+    ),
 ) -> None:
     """Build a demo district database and a state database with seeded discrepancies."""
-    from ..demo import generate_demo
+    from ..demo import demo_districts, generate_demo
 
     settings = get_settings()
     target = directory or settings.data_dir
@@ -32,6 +38,7 @@ def demo(
             state_url=settings.state_url,
             district_number=settings.district_number,
             district_name=settings.district_name,
+            other_district_db=second_district,
         )
     console.print(
         f"Demo district {settings.district_number} {settings.district_name}: "
@@ -39,3 +46,17 @@ def demo(
     )
     for name, kinds in manifest.discrepancy_counts().items():
         console.print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
+    if second_district:
+        import json
+        import shlex
+
+        value = json.dumps(demo_districts(target))
+        other = manifest.other_district or {}
+        console.print(
+            Text(
+                f"District {other.get('number')} {other.get('name')}: its own database in "
+                f"{target / str(other.get('file'))}; to serve it too:\n"
+                f"  export SELECTIVE_SYNC_DISTRICTS={shlex.quote(value)}"
+            ),
+            soft_wrap=True,
+        )

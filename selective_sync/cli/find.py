@@ -55,7 +55,9 @@ def find(
     ),
     user: str = UserOption,
 ) -> None:
-    """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R."""
+    """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R.
+
+    R on the district searched."""
     if as_json and ids_only:
         raise BadInput("choose one of --json and --ids-only")
     # Every input is checked before any database or API is touched.
@@ -73,10 +75,16 @@ def find(
     )
     settings = get_settings()
     config = resolve_district(settings, district)
-    authorise(resolve_user(user), Right.R)
+    actor = authorise(
+        resolve_user(user),
+        Right.R,
+        config.number,
+        entry_point="cli:find",
+        asked=f"find {query.object} IDs in district {config.number}",
+    )
     keys = None
     if query.from_summary is not None:
-        stored = backend().summaries.load_latest_summary(config.number)
+        stored = backend().summaries.load_latest_summary(config.number, user=actor)
         keys = summary_keys(stored, query.object, query.from_summary)
     result = find_in_district(settings, query, config.number, keys)
     if as_json:

@@ -15,7 +15,7 @@ from selective_sync.history.store import HistoryStore
 from selective_sync.text import format_timestamp
 
 from .backend import backend
-from .common import UserOption, console, err_console, resolve_user
+from .common import UserOption, acting, console, err_console
 from .layout import Column, print_rows
 from .sync import OUTCOME_STYLE
 
@@ -53,9 +53,9 @@ def list_entries(
     ] = None,
     user: str | None = UserOption,
 ) -> None:
-    """The district's entries, newest first. Needs R."""
+    """The district's entries, newest first. Needs R on the district."""
     _check_report(report, output)
-    entries = _store().list_entries(district, limit, user=resolve_user(user))
+    entries = _store().list_entries(district, limit, user=acting(user, "history list"))
     if report is not None:
         from selective_sync.reports.xlsx import write_history_xlsx
 
@@ -93,8 +93,8 @@ def list_entries(
 
 @app.command()
 def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption) -> None:
-    """One entry in full: the request, how it ended, and every key's outcome. Needs R."""
-    entry = _store().get_entry(run, user=resolve_user(user))
+    """One entry in full: the request, its end, every key's outcome. Needs R on its district."""
+    entry = _store().get_entry(run, user=acting(user, "history show"))
     if as_json:
         typer.echo(json.dumps(entry.as_dict(), indent=2))
         return
@@ -103,17 +103,17 @@ def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption
 
 @app.command("rebuild-artifacts")
 def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOption) -> None:
-    """Write the View History table again from the ledger. Needs R.
+    """Write the View History table again from the ledger. Needs R on the district.
 
     For when Prefect's database was lost, moved or cleaned up; the ledger keeps every request."""
-    shown = _store().rebuild_artifacts(district, user=resolve_user(user))
+    shown = _store().rebuild_artifacts(district, user=acting(user, "history rebuild-artifacts"))
     console.print(Text(f"View History table rewritten from the ledger: {shown} entries"))
 
 
 @app.command()
 def delete(run: RunArg, user: str | None = UserOption) -> None:
-    """Delete one entry: its ledger rows, artifacts, run and report files. Needs D."""
-    entry = _store().delete_entry(run, user=resolve_user(user))
+    """Delete one entry: ledger rows, artifacts, run, report files. Needs D on its district."""
+    entry = _store().delete_entry(run, user=acting(user, "history delete"))
     console.print(Text(f"deleted Sync History entry {entry.run_id} ({entry.run_name})"))
 
 
@@ -123,16 +123,17 @@ def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     user: str | None = UserOption,
 ) -> None:
-    """Delete every finished entry of one district (runs in progress are kept). Needs D."""
+    """Delete every finished entry of one district (runs in progress are kept). Needs D there."""
     from selective_sync.settings import resolve_district
 
-    from ..rights import Right, authorise
+    from ..rights import Right
     from ..settings import get_settings
 
-    acting = resolve_user(user)
-    # Refuse before asking: a user without D must not be invited to confirm anything.
-    actor = authorise(acting, Right.D)
     config = resolve_district(get_settings(), district)
+    # Refuse before asking: a user without D must not be invited to confirm anything.
+    actor = acting(user, "history clear").require(
+        Right.D, config.number, asked=f"clear the Sync History of district {config.number}"
+    )
     if not yes:
         typer.confirm(
             f"Delete every Sync History entry of district {config.number} {config.name}? "

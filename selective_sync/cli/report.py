@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ..errors import BadInput
 from .backend import backend
-from .common import UserOption, console, resolve_user
+from .common import UserOption, acting, console
 
 reports_app = typer.Typer(
     help="Serve the stored reports over HTTP for the links in the runs' artifacts.",
@@ -60,13 +60,13 @@ def report(
     user: str | None = UserOption,
 ) -> None:
     """Build a selective sync's Sync Request History report again from the history (xlsx:
-    the request and every key's outcome as a workbook). Needs R."""
+    the request and every key's outcome as a workbook). Needs R on the run's district."""
     from ..reports import render_report, sync_report_from_result
     from ..reports._output import check_writable
 
     name = sync_format(fmt, output)
     check_writable(output)  # before the seconds spent reaching the history
-    entry = backend().history.get_entry(run, user=resolve_user(user))
+    entry = backend().history.get_entry(run, user=acting(user, "report"))
     if name == "xlsx":
         from ..reports.xlsx import write_history_xlsx
 

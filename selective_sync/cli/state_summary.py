@@ -3,7 +3,7 @@
 From each district's stored results by default (one read for all of them); with
 ``--reverify`` every district is verified again first (the verification-summary flow, one
 district after another), and a district with nothing stored yet is verified on the spot
-too. Needs R.
+too. Needs R on all districts.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The summary keeps its results (each object with its own timestamp) until someone
 re-verifies: ``summary`` shows the stored results, ``summary --reverify`` runs the
 verification-summary flow (which stores the new results, merged with the others), and a
-district with nothing stored yet is verified on the spot. Needs R.
+district with nothing stored yet is verified on the spot. Needs R on the district; the
+state's view (``--all-districts``) needs R on all districts.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..db import check_databases
 from ..errors import BadInput
 from ..models import DistrictVerification
 from ..registry import get_object, object_names
-from ..rights import Right, authorise
+from ..rights import ALL_DISTRICTS, Right, authorise
 from ..settings import get_settings
 from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
@@ -61,7 +62,9 @@ def summary(
     output: Path = typer.Option(None, "--output", "-o", help="File the --report goes to."),
     user: str = UserOption,
 ) -> None:
-    """The Verification Summary: stored results, or verified now with --reverify. Needs R."""
+    """The Verification Summary: stored results, or verified now with --reverify. Needs R.
+
+    R on the district; the state's view (--all-districts) needs R on all districts."""
     # Everything that can be refused is checked before any database or API is touched.
     names = [get_object(o).name for o in dict.fromkeys(objects)] if objects else None
     fmt = _report_target(report, output)
@@ -77,7 +80,13 @@ def summary(
             raise BadInput("the state's Verification Summary is available as pdf or docx")
         check_databases(state_url=settings.resolved_state_url)
         acting = resolve_user(user)
-        actor = authorise(acting, Right.R)
+        actor = authorise(
+            acting,
+            Right.R,
+            ALL_DISTRICTS,
+            entry_point="cli:summary",
+            asked="the state's Verification Summary (every district)",
+        )
         from .state_summary import show_state
 
         show_state(
@@ -95,13 +104,19 @@ def summary(
     # The summary describes these databases: a missing one is named, not a stale result shown.
     check_databases(config.url, settings.resolved_state_url)
     acting = resolve_user(user)
-    actor = authorise(acting, Right.R)
+    actor = authorise(
+        acting,
+        Right.R,
+        config.number,
+        entry_point="cli:summary",
+        asked=f"Verification Summary of district {config.number}",
+    )
     verification_store = backend().summaries
     if trend:
         history = verification_store.load_trend(config.number, runs, user=actor)
         _print_trend(history, as_json)
         return
-    stored = None if reverify else verification_store.load_latest_summary(config.number)
+    stored = None if reverify else verification_store.load_latest_summary(config.number, user=actor)
     shown, fresh = _shown(stored, names, config.number, acting)
     out = err_console if as_json else console  # with --json, stdout holds one document
     if as_json:

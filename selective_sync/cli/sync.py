@@ -37,7 +37,7 @@ def sync(
 ) -> None:
     """Re-send the named records from the district to the state, and show each outcome."""
     spec = get_object(object_name)
-    refuse_early(" ".join(ids), resolve_user(user), district)
+    refuse_early(spec.name, " ".join(ids), resolve_user(user), district)
     parameters = dict(
         object=spec.name,
         ids=" ".join(ids),
@@ -66,13 +66,13 @@ def sync(
     print_result(result)
 
 
-def refuse_early(ids: str, user: str, district: int | None) -> None:
+def refuse_early(object_name: str, ids: str, user: str, district: int | None) -> None:
     """Refuse a request that cannot run before the flow (and Prefect) starts.
 
     Inside the flow the same refusals are right for the UI and the API, but on a terminal
-    Prefect prints each failed run's traceback: here a bad request, a user without W or an
-    unreachable database gets the one ``error:`` line every other command gives. The flow
-    checks all of this again.
+    Prefect prints each failed run's traceback: here a bad request, a user without W on the
+    district or an unreachable database gets the one ``error:`` line every other command
+    gives. The flow checks all of this again.
     """
     from selective_sync.settings import resolve_district
 
@@ -83,7 +83,14 @@ def refuse_early(ids: str, user: str, district: int | None) -> None:
 
     settings = get_settings()
     config = resolve_district(settings, district)
-    authorise(user, Right.W)
+    count = len(ids.replace(",", " ").replace(";", " ").split())
+    authorise(
+        user,
+        Right.W,
+        config.number,
+        entry_point="cli:sync",
+        asked=f"sync {object_name} {count} key{'' if count == 1 else 's'}",
+    )
     parse_ids(ids)
     check_databases(config.url, settings.resolved_state_url)
 

@@ -1,6 +1,12 @@
 """Deterministic demo data: a district, a state with another district, seeded drift."""
 
-from .generator import OTHER_DISTRICT, generate_demo
+from .generator import OTHER_DISTRICT, OTHER_DISTRICT_FILE, demo_districts, generate_demo
 from .manifest import DemoManifest
 
-__all__ = ["OTHER_DISTRICT", "DemoManifest", "generate_demo"]
+__all__ = [
+    "OTHER_DISTRICT",
+    "OTHER_DISTRICT_FILE",
+    "DemoManifest",
+    "demo_districts",
+    "generate_demo",
+]

@@ -26,6 +26,9 @@ from .seeding import Seeder, make_plan, shape
 log = logging.getLogger(__name__)
 
 OTHER_DISTRICT: tuple[int, str] = (312, "CEDAR FALLS")
+OTHER_DISTRICT_FILE = f"district-{OTHER_DISTRICT[0]}.db"
+# Persons of the other district whose last name differs at its district (seeded drift).
+OTHER_DISTRICT_MISMATCHED = 3
 
 # Persons generated and written per round: bounds memory whatever the demo's size.
 CHUNK_PERSONS = 20_000
@@ -54,12 +57,16 @@ def generate_demo(
     state_url: str | None = None,
     district_number: int = DEMO_DISTRICT_NUMBER,
     district_name: str = DEMO_DISTRICT_NAME,
+    other_district_db: bool = False,
 ) -> DemoManifest:
     """Write the demo district and state databases and ``directory/manifest.json``.
 
     Without URLs both databases are SQLite files in ``directory`` (built under temporary
     names and then moved into place, so a failure never leaves half a demo). With a URL,
-    that database's demo rows are replaced in place.
+    that database's demo rows are replaced in place. The state also holds a second district
+    (``OTHER_DISTRICT``); with ``other_district_db`` its own district database is written
+    too, as ``directory/district-312.db`` (the state's rows, a few persons renamed since):
+    a second district to serve with ``SELECTIVE_SYNC_DISTRICTS`` (see ``demo_districts``).
     """
     _check_input(persons, seed, district_number, district_name)
     directory = Path(directory).expanduser()
@@ -70,6 +77,11 @@ def generate_demo(
     try:
         district_engine = _open(district_url, directory / "district.db", temp_files, engines)
         state_engine = _open(state_url, directory / "state.db", temp_files, engines)
+        other_engine = (
+            _open(None, directory / OTHER_DISTRICT_FILE, temp_files, engines)
+            if other_district_db
+            else None
+        )
         manifest = _build(
             district_engine,
             state_engine,
@@ -78,6 +90,7 @@ def generate_demo(
             district_number=district_number,
             district_name=district_name,
             bulk=(district_url is None, state_url is None),
+            other_engine=other_engine,
         )
         for engine in engines:
             engine.dispose()
@@ -212,6 +225,7 @@ def _build(
     district_number: int,
     district_name: str,
     bulk: tuple[bool, bool],
+    other_engine: Engine | None = None,
 ) -> DemoManifest:
     other_number, other_name = OTHER_DISTRICT
     registered = {district_number: district_name, other_number: other_name}
@@ -236,6 +250,7 @@ def _build(
     copy = bulk[0] and bulk[1] and RAW_SQLITE
     district = _Loader(district_engine, district_metadata, bulk=bulk[0])
     state = _Loader(state_engine, state_metadata, bulk=bulk[1])
+    other_district: _Loader | None = None
     try:
         district.insert({"school": [(school_id, name) for school_id, name, _ in SCHOOLS]})
         factory = PersonFactory(
@@ -254,26 +269,69 @@ def _build(
         if copy:
             seeded = sorted(factory.person_id(index) for index in plan)
             state.copy_from_district(district_engine, district_number, seeded)
-        # The other district exists only at the state, with the same personID numbers.
+        # The other district is at the state, with the same personID numbers (and, with
+        # other_district_db, in its own district database).
         other = PersonFactory(
             random.Random(f"selective-sync demo {seed} district {other_number}"),
             seed,
             other_number,
         )
+        if other_engine is not None:
+            create_district_schema(other_engine)
+            other_district = _Loader(other_engine, district_metadata, bulk=True)
+            other_district.insert({"school": [(school_id, name) for school_id, name, _ in SCHOOLS]})
         for start in range(0, other_persons, CHUNK_PERSONS):
             stop = min(other_persons, start + CHUNK_PERSONS)
-            _unused, s_rows = _chunk(other, seeder, {}, other_number, start, stop)
+            d_rows, s_rows = _chunk(other, seeder, {}, other_number, start, stop)
             state.insert(s_rows)
-        for loader in (district, state):
+            if other_district is not None:
+                other_district.insert(d_rows)
+        loaders = [district, state] + ([other_district] if other_district else [])
+        for loader in loaders:
             loader.check()
             loader.analyze()
     finally:
         district.close()
         state.close()
+        if other_district is not None:
+            other_district.close()
+    if other_engine is not None:
+        manifest.other_district = _rename_some(other_engine, other, other_number, other_name)
     if state_engine.dialect.name == "sqlite":
         _store_dates_as_datetime_text(state_engine, district_number, seeder.datetime_noise)
     manifest.sort()
     return manifest
+
+
+def _rename_some(engine: Engine, factory: PersonFactory, number: int, name: str) -> dict:
+    """Seed drift in the other district's database: the first persons' names changed there
+    since the state got them (so a sync of them would write). Returns the manifest entry."""
+    identity = district_metadata.tables["identity"]
+    keys = [factory.person_id(index) for index in range(OTHER_DISTRICT_MISMATCHED)]
+    with engine.begin() as conn:
+        conn.execute(
+            identity.update()
+            .where(identity.c.person_id.in_(keys))
+            .values(last_name=identity.c.last_name + "-RENAMED")
+        )
+    return {
+        "number": number,
+        "name": name,
+        "file": OTHER_DISTRICT_FILE,
+        "PersonIdentity": {"mismatched": keys},
+    }
+
+
+def demo_districts(directory: Path) -> list[dict]:
+    """``SELECTIVE_SYNC_DISTRICTS`` for the demo's other district (written by
+    ``generate_demo(..., other_district_db=True)``), to serve it beside the demo district."""
+    number, name = OTHER_DISTRICT
+    path = Path(directory).expanduser() / OTHER_DISTRICT_FILE
+    if not path.exists():
+        raise BadInput(
+            f"no database of district {number} at {path}: run selective-sync demo --second-district"
+        )
+    return [{"number": number, "name": name, "url": sqlite_url(path)}]
 
 
 def _store_dates_as_datetime_text(engine: Engine, number: int, noise: list[tuple]) -> None:

@@ -33,6 +33,8 @@ class DemoManifest:
     seed: int
     issues: dict[str, dict[str, list[int]]] = field(default_factory=_empty_kinds)
     will_fail: dict[str, dict[str, list[int]]] = field(default_factory=_empty_fails)
+    other_district: dict[str, Any] | None = None
+    """With a database of the other district: its number, name, file and seeded drift."""
 
     def keys(self, object_name: str, kind: IssueKind) -> list[int]:
         """Keys of ``object_name`` seeded as ``kind`` (sorted)."""
@@ -84,6 +86,8 @@ class DemoManifest:
             name: {reason: sorted(reasons[reason]) for reason in FAIL_REASONS}
             for name, reasons in self.will_fail.items()
         }
+        if self.other_district is not None:
+            data["other_district"] = self.other_district
         return data
 
     def to_json(self) -> str:
@@ -113,6 +117,7 @@ class DemoManifest:
                     name: {r: [int(k) for k in reasons.get(r, [])] for r in FAIL_REASONS}
                     for name, reasons in data["will_fail"].items()
                 },
+                other_district=data.get("other_district"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"not a demo manifest: missing or bad field {exc}") from exc

@@ -9,6 +9,7 @@ its heartbeat and reads as Crashed once three heartbeats are missed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,9 +48,12 @@ class LedgerHistory:
         done = keys_done(self.engine, live)
         return [self.entry(r, None, done.get(r.run_id)) for r in requests]
 
-    def find(self, run: str, *, list_matches: bool = True) -> LedgerRequest | None:
+    def find(
+        self, run: str, *, list_matches: bool | Callable[[int], bool] = True
+    ) -> LedgerRequest | None:
         """The request named by a run id, an id prefix or a run-name prefix; None when the
-        ledger has none. Several matches are refused (listed only with ``list_matches``)."""
+        ledger has none. Several matches are refused, listing those ``list_matches`` allows
+        (a bool, or a test of each match's district: the reader's R)."""
         text = (run or "").strip()
         if not text:
             raise BadInput("no run given: use a run id (or its first characters) from history list")
@@ -63,11 +67,13 @@ class LedgerHistory:
             if (by_id and r.run_id.startswith(text.lower())) or r.run_name.startswith(text)
         ]
         if len(matches) > 1:
-            if not list_matches:
+            may_list = list_matches if callable(list_matches) else lambda _d: list_matches
+            listed = [r for r in matches if may_list(r.district_number)]
+            if not listed:
                 raise BadInput(
                     f"{text!r} matches several Sync History entries; give more of the run id"
                 )
-            shown = ", ".join(f"{r.run_id[:8]} ({r.run_name})" for r in matches[:5])
+            shown = ", ".join(f"{r.run_id[:8]} ({r.run_name})" for r in listed[:5])
             raise BadInput(
                 f"{text!r} matches several Sync History entries: {shown}; give more of the run id"
             )

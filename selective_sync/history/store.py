@@ -5,7 +5,8 @@ ledger in the state database (``history.ledger``), and deleting also removes the
 artifacts that show them in the Prefect UI. The core never imports that implementation,
 it is handed one (see ``selective_sync.cli.backend``).
 ``user`` is a user name or an already authorised ``Actor``: each call refuses a user without
-the right it needs (R to read, D to delete) before it reads or deletes anything.
+the right it needs on the district it touches (R to read, D to delete) before it reads or
+deletes anything of it.
 """
 
 from __future__ import annotations

@@ -3,25 +3,36 @@
 ``GET /reports/<run-id>.<pdf|docx>`` and ``GET /verification/<district>/<run-id>.<fmt>``
 (HEAD too). A request must carry the link's ``user`` and ``sig``; the signature must match
 (the link was made by this installation for that user and that file), and that user must
-hold R in the rights store *now*. Any other path is 404 before anything is read.
+hold R on the report's district in the rights store *now*: the district in the path for a
+Verification Summary (0, the state's view, needs R on all districts), the district the
+ledger records for a sync run's report (a run the ledger does not know needs R on all
+districts). A refusal is recorded in the refusal audit. Any other path is 404 before
+anything is read.
 
 Trust model: the server cannot know who clicked (the Prefect UI passes on no identity), so
 a link is a capability of the user it was issued to: whoever holds the URL may fetch that
-one file for as long as that user holds R. Plain HTTP, loopback by default.
+one file for as long as that user holds R on its district. Plain HTTP, loopback by default.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import BadInput, SelectiveSyncError
-from ..rights import Right, RightsStore
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db import make_engine
+from ..errors import BadInput, DatabaseUnavailable, SelectiveSyncError
+from ..ledger import read_request
+from ..rights import ALL_DISTRICTS, Right, RightsStore
 from ..settings import Settings, get_settings
+from ..text import first_line
 from .storage import LinkSigner, ReportStorage, StoredReport, parse_url_path
 
 log = logging.getLogger(__name__)
@@ -29,10 +40,12 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 REALM = "selective-sync reports"
+ENTRY_POINT = "report-server"
 
 
 class ReportServer(ThreadingHTTPServer):
-    """A threading HTTP server holding the storage, the link signer and the rights store."""
+    """A threading HTTP server holding the storage, the link signer, the rights store and
+    the state database (whose ledger says which district a sync run's report belongs to)."""
 
     daemon_threads = True
 
@@ -42,9 +55,29 @@ class ReportServer(ThreadingHTTPServer):
         storage: ReportStorage,
         signer: LinkSigner,
         rights: RightsStore,
+        state_url: str | None = None,
     ) -> None:
         self.storage, self.signer, self.rights = storage, signer, rights
+        self.state_url = state_url
+        self._state: Engine | None = None
+        self._state_lock = threading.Lock()
         super().__init__(address, ReportRequestHandler)
+
+    def district_of(self, ref: StoredReport) -> int:
+        """The district whose R a report needs (``ALL_DISTRICTS``: the state's view, or a
+        sync run the ledger does not know)."""
+        if ref.kind == "verification":
+            return ref.district or ALL_DISTRICTS
+        if self.state_url is None:
+            return ALL_DISTRICTS
+        with self._state_lock:
+            if self._state is None:
+                self._state = make_engine(self.state_url)
+        try:
+            request = read_request(self._state, ref.run_id)
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(f"the ledger could not be read: {first_line(exc)}") from exc
+        return request.district_number if request is not None else ALL_DISTRICTS
 
     @property
     def url(self) -> str:
@@ -54,6 +87,8 @@ class ReportServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.rights.close()
+        if self._state is not None:
+            self._state.dispose()
 
 
 def make_server(
@@ -65,7 +100,7 @@ def make_server(
     signer = LinkSigner.from_settings(settings)
     rights = RightsStore.from_settings(settings)
     try:
-        server = ReportServer((host, port), storage, signer, rights)
+        server = ReportServer((host, port), storage, signer, rights, settings.resolved_state_url)
     except OSError as exc:
         rights.close()
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -124,19 +159,18 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
         if not self.server.signer.verify(ref.url_path, user, sig):
             return self._refuse(HTTPStatus.FORBIDDEN, "invalid report link signature", with_body)
         try:
-            allowed = self.server.rights.has(user, Right.R)
+            actor = self.server.rights.actor(user, ENTRY_POINT)
+            district = self.server.district_of(ref)
+            if not actor.holds(Right.R, district):
+                refusal = actor.refuse(Right.R, district, asked=f"{self.command} {ref.url_path}")
+                return self._refuse(HTTPStatus.FORBIDDEN, str(refusal), with_body)
         except BadInput as exc:
             return self._refuse(HTTPStatus.FORBIDDEN, str(exc), with_body)
         except SelectiveSyncError as exc:
             log.error("rights check failed: %s", exc)
             return self._refuse(
-                HTTPStatus.SERVICE_UNAVAILABLE, "the rights store is unavailable", with_body
-            )
-        if not allowed:
-            return self._refuse(
-                HTTPStatus.FORBIDDEN,
-                f"user {user!r} lacks the R right (see the tool, the Sync History and "
-                "reports); ask an administrator",
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "the rights store or the ledger is unavailable",
                 with_body,
             )
         self._send_file(ref, user, with_body)

@@ -2,7 +2,8 @@
 
 The orchestration layer implements it on the Prefect API (``flows.verification_store``);
 the core never imports that implementation, it is handed one (``selective_sync.cli.backend``).
-``user``, when given (a user name or an authorised ``Actor``), must hold R.
+``user``, when given (a user name or an authorised ``Actor``), must hold R on the district
+(on all districts for the state's view).
 """
 
 from __future__ import annotations

@@ -41,13 +41,13 @@ def server(tmp_path_factory) -> Iterator[Server]:
 def demo_data(demo_template, tmp_path_factory) -> DemoData:
     """A copy of the demo, with the admin and the reconciliation requester as an operator
     would set them up (``selective-sync rights bootstrap`` / ``grant``)."""
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
     from selective_sync.settings import sqlite_url
 
     directory = tmp_path_factory.mktemp("integration") / "data"
     shutil.copytree(demo_template, directory)
     with RightsStore(sqlite_url(directory / "rights.db"), create_missing=True) as store:
         store.bootstrap_admin(ADMIN)
-        store.grant(ADMIN, "scheduled reconciliation", "W")
+        store.grant(ADMIN, "scheduled reconciliation", "W", district=ALL_DISTRICTS)
     manifest = json.loads((directory / "manifest.json").read_text())
     return DemoData(directory, manifest)

@@ -124,13 +124,13 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     district's lock (selective_sync.locks) makes one wait for the other, so their writes
     never interleave, and both end right."""
     from flows.reconcile import reconcile_district
-    from selective_sync.rights import RightsStore
+    from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
     dbs = module_stack.enter_context(demo_databases("mariadb", tmp_path / "data"))
     dbs.configure(monkeypatch)
     dbs.bootstrap_admin()
     with RightsStore.from_settings() as store:
-        store.grant(ADMIN, REQUESTER, "W")
+        store.grant(ADMIN, REQUESTER, "W", district=ALL_DISTRICTS)
     other_districts.watch(dbs.state_url)
 
     refused = refused_keys(dbs.manifest, OBJECT)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import tally
-from helpers import whole_database_checksum
+from helpers import refusals_of, whole_database_checksum
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -314,7 +314,9 @@ def test_flow_refuses_hostile_parameters_and_writes_nothing(demo, admin, overrid
     parameters.update(override)
     state_before = whole_database_checksum(demo.state_url)
     district_before = whole_database_checksum(demo.district_url)
-    rights_before = whole_database_checksum(f"sqlite:///{demo.dir / 'rights.db'}")
+    rights_url = f"sqlite:///{demo.dir / 'rights.db'}"
+    rights_before = whole_database_checksum(rights_url, refusals=False)
+    refusals_before = refusals_of(rights_url)
     _, state, raised = run_flow(selective_sync, **parameters)
     tally.add("bad_inputs_tried")
     assert state.is_failed(), state
@@ -327,7 +329,15 @@ def test_flow_refuses_hostile_parameters_and_writes_nothing(demo, admin, overrid
         assert text in str(raised), (text, str(raised))
     assert whole_database_checksum(demo.state_url) == state_before
     assert whole_database_checksum(demo.district_url) == district_before
-    assert whole_database_checksum(f"sqlite:///{demo.dir / 'rights.db'}") == rights_before
+    assert whole_database_checksum(rights_url, refusals=False) == rights_before
+    # A refusal is recorded in the refusal audit (and nothing else is).
+    new = refusals_of(rights_url)[len(refusals_before) :]
+    if error == "RightsError":
+        assert [(r["user_name"], r["right_letter"], r["district"]) for r in new] == [
+            (parameters["requested_by"], "W", 275)
+        ]
+    else:
+        assert new == []
     # Nothing reached the reports either.
     assert not list((demo.dir / "reports").glob("**/*.pdf"))
 

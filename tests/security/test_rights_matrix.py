@@ -1,73 +1,138 @@
-"""The rights matrix: every right set against every action, through every entry point.
+"""The rights matrix: every entry point × R/W/D × own district / other district / all
+districts / none, on an installation serving two districts that both have data.
 
-Right sets: none (an unknown user), R, W, D, RW, RD. Actions: the Sync History API
-functions, the flows (selective-sync, verification-summary, delete-history-entry,
-clear-sync-history; reconcile runs as its fixed requester) and the CLI commands (sync,
-history list/show/delete/clear, report). Each cell is expected allowed or refused from the
-table below (W counts as R; D does not), and a refusal must change nothing: the state and
-district databases, the rights store, the Prefect runs and artifacts behind the history,
-and ``history list``. test_rights.py covers the rights store and ``selective-sync rights``
-itself; test_history.py some of the history refusals; this is the full table.
+Users hold one letter on district 275 (their own), or on all districts (state staff), or
+nothing. Each action targets district 275 or 312 (or, for the state's view and grants on
+all districts, all districts); it needs its right on its target, so a 275 user is allowed
+on 275 and refused on 312, where an unchecked action would succeed just the same (312 has
+its own district database, history entries and reports). Entry points: the Sync History
+API functions, the flows (selective-sync, verification-summary, find-ids,
+delete-history-entry, clear-sync-history), the CLI commands (sync, summary, find, history
+list/show/delete/clear, report, rights grant), the report server, the state's view; the
+reconciliation apart at the end.
 
-A refused *selective-sync* run is itself a Failed Sync History entry (the design counts a
-refused request as one that could not be processed; test_history checks its content):
-there the check is that it is the only new thing, with no artifact and no write.
+A refusal must change nothing: the state database, both district databases, the grants and
+their audit, the Prefect runs and artifacts behind the history, the stored reports and both
+districts' history lists; and it must be recorded in the refusal audit, once, with the
+user, the entry point, the right and the district. An allowed action must succeed on its
+target and leave the other district's history alone. test_rights.py covers the rights store
+and ``selective-sync rights`` itself.
+
+A refused *selective-sync* run is itself a Failed run (the design counts a refused request
+as one that could not be processed): there the check is that it is the only new thing,
+with no artifact, no write and no history entry.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from dataclasses import dataclass
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import tally
-from helpers import whole_database_checksum
+from helpers import refusals_of, rows_checksum, serve_two_districts, whole_database_checksum
 
-from selective_sync.rights import RightsError
+from selective_sync.rights import ALL_DISTRICTS, RightsError
 from selective_sync.settings import sqlite_url
 
 from .conftest import cli_in_process, run_flow
 
 ADMIN = "matrix-admin"
-USERS = {"nobody": "", "rita": "R", "walt": "W", "dora": "D", "wendy": "RW", "rhoda": "RD"}
+OWN, OTHER, ALL = 275, 312, ALL_DISTRICTS
 
-# action -> the right it needs (the table the matrix is built from).
-ACTIONS = {
-    "api-list": "R",
-    "api-show": "R",
-    "api-delete": "D",
-    "api-clear": "D",
-    "flow-sync": "W",
-    "flow-verify": "R",
-    "flow-delete": "D",
-    "flow-clear": "D",
-    "cli-sync": "W",
-    "cli-history-list": "R",
-    "cli-history-show": "R",
-    "cli-report": "R",
-    "cli-history-delete": "D",
-    "cli-history-clear": "D",
+# user -> (the letters they hold, where: 275, all districts, or nowhere)
+USERS: dict[str, tuple[str, int | None]] = {
+    "nobody": ("", None),
+    "r-275": ("R", OWN),
+    "w-275": ("W", OWN),
+    "d-275": ("D", OWN),
+    "r-all": ("R", ALL),
+    "w-all": ("W", ALL),
+    "d-all": ("D", ALL),
 }
 
+# action -> (the right it needs on its target, the entry point its refusal names)
+ACTIONS: dict[str, tuple[str, str]] = {
+    "api-list": ("R", "api:history"),
+    "api-show": ("R", "api:history"),
+    "api-delete": ("D", "api:history"),
+    "api-clear": ("D", "api:history"),
+    "flow-sync": ("W", "flow:selective-sync"),
+    "flow-verify": ("R", "flow:verification-summary"),
+    "flow-find": ("R", "flow:find-ids"),
+    "flow-delete": ("D", "flow:delete-history-entry"),
+    "flow-clear": ("D", "flow:clear-sync-history"),
+    "cli-sync": ("W", "cli:sync"),
+    "cli-summary": ("R", "cli:summary"),
+    "cli-find": ("R", "cli:find"),
+    "cli-history-list": ("R", "cli:history list"),
+    "cli-history-show": ("R", "cli:history show"),
+    "cli-report": ("R", "cli:report"),
+    "cli-history-delete": ("D", "cli:history delete"),
+    "cli-history-clear": ("D", "cli:history clear"),
+    "cli-rights-grant": ("D", "cli:rights grant"),
+    "report-server": ("R", "report-server"),
+}
+# Actions on all districts at once.
+STATE_ACTIONS: dict[str, tuple[str, str]] = {
+    "flow-state-view": ("R", "flow:verification-summary"),
+    "cli-state-view": ("R", "cli:summary"),
+    "cli-rights-grant-all": ("D", "cli:rights grant"),
+    "report-server-state": ("R", "report-server"),
+}
+NEEDS_ENTRY = ("list", "show", "delete", "report", "report-server")
+BY_RUN = (
+    "api-show",
+    "api-delete",
+    "flow-delete",
+    "cli-history-show",
+    "cli-history-delete",
+    "cli-report",
+)
 
-def allowed(rights: str, needed: str) -> bool:
-    held = set(rights) | ({"R"} if "W" in rights else set())
-    return needed in held
+
+def allowed(user: str, needed: str, target: int) -> bool:
+    letters, where = USERS[user]
+    held = set(letters) | ({"R"} if "W" in letters else set())
+    return needed in held and where is not None and where in (ALL, target)
 
 
-# The flows make the same ``require`` call the API functions and the CLI make, and each
-# flow run costs a second or two: they get the four single right sets (none, R, W, D),
-# which already cover "W reads, D does not"; the API and the CLI get every set.
-FLOW_USERS = ("nobody", "rita", "walt", "dora")
+def scope_of(user: str, target: int) -> str:
+    where = USERS[user][1]
+    if where is None:
+        return "none"
+    if where == ALL:
+        return "all"
+    return "own" if where == target else "other"
+
 
 CELLS = [
-    pytest.param(user, action, allowed(rights, needed), id=f"{rights or 'none'}-{action}")
-    for action, needed in ACTIONS.items()
-    for user, rights in USERS.items()
-    if not action.startswith("flow-") or user in FLOW_USERS
+    pytest.param(
+        user,
+        action,
+        target,
+        allowed(user, needed, target),
+        id=f"{action}-{target}-{USERS[user][0] or 'none'}-{scope_of(user, target)}",
+    )
+    for action, (needed, _entry) in ACTIONS.items()
+    for target in (OWN, OTHER)
+    for user in USERS
+] + [
+    pytest.param(
+        user,
+        action,
+        ALL,
+        allowed(user, needed, ALL),
+        id=f"{action}-{USERS[user][0] or 'none'}-{scope_of(user, ALL)}",
+    )
+    for action, (needed, _entry) in STATE_ACTIONS.items()
+    for user in USERS
 ]
 
 
@@ -75,16 +140,17 @@ CELLS = [
 class World:
     dir: Path
     started: datetime
-    key: int
+    keys: dict[int, int]  # a key differing between each district and the state
+    server_url: str
     last: dict | None = None  # the snapshot after the last refusal (nothing changed since)
+    entries: dict[int, str] = field(default_factory=dict)
 
     @property
     def state_url(self) -> str:
         return sqlite_url(self.dir / "state.db")
 
-    @property
-    def district_url(self) -> str:
-        return sqlite_url(self.dir / "district.db")
+    def district_url(self, number: int) -> str:
+        return sqlite_url(self.dir / ("district.db" if number == OWN else "district-312.db"))
 
     @property
     def rights_url(self) -> str:
@@ -92,52 +158,67 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(demo_template, tmp_path_factory, prefect_api):
-    """One demo for the whole matrix (cells only read it, or refuse), users made once."""
+def world(two_district_template, tmp_path_factory, prefect_api):
+    """One two-district demo for the whole matrix, users made once, a report server."""
+    import json
+
+    from selective_sync.reports.server import make_server
     from selective_sync.rights import RightsStore
 
     directory = tmp_path_factory.mktemp("rights-matrix") / "data"
-    shutil.copytree(demo_template, directory)
+    shutil.copytree(two_district_template, directory)
     patch = pytest.MonkeyPatch()
-    for name in list(os.environ):
-        if name.startswith("SELECTIVE_SYNC_"):
-            patch.delenv(name)
-    patch.setenv("SELECTIVE_SYNC_DATA_DIR", str(directory))
+    serve_two_districts(directory, patch)
     with RightsStore.from_settings() as store:
         store.bootstrap_admin(ADMIN)
-        for user, rights in USERS.items():
-            if rights:
-                store.grant(ADMIN, user, rights)
-    import json
-
+        for user, (letters, where) in USERS.items():
+            if letters:
+                store.grant(ADMIN, user, letters, district=where)
     manifest = json.loads((directory / "manifest.json").read_text())
-    yield World(directory, datetime.now(UTC), manifest["PersonIdentity"]["mismatched"][0])
+    keys = {
+        OWN: manifest["PersonIdentity"]["mismatched"][0],
+        OTHER: manifest["other_district"]["PersonIdentity"]["mismatched"][0],
+    }
+    server = make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield World(directory, datetime.now(UTC), keys, server.url)
+    server.shutdown()
+    server.server_close()
     patch.undo()
 
 
-def make_entry(world: World) -> str:
-    """A fresh Sync History entry (a dry run: nothing written) to show, report or delete."""
+def make_entry(world: World, district: int) -> str:
+    """A fresh Sync History entry of ``district`` (a dry run: nothing written)."""
     from flows.sync_request import selective_sync
 
     run_id, state, _ = run_flow(
-        selective_sync, object="PersonIdentity", ids=[world.key], requested_by=ADMIN, dry_run=True
+        selective_sync,
+        object="PersonIdentity",
+        ids=[world.keys[district]],
+        requested_by=ADMIN,
+        district=district,
+        dry_run=True,
     )
     assert state.is_completed(), state
+    world.last = None
     return run_id
 
 
-def existing_entry(world) -> str:
-    """An entry that exists now (an allowed clear may have removed the others)."""
+def existing_entry(world: World, district: int) -> str:
+    """An entry of ``district`` that exists now (an allowed clear may have removed them)."""
     from flows.history_store import list_entries
 
-    entries = list_entries(limit=1, user=ADMIN)
+    entries = list_entries(district, limit=1, user=ADMIN)
     if entries:
         return entries[0].run_id
-    world.last = None
-    return make_entry(world)
+    return make_entry(world, district)
 
 
-NEEDS_ENTRY = ("list", "show", "report", "delete")
+def history(district: int) -> list[dict]:
+    from flows.history_store import list_entries
+
+    return [e.as_dict(with_outcomes=False) for e in list_entries(district, limit=50, user=ADMIN)]
 
 
 def snapshot(world: World) -> dict:
@@ -145,7 +226,7 @@ def snapshot(world: World) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterExpectedStartTime
 
-    from flows.history_store import _artifacts, list_entries
+    from flows.history_store import _artifacts
 
     with get_client(sync_client=True) as client:
         runs, offset = [], 0
@@ -165,8 +246,10 @@ def snapshot(world: World) -> dict:
         artifacts = _artifacts(client, [r.id for r in runs])
     return {
         "state": whole_database_checksum(world.state_url),
-        "district": whole_database_checksum(world.district_url),
-        "rights": whole_database_checksum(world.rights_url),
+        "district 275": whole_database_checksum(world.district_url(OWN)),
+        "district 312": whole_database_checksum(world.district_url(OTHER)),
+        # A refusal records itself in the refusal audit: checked apart.
+        "rights": whole_database_checksum(world.rights_url, refusals=False),
         "sync_runs": {
             str(r.id): r.state_type.value for r in runs if flows[r.flow_id] == "selective-sync"
         },
@@ -174,44 +257,84 @@ def snapshot(world: World) -> dict:
         # unkeyed result record (Prefect persisting the exception) is not.
         "artifacts": sorted(str(a.id) for a in artifacts if a.key or a.type),
         "reports": sorted(str(p.relative_to(world.dir)) for p in world.dir.glob("reports/**/*.*")),
-        "history": [e.as_dict(with_outcomes=False) for e in list_entries(limit=50, user=ADMIN)],
+        "history 275": history(OWN),
+        "history 312": history(OTHER),
     }
 
 
 # ---------------------------------------------------------------- the actions
 
 
-def act(action: str, user: str, world: World, entry: str, tmp_path: Path):
-    """Do ``action`` as ``user``. Returns what it returned; raises what it raised. CLI
-    actions return the CliResult (the CLI turns refusals into an exit code)."""
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def state_report_link(world: World, user: str) -> str:
+    """A link to a state's-view report (district 0) for ``user``, on a stored stand-in file."""
+    from selective_sync.reports.storage import LinkSigner, ReportStorage, StoredReport
+
+    ref = StoredReport.state(uuid.UUID(int=0), "pdf")
+    path = ReportStorage.from_settings().path(ref)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"%PDF-1.7 the state's view, stand-in bytes")
+        world.last = None
+    return LinkSigner.from_settings().link(world.server_url, ref, user)
+
+
+def act(action: str, user: str, target: int, world: World, entry: str, tmp_path: Path):
+    """Do ``action`` as ``user`` on ``target``. Returns what it returned; raises what it
+    raised. CLI actions return the CliResult, HTTP ones (status, body)."""
     from flows import history_maintenance as maintenance
     from flows import history_store as store
+    from flows.find_ids import find_ids
     from flows.sync_request import selective_sync
     from flows.verification_summary import verification_summary
+    from selective_sync.reports.storage import LinkSigner, StoredReport
 
     if action == "api-list":
-        return store.list_entries(user=user)
+        return store.list_entries(target, user=user)
     if action == "api-show":
         return store.get_entry(entry, user=user)
     if action == "api-delete":
         return store.delete_entry(entry, user=user)
     if action == "api-clear":
-        return store.clear(user=user)
+        return store.clear(target, user=user)
+    if action == "report-server":
+        link = LinkSigner.from_settings().link(
+            world.server_url, StoredReport.sync(entry, "pdf"), user
+        )
+        return fetch(link)
+    if action == "report-server-state":
+        return fetch(entry)  # the link, made (with its file) before the snapshot
     flow_calls = {
         "flow-sync": lambda: run_flow(
             selective_sync,
             object="PersonIdentity",
-            ids=str(world.key),
+            ids=str(world.keys[target]),
             requested_by=user,
+            district=target,
             dry_run=True,
         ),
         "flow-verify": lambda: run_flow(
-            verification_summary, objects=["Graduation"], requested_by=user
+            verification_summary, district=target, objects=["Graduation"], requested_by=user
+        ),
+        "flow-state-view": lambda: run_flow(
+            verification_summary, all_districts=True, requested_by=user
+        ),
+        "flow-find": lambda: run_flow(
+            find_ids, requested_by=user, district=target, last_name="A", limit=5
         ),
         "flow-delete": lambda: run_flow(
             maintenance.delete_history_entry, run_id=entry, requested_by=user
         ),
-        "flow-clear": lambda: run_flow(maintenance.clear_history, requested_by=user),
+        "flow-clear": lambda: run_flow(
+            maintenance.clear_history, requested_by=user, district=target
+        ),
     }
     if action in flow_calls:
         _, state, result = flow_calls[action]()
@@ -220,127 +343,215 @@ def act(action: str, user: str, world: World, entry: str, tmp_path: Path):
             raise result
         assert state.is_completed(), state
         return result
+    where = ["--district", str(target)]
     args = {
-        "cli-sync": ["sync", "PersonIdentity", str(world.key), "--dry-run"],
-        "cli-history-list": ["history", "list"],
+        "cli-sync": ["sync", "PersonIdentity", str(world.keys.get(target, 0)), *where, "--dry-run"],
+        "cli-summary": ["summary", *where, "--object", "Graduation"],
+        "cli-state-view": ["summary", "--all-districts"],
+        "cli-find": ["find", "--last", "A", "--limit", "5", *where],
+        "cli-history-list": ["history", "list", *where],
         "cli-history-show": ["history", "show", entry],
         "cli-report": ["report", entry, "-o", str(tmp_path / "r.pdf")],
         "cli-history-delete": ["history", "delete", entry],
-        "cli-history-clear": ["history", "clear", "--yes"],
+        "cli-history-clear": ["history", "clear", *where, "--yes"],
+        "cli-rights-grant": ["rights", "grant", "probe", "R", *where],
+        "cli-rights-grant-all": ["rights", "grant", "probe", "R", "--all-districts"],
     }[action]
     return cli_in_process(*args, "--user", user)
 
 
-@pytest.mark.parametrize(("user", "action", "expected"), CELLS)
-def test_rights_matrix(world, tmp_path, user, action, expected):
-    needed = ACTIONS[action]
+def is_http(action: str) -> bool:
+    return action.startswith("report-server")
+
+
+@pytest.mark.parametrize(("user", "action", "target", "expected"), CELLS)
+def test_rights_matrix(world, tmp_path, user, action, target, expected):
+    needed, entry_point = {**ACTIONS, **STATE_ACTIONS}[action]
     entry = ""
     if action.endswith(NEEDS_ENTRY):
-        if expected and action.endswith("delete"):
-            entry = make_entry(world)  # one to delete
-            world.last = None
-        else:
-            entry = existing_entry(world)
+        # One to delete when the delete is allowed; otherwise any entry of the target.
+        entry = make_entry(world, target) if expected and "delete" in action else ""
+        entry = entry or existing_entry(world, target)
+    if action == "report-server-state":
+        entry = state_report_link(world, user)
     if expected:
         world.last = None
-        result = act(action, user, world, entry, tmp_path)
+        other = history(OTHER if target == OWN else OWN)
+        result = act(action, user, target, world, entry, tmp_path)
         if action.startswith("cli-"):
             assert result.returncode == 0, (result.stdout, result.stderr)
-        check_allowed(action, result, entry, world, tmp_path)
+        if is_http(action):
+            assert result[0] == 200, result
+        check_allowed(action, result, target, entry, world, tmp_path)
+        if target != ALL:
+            # The other district's history is untouched by anything done to this one.
+            assert history(OTHER if target == OWN else OWN) == other
         return
 
     before = world.last or snapshot(world)
+    refused_before = refusals_of(world.rights_url)
+    # Looked up by run, an entry is refused on all districts, before anything is read, to a
+    # user who holds the right on no district at all; else on the entry's district.
+    nowhere = not allowed(user, needed, USERS[user][1] or ALL)
+    district = ALL if action.endswith(BY_RUN) and nowhere else target
+    where = "all districts" if district == ALL else f"district {district}"
     refusal = f"user '{user}' lacks the {needed} right"
     if action.startswith("cli-"):
-        result = act(action, user, world, entry, tmp_path)
+        result = act(action, user, target, world, entry, tmp_path)
         line = result.error_line()
         assert result.returncode == 1
-        assert refusal in line, line
+        assert refusal in line and f") on {where}; they hold" in line, line
         assert not (tmp_path / "r.pdf").exists()
+    elif is_http(action):
+        status, body = act(action, user, target, world, entry, tmp_path)
+        assert status == 403, body
+        assert refusal in body.decode() and f"on {where};" in body.decode()
     else:
         with pytest.raises(RightsError) as info:
-            act(action, user, world, entry, tmp_path)
-        assert refusal in str(info.value)
+            act(action, user, target, world, entry, tmp_path)
+        assert refusal in str(info.value) and f") on {where}; they hold" in str(info.value)
     tally.add("rights_refusals_tried")
+    # Recorded once, with who, where from, which right, which district.
+    new = refusals_of(world.rights_url)[len(refused_before) :]
+    assert [(r["user_name"], r["entry_point"], r["right_letter"], r["district"]) for r in new] == [
+        (user, entry_point, needed, district)
+    ], new
+    assert new[0]["asked"]
     after = snapshot(world)
     if action == "flow-sync":
         # The refused request is a Failed run, and the only change: it wrote nothing, not
         # even to the ledger, so it is no history entry.
-        new = {k: v for k, v in after["sync_runs"].items() if k not in before["sync_runs"]}
-        assert list(new.values()) == ["FAILED"], new
-        (new_id,) = new
-        assert new_id not in {e["run_id"] for e in after["history"]}
-        del after["sync_runs"][new_id]
+        fresh = {k: v for k, v in after["sync_runs"].items() if k not in before["sync_runs"]}
+        assert list(fresh.values()) == ["FAILED"], fresh
+        (fresh_id,) = fresh
+        assert fresh_id not in {e["run_id"] for e in after[f"history {target}"]}
+        del after["sync_runs"][fresh_id]
         world.last = None
     else:
         world.last = after
     assert after == before
 
 
-def check_allowed(action: str, result, entry: str, world: World, tmp_path: Path) -> None:
-    from flows.history_store import list_entries
+def check_allowed(action: str, result, target: int, entry: str, world, tmp_path) -> None:
+    from selective_sync.rights import RightsStore
 
-    ids = [e.run_id for e in list_entries(limit=50, user=ADMIN)]
     if action in ("api-delete", "flow-delete", "cli-history-delete"):
-        assert entry not in ids
+        assert entry not in [e["run_id"] for e in history(target)]
     elif action in ("api-clear", "flow-clear", "cli-history-clear"):
-        assert ids == []
+        assert history(target) == []
     elif action == "api-show":
-        assert result.run_id == entry
+        assert (result.run_id, result.district) == (entry, target)
     elif action == "api-list":
-        assert entry in [e.run_id for e in result]
+        assert {e.district for e in result} == {target} and entry in [e.run_id for e in result]
     elif action == "flow-sync":
-        assert result.dry_run and [k.key for k in result.keys] == [world.key]
+        assert result.dry_run and [k.key for k in result.keys] == [world.keys[target]]
+        assert result.district_number == target
     elif action == "flow-verify":
+        assert result.district_number == target
         assert [o.object for o in result.objects] == ["Graduation"]
+    elif action == "flow-state-view":
+        assert {d.number for d in result.districts} == {OWN, OTHER}
+    elif action == "flow-find":
+        assert result.district_number == target
+    elif action == "cli-find":
+        assert f"of district {target}" in result.stdout
     elif action == "cli-sync":
         assert "Records" in result.stdout
+    elif action == "cli-summary":
+        assert str(target) in result.stdout and "Graduation" in result.stdout
+    elif action == "cli-state-view":
+        assert "275" in result.stdout and "312" in result.stdout
     elif action in ("cli-history-list", "cli-history-show"):
         assert entry[:8] in result.stdout
     elif action == "cli-report":
         assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    elif action in ("cli-rights-grant", "cli-rights-grant-all"):
+        with RightsStore.from_settings() as store:
+            assert "R" in store.grants_of("probe")[target]
+    elif action in ("report-server", "report-server-state"):
+        assert result[1][:5] == b"%PDF-"
+    else:
+        raise AssertionError(f"no check for {action}")
+
+
+def test_a_reader_of_one_district_lists_no_other_districts_entries(world):
+    """A run-name prefix matching entries of both districts: a user reading 275 only is
+    shown 275's candidates, never 312's; a D-only user none at all (D does not read)."""
+    from flows.history_store import delete_entry
+    from selective_sync.errors import BadInput
+    from selective_sync.rights import RightsStore
+
+    with RightsStore.from_settings() as store:
+        store.grant(ADMIN, "rd-275", "RD", district=OWN)
+    own = [make_entry(world, OWN) for _ in range(2)]
+    other = [make_entry(world, OTHER) for _ in range(2)]
+    before = snapshot(world)
+    prefix = f"PersonIdentity x1 by {ADMIN}"
+    with pytest.raises(BadInput) as info:
+        delete_entry(prefix, user="d-all")
+    message = str(info.value)
+    assert "matches" in message
+    for run_id in own + other:
+        assert run_id[:8] not in message
+    with pytest.raises(BadInput) as info:
+        delete_entry(prefix, user="rd-275")
+    message = str(info.value)
+    assert any(run_id[:8] in message for run_id in own), message
+    for run_id in other:
+        assert run_id[:8] not in message
+    assert snapshot(world) == before
+    tally.add("rights_refusals_tried")
 
 
 @pytest.mark.parametrize("rights", ["", "RD"])
-def test_reconcile_requester_without_w_is_refused(world, rights):
-    """The nightly reconcile flow runs as its fixed requester, which needs W."""
-    from flows.reconcile import reconcile
+def test_reconcile_requester_without_w_on_a_district_is_refused(world, rights):
+    """The nightly runs as its fixed requester, which needs W on every district it
+    reconciles: W on 275 alone reconciles 275 and is refused 312, changing nothing."""
+    from flows.reconcile import reconcile, reconcile_district
     from selective_sync.reconcile import REQUESTER
     from selective_sync.rights import RightsStore
 
     with RightsStore.from_settings() as store:
         if rights:
-            store.grant(ADMIN, REQUESTER, rights)
-        elif store.rights_of(REQUESTER):
-            store.revoke(ADMIN, REQUESTER)
+            store.grant(ADMIN, REQUESTER, rights, district=OWN)
+        elif store.grants_of(REQUESTER):
+            store.revoke(ADMIN, REQUESTER, district=OWN)
     world.last = None
     before = snapshot(world)
-    _, state, result = run_flow(reconcile, max_keys=5)
-    assert state.is_failed() and isinstance(result, RightsError), result
-    assert f"user '{REQUESTER}' lacks the W right" in str(result)
-    tally.add("rights_refusals_tried")
+    for flow, parameters, entry_point in (
+        (reconcile, {"districts": [OTHER]}, "flow:reconcile"),
+        (reconcile_district, {"district": OTHER}, "flow:reconcile-district"),
+    ):
+        refused_before = refusals_of(world.rights_url)
+        _, state, result = run_flow(flow, max_keys=5, **parameters)
+        assert state.is_failed() and isinstance(result, RightsError), result
+        assert f"user '{REQUESTER}' lacks the W right (run syncs) on district 312" in str(result)
+        new = refusals_of(world.rights_url)[len(refused_before) :]
+        assert [(r["user_name"], r["entry_point"], r["district"]) for r in new] == [
+            (REQUESTER, entry_point, OTHER)
+        ]
+        tally.add("rights_refusals_tried")
     assert snapshot(world) == before
 
 
-def test_d_without_r_reads_nothing_through_a_delete(world):
-    """A D-only user may delete by run id, but a run-name prefix matching several entries
-    must not list them (that would be reading the history without R)."""
-    from flows.history_store import delete_entry
-    from selective_sync.errors import BadInput
+def test_reconcile_of_its_own_district_leaves_the_other_alone(world):
+    """With W on 275 only, the reconciliation of 275 syncs 275's keys and not one row of 312."""
+    from flows.reconcile import reconcile
+    from selective_sync.reconcile import REQUESTER
+    from selective_sync.rights import RightsStore
 
-    make_entry(world)  # at least two entries whose names start alike
-    make_entry(world)
+    with RightsStore.from_settings() as store:
+        store.grant(ADMIN, REQUESTER, "W", district=OWN)
+    other_rows = rows_checksum(world.state_url, OTHER)
+    other_district = whole_database_checksum(world.district_url(OTHER))
+    other_history = history(OTHER)
+    own_rows = rows_checksum(world.state_url, OWN)
+    _, state, result = run_flow(reconcile, districts=[OWN], max_keys=5)
+    assert state.is_completed(), result
+    (district,) = result.districts
+    assert district.number == OWN and district.succeeded > 0 and not district.error
+    assert rows_checksum(world.state_url, OWN) != own_rows
+    assert rows_checksum(world.state_url, OTHER) == other_rows
+    assert whole_database_checksum(world.district_url(OTHER)) == other_district
+    assert history(OTHER) == other_history
     world.last = None
-    before = snapshot(world)
-    with pytest.raises(BadInput) as info:
-        delete_entry("PersonIdentity x1 by", user="dora")
-    message = str(info.value)
-    assert "matches" in message
-    for e in before["history"]:
-        assert e["run_id"][:8] not in message and ADMIN not in message
-    assert snapshot(world) == before
-    tally.add("rights_refusals_tried")
-    # With R as well, the same mistake lists the candidates to choose from.
-    with pytest.raises(BadInput) as info:
-        delete_entry("PersonIdentity x1 by", user="rhoda")
-    assert ADMIN in str(info.value)

@@ -102,6 +102,7 @@ def check_schema(engine: Engine, side: str) -> None:
         raise SchemaMissing(
             f"the {side} database {mask_url(str(engine.url))} is missing tables: "
             + ", ".join(missing)
+            + " (`selective-sync init-db` creates or upgrades the schema)"
         )
 
 

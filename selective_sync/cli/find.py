@@ -13,7 +13,7 @@ from ..errors import BadInput
 from ..find import MAX_LIMIT, FindResult, build_query, find_in_district, summary_keys
 from ..rights import Right, authorise
 from ..settings import get_settings
-from .backend import backend
+from ..verification.store import DatabaseSummaryStore
 from .common import UserOption, console, err_console, resolve_user
 from .layout import Column, print_rows
 
@@ -76,7 +76,7 @@ def find(
     authorise(resolve_user(user), Right.R)
     keys = None
     if query.from_summary is not None:
-        stored = backend().summaries.load_latest_summary(config.number)
+        stored = DatabaseSummaryStore(settings).load_latest_summary(config.number)
         keys = summary_keys(stored, query.object, query.from_summary)
     result = find_in_district(settings, query, config.number, keys)
     if as_json:

@@ -1,4 +1,8 @@
-"""``selective-sync history``: list, show, delete and clear Sync History entries."""
+"""``selective-sync history``: list, show, delete and clear Sync History entries.
+
+Read from the ledger in the state database with no Prefect API; deleting reaches the
+Prefect API only for an entry that has a flow run (``selective_sync.history.store``).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from selective_sync.history.entry import HistoryEntry, detail_rows, keys_text, status_text
-from selective_sync.history.store import HistoryStore
+from selective_sync.history.store import LedgerHistoryStore
+from selective_sync.rights import Right, authorise
 from selective_sync.text import format_timestamp
 
-from .backend import backend
+from .backend import history_store
 from .common import UserOption, console, err_console, resolve_user
 from .layout import Column, print_rows
 from .sync import OUTCOME_STYLE
@@ -36,8 +41,8 @@ DistrictOption = Annotated[
 ]
 
 
-def _store() -> HistoryStore:
-    return backend().history
+def _store() -> LedgerHistoryStore:
+    return history_store()
 
 
 @app.command("list")
@@ -55,7 +60,8 @@ def list_entries(
 ) -> None:
     """The district's entries, newest first. Needs R."""
     _check_report(report, output)
-    entries = _store().list_entries(district, limit, user=resolve_user(user))
+    actor = authorise(resolve_user(user), Right.R)
+    entries = _store().list_entries(district, limit, user=actor)
     if report is not None:
         from selective_sync.reports.xlsx import write_history_xlsx
 
@@ -94,7 +100,8 @@ def list_entries(
 @app.command()
 def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption) -> None:
     """One entry in full: the request, how it ended, and every key's outcome. Needs R."""
-    entry = _store().get_entry(run, user=resolve_user(user))
+    actor = authorise(resolve_user(user), Right.R)
+    entry = _store().get_entry(run, user=actor)
     if as_json:
         typer.echo(json.dumps(entry.as_dict(), indent=2))
         return
@@ -106,14 +113,16 @@ def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOp
     """Write the View History table again from the ledger. Needs R.
 
     For when Prefect's database was lost, moved or cleaned up; the ledger keeps every request."""
-    shown = _store().rebuild_artifacts(district, user=resolve_user(user))
+    actor = authorise(resolve_user(user), Right.R)
+    shown = _store().rebuild_artifacts(district, user=actor)
     console.print(Text(f"View History table rewritten from the ledger: {shown} entries"))
 
 
 @app.command()
 def delete(run: RunArg, user: str | None = UserOption) -> None:
     """Delete one entry: its ledger rows, artifacts, run and report files. Needs D."""
-    entry = _store().delete_entry(run, user=resolve_user(user))
+    actor = authorise(resolve_user(user), Right.D)
+    entry = _store().delete_entry(run, user=actor)
     console.print(Text(f"deleted Sync History entry {entry.run_id} ({entry.run_name})"))
 
 
@@ -124,10 +133,7 @@ def clear(
     user: str | None = UserOption,
 ) -> None:
     """Delete every finished entry of one district (runs in progress are kept). Needs D."""
-    from selective_sync.settings import resolve_district
-
-    from ..rights import Right, authorise
-    from ..settings import get_settings
+    from selective_sync.settings import get_settings, resolve_district
 
     acting = resolve_user(user)
     # Refuse before asking: a user without D must not be invited to confirm anything.

@@ -12,7 +12,8 @@ import typer
 from rich.text import Text
 
 from ..errors import BadInput
-from .backend import backend
+from ..rights import Right, authorise
+from .backend import history_store
 from .common import UserOption, console, resolve_user
 
 reports_app = typer.Typer(
@@ -66,7 +67,8 @@ def report(
 
     name = sync_format(fmt, output)
     check_writable(output)  # before the seconds spent reaching the history
-    entry = backend().history.get_entry(run, user=resolve_user(user))
+    actor = authorise(resolve_user(user), Right.R)
+    entry = history_store().get_entry(run, user=actor)
     if name == "xlsx":
         from ..reports.xlsx import write_history_xlsx
 

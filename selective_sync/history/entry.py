@@ -87,6 +87,8 @@ class HistoryEntry:
     outcomes: list[KeyOutcome] | None = None
     failure: str | None = None
     progress: float | None = None
+    flow_run: bool = True
+    """False for a request the command line ran itself: no Prefect run shows it."""
 
     @property
     def short_id(self) -> str:

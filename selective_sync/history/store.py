@@ -1,22 +1,39 @@
-"""Where Sync History entries are read and deleted: the interface the CLI and the core use.
+"""Where Sync History entries are read and deleted: the interface, and its implementation on
+the ledger.
 
-The orchestration layer implements it (``flows.history_store``): entries are read from the
-ledger in the state database (``history.ledger``), and deleting also removes the runs and
-artifacts that show them in the Prefect UI. The core never imports that implementation,
-it is handed one (see ``selective_sync.cli.backend``).
+Entries are read from the ledger in the state database (``history.ledger``): listing and
+showing need no Prefect API. What only Prefect holds sits behind ``FlowRuns``, which the
+orchestration layer implements (``flows.history_store``) and hands in as a factory, so the
+API (and ``import prefect``) is reached only when there is something there: a run of the
+``selective-sync`` flow to delete or to settle (its request still In Progress in the ledger),
+a run the ledger does not have (refused before it started), the View History table to
+rewrite after deleting a flow's run. A request the command line ran itself has no Prefect
+run: deleting it touches the ledger and its report files only, and the View History table
+drops it at its next rewrite.
 ``user`` is a user name or an already authorised ``Actor``: each call refuses a user without
 the right it needs (R to read, D to delete) before it reads or deletes anything.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from selective_sync.errors import BadInput
 from selective_sync.history.entry import HistoryEntry
+from selective_sync.history.ledger import LedgerHistory, ledger_history
+from selective_sync.ledger import LedgerRequest, delete_request, unfinished_requests
+from selective_sync.models import RequestStatus
+from selective_sync.rights import Right, authorise
+from selective_sync.settings import get_settings, resolve_district
 
 if TYPE_CHECKING:
     from selective_sync.rights import Actor
+    from selective_sync.settings import Settings
+
+DEFAULT_LIMIT = 50
 
 
 @dataclass
@@ -54,3 +71,167 @@ class HistoryStore(Protocol):
     def rebuild_artifacts(self, district: int | None = None, *, user: str | Actor) -> int:
         """Write the district's history artifacts again from the ledger; entries shown."""
         ...
+
+
+class FlowRuns(Protocol):
+    """What only the Prefect API holds about the flow's runs (``flows.history_store``)."""
+
+    def settle(self, history: LedgerHistory, requests: list[LedgerRequest]) -> int:
+        """Close in the ledger the In Progress requests whose flow run has ended."""
+        ...
+
+    def get_entry(self, run: str) -> HistoryEntry:
+        """The entry of a run the ledger does not have; BadInput when there is none."""
+        ...
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete the flow run's artifacts, then the run."""
+        ...
+
+    def delete_unrecorded(self, run: str, *, list_matches: bool) -> HistoryEntry:
+        """Delete a finished run the ledger does not have; BadInput when there is none."""
+        ...
+
+    def clear_unrecorded(self, district: int, recorded: set[str]) -> int:
+        """Delete the district's finished runs that are not ``recorded``; how many."""
+        ...
+
+    def refresh_table(self, district: int) -> None:
+        """Rewrite the district's View History table from the ledger."""
+        ...
+
+
+class LedgerHistoryStore:
+    """``HistoryStore`` on the state database's ledger; ``runs`` gives the ``FlowRuns``
+    (called only when the Prefect API is needed; None: never)."""
+
+    def __init__(
+        self,
+        runs: Callable[[], FlowRuns] | None = None,
+        settings: Settings | None = None,
+    ):
+        self._runs_factory = runs
+        self._runs: FlowRuns | None = None
+        self.settings = settings
+
+    def runs(self, run: str | None = None) -> FlowRuns:
+        """The ``FlowRuns`` (made on first use); ``run``: what was looked for, named in the
+        error when there is no Prefect API to look in."""
+        if self._runs is None:
+            if self._runs_factory is None:
+                raise BadInput(
+                    f"no Sync History entry matches {run!r}: use a run id (or its first "
+                    "characters) or a run name from history list"
+                )
+            self._runs = self._runs_factory()
+        return self._runs
+
+    def _settings(self) -> Settings:
+        return self.settings or get_settings()
+
+    def list_entries(
+        self, district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str | Actor
+    ) -> list[HistoryEntry]:
+        """The district's entries, newest first (default: the configured district). Needs R."""
+        authorise(user, Right.R)
+        if limit <= 0:
+            raise BadInput("limit must be positive")
+        settings = self._settings()
+        number = resolve_district(settings, district).number
+        with ledger_history(settings) as history:
+            self._settle(history, unfinished_requests(history.engine, number))
+            return history.entries(number, limit)
+
+    def get_entry(self, run: str, *, user: str | Actor) -> HistoryEntry:
+        """The entry of ``run`` (a run id, an id prefix or a run name), with every key.
+        Needs R. A run the ledger does not have is looked up in the Prefect API."""
+        authorise(user, Right.R)
+        with ledger_history(self._settings()) as history:
+            request = history.find(run)
+            if request is not None:
+                if request.status is RequestStatus.IN_PROGRESS and self._settle(history, [request]):
+                    request = history.find(request.run_id)
+                return history.full_entry(request)
+        return self.runs(run).get_entry(run)
+
+    def delete_entry(self, run: str, *, user: str | Actor) -> HistoryEntry:
+        """Delete one finished entry: its flow run's artifacts and run (if it has one), its
+        report files, then its ledger rows (last, so an interrupted delete is still listed
+        and a repeat finishes). Needs D."""
+        actor = authorise(user, Right.D)
+        may_read = actor.holds(Right.R)  # D alone does not read: no list of candidates
+        settings = self._settings()
+        with ledger_history(settings) as history:
+            request = history.find(run, list_matches=may_read)
+            if request is not None:
+                entry = history.entry(request, None)
+                refuse_unfinished(entry)
+                self._delete(history, entry, settings)
+                if entry.flow_run:
+                    self.runs().refresh_table(entry.district)
+                return entry
+        return self.runs(run).delete_unrecorded(run, list_matches=may_read)
+
+    def clear(self, district: int | None = None, *, user: str | Actor) -> ClearResult:
+        """Delete every finished entry of one district (default: the configured one). Needs D.
+
+        Entries of other districts are never touched; runs still in progress are left alone
+        (deleting a run under a running flow would orphan what it publishes next). The
+        district's flow runs the ledger does not have (refused ones) go too: the Prefect
+        API is asked when the district has flow runs in the ledger or a server is
+        configured (``PREFECT_API_URL``), not for a history of command-line requests only.
+        """
+        authorise(user, Right.D)
+        settings = self._settings()
+        number = resolve_district(settings, district).number
+        result = ClearResult(number)
+        with ledger_history(settings) as history:
+            entries = history.entries(number, limit=None)
+            for entry in entries:
+                if entry.finished:
+                    self._delete(history, entry, settings)
+                    result.deleted.append(entry)
+                else:
+                    result.skipped.append(entry)
+        if any(e.flow_run for e in entries) or os.environ.get("PREFECT_API_URL"):
+            runs = self.runs()
+            result.runs_only = runs.clear_unrecorded(number, {e.run_id for e in entries})
+            runs.refresh_table(number)
+        return result
+
+    def rebuild_artifacts(self, district: int | None = None, *, user: str | Actor) -> int:
+        """Write the district's View History table again from the ledger (after Prefect's
+        database was lost, moved or cleaned). Needs R. Returns the entries it shows."""
+        from selective_sync.history.table import TABLE_ROWS
+
+        authorise(user, Right.R)
+        settings = self._settings()
+        number = resolve_district(settings, district).number
+        self.runs().refresh_table(number)
+        with ledger_history(settings) as history:
+            return len(history.entries(number, limit=TABLE_ROWS))
+
+    def _delete(self, history: LedgerHistory, entry: HistoryEntry, settings: Settings) -> None:
+        from selective_sync.reports.storage import ReportStorage  # renderers: not on reads
+
+        if entry.flow_run:
+            self.runs().delete_run(entry.run_id)
+        # Its report files too, so the entry's download links stop working with it.
+        ReportStorage.from_settings(settings).delete_run(entry.run_id)
+        delete_request(history.engine, entry.run_id)
+
+    def _settle(self, history: LedgerHistory, requests: list[LedgerRequest]) -> int:
+        """Settle the flow runs' requests still In Progress (a command-line request has no
+        run to ask: its own end, or its heartbeat's silence, says how it ended)."""
+        pending = [r for r in requests if r.has_flow_run]
+        if not pending or self._runs_factory is None:
+            return 0
+        return self.runs().settle(history, pending)
+
+
+def refuse_unfinished(entry: HistoryEntry) -> None:
+    if not entry.finished:
+        raise BadInput(
+            f"entry {entry.short_id} ({entry.run_name}) is {entry.status}: wait for it to "
+            "finish (or cancel the run) before deleting it"
+        )

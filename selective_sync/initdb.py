@@ -180,14 +180,13 @@ def upgrade_engine(
         if before is None:
             present = set(inspect(conn).get_table_names()) & set(metadata.tables)
             stamped = adoptable_at(side, present)
-            baseline = set(metadata.tables) - {t for _, ts in ADDED_TABLES[side] for t in ts}
             if stamped is not None:
                 # Made by create_*_schema (today's, or an older install's): adopt it at the
                 # revision its tables match, then migrate it.
                 adopted = True
                 command.stamp(alembic_config(side, conn), stamped)
             elif present:
-                missing = sorted(baseline - present)
+                missing = sorted(set(metadata.tables) - present)
                 raise SchemaMissing(
                     f"the {side} database {masked} holds some of its tables but no version "
                     f"table; missing: {', '.join(missing)}. Drop the partial tables or "

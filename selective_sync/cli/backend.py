@@ -53,10 +53,12 @@ def backend() -> Backend:
 
 
 def history_store() -> LedgerHistoryStore:
-    """The Sync History on the ledger; the backend's flow runs only when they are needed."""
+    """The Sync History on the ledger; the backend's flow runs only when they are needed (a
+    flow run's request is settled from its run only once its heartbeat went quiet: a
+    command need not reach a Prefect API because a run is in progress somewhere)."""
     from selective_sync.history.store import LedgerHistoryStore
 
-    return LedgerHistoryStore(lambda: backend().flow_runs())
+    return LedgerHistoryStore(lambda: backend().flow_runs(), api_at_hand=False)
 
 
 def refresh_ui(api_url: str) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..settings import get_settings
 from .common import console
 
 
@@ -19,6 +18,7 @@ def demo(
 ) -> None:
     """Build a demo district database and a state database with seeded discrepancies."""
     from ..demo import generate_demo
+    from ..settings import get_settings
 
     settings = get_settings()
     target = directory or settings.data_dir

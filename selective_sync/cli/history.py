@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
-
-from selective_sync.history.entry import HistoryEntry, detail_rows, keys_text, status_text
-from selective_sync.history.store import LedgerHistoryStore
-from selective_sync.rights import Right, authorise
-from selective_sync.text import format_timestamp
 
 from .backend import history_store
 from .common import UserOption, console, err_console, resolve_user
 from .layout import Column, print_rows
 from .sync import OUTCOME_STYLE
+
+if TYPE_CHECKING:
+    from selective_sync.history.entry import HistoryEntry
+    from selective_sync.history.store import LedgerHistoryStore
+    from selective_sync.rights import Actor
 
 app = typer.Typer(
     help="The Sync History: every selective sync request, its outcome and each key's.",
@@ -45,6 +44,13 @@ def _store() -> LedgerHistoryStore:
     return history_store()
 
 
+def _authorised(user: str | None, right: str) -> Actor:
+    """The acting user, refused without ``right`` (R or D) before anything is read."""
+    from selective_sync.rights import Right, authorise
+
+    return authorise(resolve_user(user), Right(right))
+
+
 @app.command("list")
 def list_entries(
     as_json: JsonOption = False,
@@ -60,7 +66,7 @@ def list_entries(
 ) -> None:
     """The district's entries, newest first. Needs R."""
     _check_report(report, output)
-    actor = authorise(resolve_user(user), Right.R)
+    actor = _authorised(user, "R")
     entries = _store().list_entries(district, limit, user=actor)
     if report is not None:
         from selective_sync.reports.xlsx import write_history_xlsx
@@ -76,6 +82,9 @@ def list_entries(
     if not entries:
         console.print("No Sync History entries.")
         return
+    from selective_sync.history.entry import keys_text, status_text
+    from selective_sync.text import format_timestamp
+
     columns = [
         *(Column(c) for c in ("Run", "Requested", "User", "Status", "Completed", "Object")),
         Column("Keys", wrap=True),
@@ -100,7 +109,7 @@ def list_entries(
 @app.command()
 def show(run: RunArg, as_json: JsonOption = False, user: str | None = UserOption) -> None:
     """One entry in full: the request, how it ended, and every key's outcome. Needs R."""
-    actor = authorise(resolve_user(user), Right.R)
+    actor = _authorised(user, "R")
     entry = _store().get_entry(run, user=actor)
     if as_json:
         typer.echo(json.dumps(entry.as_dict(), indent=2))
@@ -113,7 +122,7 @@ def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOp
     """Write the View History table again from the ledger. Needs R.
 
     For when Prefect's database was lost, moved or cleaned up; the ledger keeps every request."""
-    actor = authorise(resolve_user(user), Right.R)
+    actor = _authorised(user, "R")
     shown = _store().rebuild_artifacts(district, user=actor)
     console.print(Text(f"View History table rewritten from the ledger: {shown} entries"))
 
@@ -121,7 +130,7 @@ def rebuild_artifacts(district: DistrictOption = None, user: str | None = UserOp
 @app.command()
 def delete(run: RunArg, user: str | None = UserOption) -> None:
     """Delete one entry: its ledger rows, artifacts, run and report files. Needs D."""
-    actor = authorise(resolve_user(user), Right.D)
+    actor = _authorised(user, "D")
     entry = _store().delete_entry(run, user=actor)
     console.print(Text(f"deleted Sync History entry {entry.run_id} ({entry.run_name})"))
 
@@ -135,9 +144,8 @@ def clear(
     """Delete every finished entry of one district (runs in progress are kept). Needs D."""
     from selective_sync.settings import get_settings, resolve_district
 
-    acting = resolve_user(user)
     # Refuse before asking: a user without D must not be invited to confirm anything.
-    actor = authorise(acting, Right.D)
+    actor = _authorised(user, "D")
     config = resolve_district(get_settings(), district)
     if not yes:
         typer.confirm(
@@ -165,13 +173,14 @@ def clear(
 def _check_report(report: str | None, output: Path | None) -> None:
     """--report and --output, checked before the history is read."""
     from ..errors import BadInput
-    from ..reports import report_format
-    from ..reports._output import check_writable
 
     if report is None:
         if output is not None:
             raise BadInput("--output needs --report xlsx")
         return
+    from ..reports import report_format
+    from ..reports._output import check_writable
+
     if report_format(report) != "xlsx":
         raise BadInput("the Sync History list is written as xlsx only (--report xlsx)")
     if output is None:
@@ -180,6 +189,10 @@ def _check_report(report: str | None, output: Path | None) -> None:
 
 
 def print_entry(entry: HistoryEntry) -> None:
+    from rich.table import Table
+
+    from selective_sync.history.entry import detail_rows
+
     detail = Table(show_header=False, title="Sync History entry", title_justify="left")
     detail.add_column(style="bold")
     detail.add_column(overflow="fold")

@@ -12,7 +12,6 @@ import typer
 from rich.text import Text
 
 from ..errors import BadInput
-from ..rights import Right, authorise
 from .backend import history_store
 from .common import UserOption, console, resolve_user
 
@@ -64,6 +63,7 @@ def report(
     the request and every key's outcome as a workbook). Needs R."""
     from ..reports import render_report, sync_report_from_result
     from ..reports._output import check_writable
+    from ..rights import Right, authorise
 
     name = sync_format(fmt, output)
     check_writable(output)  # before the seconds spent reaching the history

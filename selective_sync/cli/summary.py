@@ -13,28 +13,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.text import Text
 
-from selective_sync.settings import resolve_district
-from selective_sync.text import format_accuracy, format_timestamp
-from selective_sync.verification.codec import AccuracyTrend
-from selective_sync.verification.format import (
-    DISTRICT_COLUMNS,
-    OBJECT_COLUMNS,
-    summary_to_dict,
-)
-
-from ..db import check_databases
 from ..errors import BadInput
-from ..models import DistrictVerification
-from ..registry import get_object, object_names
-from ..rights import Right, authorise
-from ..settings import get_settings
-from ..verification.store import DatabaseSummaryStore
+from ..text import format_accuracy, format_timestamp
 from .common import UserOption, console, err_console, resolve_user
 from .layout import Column, print_rows
+
+if TYPE_CHECKING:
+    from ..models import DistrictVerification
+    from ..verification.codec import AccuracyTrend
+    from ..verification.store import DatabaseSummaryStore
 
 TREND_RUNS = 10
 
@@ -64,6 +56,13 @@ def summary(
     user: str = UserOption,
 ) -> None:
     """The Verification Summary: stored results, or verified now with --reverify. Needs R."""
+    from ..db import check_databases
+    from ..registry import get_object
+    from ..rights import Right, authorise
+    from ..settings import get_settings, resolve_district
+    from ..verification.format import summary_to_dict
+    from ..verification.store import DatabaseSummaryStore
+
     # Everything that can be refused is checked before any database or API is touched.
     names = [get_object(o).name for o in dict.fromkeys(objects)] if objects else None
     fmt = _report_target(report, output)
@@ -131,6 +130,9 @@ def _shown(
 ) -> tuple[DistrictVerification, set[str]]:
     """The summary to show and the objects verified for it now: the stored results of the
     objects asked for, verifying (and so storing) those with no stored result."""
+    from ..models import DistrictVerification
+    from ..registry import object_names
+
     wanted = names or object_names()
     have = {o.object: o for o in stored.objects} if stored else {}
     if stored is not None and not names:
@@ -159,6 +161,7 @@ def verify_and_store(
 
     from ..db import make_engine
     from ..errors import DatabaseUnavailable
+    from ..settings import resolve_district
     from ..text import first_line
     from ..verification.engine import verify_district
 
@@ -232,6 +235,8 @@ def _report_target(report: str | None, output: Path | None) -> str | None:
 
 
 def print_summary(result: DistrictVerification) -> None:
+    from ..verification.format import DISTRICT_COLUMNS, OBJECT_COLUMNS
+
     print_rows(
         [Column(c, wrap=c == "Name") for c in DISTRICT_COLUMNS],
         [

@@ -8,21 +8,23 @@ Sync History at once and in the UI's View History table at its next rewrite.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.text import Text
 
-from ..models import Outcome, SyncResult
-from ..sync.request import SyncRequest, run_request
 from .common import UserOption, console, resolve_user
 from .layout import Column, print_rows
 
+if TYPE_CHECKING:
+    from ..models import SyncResult
+
+# By ``Outcome`` value (the enum's module is imported with the request, not for --help).
 OUTCOME_STYLE = {
-    Outcome.SYNCED: "green",
-    Outcome.UNCHANGED: "cyan",
-    Outcome.NOT_FOUND: "yellow",
-    Outcome.FAILED: "bold red",
+    "synced": "green",
+    "unchanged": "cyan",
+    "not_found": "yellow",
+    "failed": "bold red",
 }
 
 
@@ -38,6 +40,10 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Re-send the named records from the district to the state, and show each outcome."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from ..sync.request import SyncRequest, run_request
+
     # The runner authorises the user (W) and checks every input before anything is written.
     request = SyncRequest(
         object=object_name,
@@ -85,7 +91,7 @@ def print_result(result: SyncResult) -> None:
     rows = [
         (
             str(k.key),
-            Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome]),
+            Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome.value]),
             str(k.attempts),
             k.reason or "",  # the core names any parents synced first
         )

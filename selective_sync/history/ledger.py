@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from selective_sync.db import make_engine
+from selective_sync.db import make_engine, schema_hint
 from selective_sync.errors import BadInput, StoreUnavailable
 from selective_sync.history.entry import HistoryEntry
 from selective_sync.ledger import (
@@ -54,6 +54,7 @@ def ledger_history(settings: Settings) -> Iterator[LedgerHistory]:
     except SQLAlchemyError as exc:
         raise StoreUnavailable(
             f"the Sync History could not be read from the state database: {first_line(exc)}"
+            + schema_hint(exc)
         ) from exc
     finally:
         engine.dispose()

@@ -8,8 +8,8 @@ API (and ``import prefect``) is reached only when there is something there: a ru
 ``selective-sync`` flow to delete or to settle (its request still In Progress in the ledger),
 a run the ledger does not have (refused before it started), the View History table to
 rewrite after deleting a flow's run. A request the command line ran itself has no Prefect
-run: deleting it touches the ledger and its report files only, and the View History table
-drops it at its next rewrite.
+run: deleting it from the command line touches the ledger and its report files only, and
+the View History table drops it at its next rewrite (at once when deleted from the UI).
 ``user`` is a user name or an already authorised ``Actor``: each call refuses a user without
 the right it needs (R to read, D to delete) before it reads or deletes anything.
 """
@@ -109,10 +109,17 @@ class LedgerHistoryStore:
         self,
         runs: Callable[[], FlowRuns] | None = None,
         settings: Settings | None = None,
+        *,
+        api_at_hand: bool = True,
     ):
         self._runs_factory = runs
         self._runs: FlowRuns | None = None
         self.settings = settings
+        self.api_at_hand = api_at_hand
+        """True where the Prefect API is the caller's anyway (the flows): settle every flow
+        run's request still In Progress, rewrite the View History table after any delete.
+        False (the CLI): reach for it only when there is no other way: a request whose
+        heartbeat went quiet (a live run records its own end), a flow run to delete."""
 
     def runs(self, run: str | None = None) -> FlowRuns:
         """The ``FlowRuns`` (made on first use); ``run``: what was looked for, named in the
@@ -167,7 +174,7 @@ class LedgerHistoryStore:
                 entry = history.entry(request, None)
                 refuse_unfinished(entry)
                 self._delete(history, entry, settings)
-                if entry.flow_run:
+                if entry.flow_run or self.api_at_hand:
                     self.runs().refresh_table(entry.district)
                 return entry
         return self.runs(run).delete_unrecorded(run, list_matches=may_read)
@@ -193,7 +200,7 @@ class LedgerHistoryStore:
                     result.deleted.append(entry)
                 else:
                     result.skipped.append(entry)
-        if any(e.flow_run for e in entries) or os.environ.get("PREFECT_API_URL"):
+        if self.api_at_hand or any(e.flow_run for e in entries) or _server_configured():
             runs = self.runs()
             result.runs_only = runs.clear_unrecorded(number, {e.run_id for e in entries})
             runs.refresh_table(number)
@@ -223,10 +230,21 @@ class LedgerHistoryStore:
     def _settle(self, history: LedgerHistory, requests: list[LedgerRequest]) -> int:
         """Settle the flow runs' requests still In Progress (a command-line request has no
         run to ask: its own end, or its heartbeat's silence, says how it ended)."""
-        pending = [r for r in requests if r.has_flow_run]
+        pending = [
+            r
+            for r in requests
+            if r.has_flow_run
+            and (self.api_at_hand or history.status(r)[0] is not RequestStatus.IN_PROGRESS)
+        ]
         if not pending or self._runs_factory is None:
             return 0
         return self.runs().settle(history, pending)
+
+
+def _server_configured() -> bool:
+    """A Prefect server is configured for this process (not the ephemeral API, whose start
+    costs seconds): its runs refused before they started are worth asking for."""
+    return bool(os.environ.get("PREFECT_API_URL"))
 
 
 def refuse_unfinished(entry: HistoryEntry) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_
 from selective_sync.db import IN_LIST_SIZE, chunked
 from selective_sync.errors import StoredSummaryError
 from selective_sync.models import DistrictVerification, RecordIssue
+from selective_sync.registry import object_names
 from selective_sync.schema import verification_issues, verification_result
 from selective_sync.verification.codec import (
     CHUNK_BYTES,
@@ -237,6 +238,9 @@ def trend(engine: Engine, district: int, runs: int) -> AccuracyTrend:
             )
             for run_id, text in conn.execute(query):
                 by_run[run_id].append(_row(text))
+    order = {name: i for i, name in enumerate(object_names())}
+    for rows in by_run.values():  # registry order: the chart's legend, the table's columns
+        rows.sort(key=lambda r: (order.get(r["object"], len(order)), r["object"]))
     return trend_from_summaries(district, [(run_id, by_run[run_id]) for run_id in run_ids])
 
 

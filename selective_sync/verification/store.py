@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from selective_sync.db import make_engine
+from selective_sync.db import make_engine, schema_hint
 from selective_sync.errors import BadInput, StoreUnavailable
 from selective_sync.rights import Right, authorise
 from selective_sync.settings import configured_districts, get_settings
@@ -85,7 +85,7 @@ class DatabaseSummaryStore:
         except SQLAlchemyError as exc:
             raise StoreUnavailable(
                 "the Verification Summary could not be read from or stored in the state "
-                f"database: {first_line(exc)}"
+                f"database: {first_line(exc)}{schema_hint(exc)}"
             ) from exc
         finally:
             engine.dispose()

@@ -59,7 +59,6 @@ def find(
     from ..find import build_query, find_in_district, summary_keys
     from ..rights import Right, authorise
     from ..settings import get_settings, resolve_district
-    from ..verification.store import DatabaseSummaryStore
 
     if as_json and ids_only:
         raise BadInput("choose one of --json and --ids-only")
@@ -81,6 +80,8 @@ def find(
     authorise(resolve_user(user), Right.R)
     keys = None
     if query.from_summary is not None:
+        from ..verification.store import DatabaseSummaryStore
+
         stored = DatabaseSummaryStore(settings).load_latest_summary(config.number)
         keys = summary_keys(stored, query.object, query.from_summary)
     result = find_in_district(settings, query, config.number, keys)

@@ -158,12 +158,13 @@ def current_rows(engine: Engine, districts: Sequence[int]) -> dict[int, list[dic
                 .group_by(t.district_number, t.object)
                 .subquery()
             )
-            query = select(t.district_number, t.object, t.stored_at, t.run_id, t.summary).join(
-                newest,
+            on_newest = (
                 (t.district_number == newest.c.district_number)
                 & (t.object == newest.c.object)
-                & (t.verified_at == newest.c.newest),
+                & (t.verified_at == newest.c.newest)
             )
+            query = select(t.district_number, t.object, t.stored_at, t.run_id, t.summary)
+            query = query.select_from(verification_result.join(newest, on_newest))
             for number, name, stored_at, run_id, text in conn.execute(query):
                 kept = found[number].get(name)
                 # Two results of one moment: the one stored last.

@@ -458,46 +458,47 @@ def timed_command(args: list[str], env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def seed_summaries(api: Api, out: Path, env: dict, count: int) -> dict:
-    """``count`` districts with a stored Verification Summary: the nights' own, and for the
-    rest a copy of a real stored summary table under their number (through the API, as
-    store_summary writes it). Returns the environment that configures all of them."""
-    from selective_sync.verification.codec import summary_key
+def seed_summaries(out: Path, env: dict, count: int) -> dict:
+    """``count`` districts with a stored Verification Summary in the state database: the
+    nights' own, and for the rest a copy of a real stored result under their number (their
+    figures only: the state's view reads no record issues). Returns the environment that
+    configures all of them."""
+    from selective_sync.db import make_engine
+    from selective_sync.verification.records import current_rows, insert_result
 
-    taken = api.post(
-        "/artifacts/filter",
-        {
-            "artifacts": {"key": {"like_": "verification-summary-1%"}, "type": {"any_": ["table"]}},
-            "sort": "CREATED_DESC",
-            "limit": 1,
-        },
-    )
-    rows = json.loads(taken[0]["data"])
-    lines = ["districts:"]
-    for number, name in districts_of(count):
-        lines += [f"  - number: {number}", f"    name: {name}", "    url: sqlite:///unused.db"]
-        have = api.post(
-            "/artifacts/filter", {"artifacts": {"key": {"any_": [summary_key(number)]}}, "limit": 1}
-        )
-        if not have:
-            copy = [{**r, "district": number, "district_name": name} for r in rows]
-            api.post(
-                "/artifacts/",
-                {"key": summary_key(number), "type": "table", "data": json.dumps(copy)},
-            )
+    engine = make_engine(env["SELECTIVE_SYNC_STATE_URL"])
+    try:
+        listed = list(districts_of(count))
+        stored = current_rows(engine, [number for number, _name in listed])
+        rows = next(iter(stored.values()))
+        lines = ["districts:"]
+        with engine.begin() as conn:
+            for number, name in listed:
+                lines += [
+                    f"  - number: {number}",
+                    f"    name: {name}",
+                    "    url: sqlite:///unused.db",
+                ]
+                if number not in stored:
+                    for row in rows:
+                        insert_result(conn, {**row, "district": number, "district_name": name}, [])
+    finally:
+        engine.dispose()
     path = out / f"districts-{count}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return {**env, "SELECTIVE_SYNC_DISTRICTS_FILE": str(path)}
 
 
 def at_scale(api: Api, env: dict, district: int, entries: int, summaries: int, out: Path) -> dict:
-    env = seed_summaries(api, out, env, summaries)
+    env = seed_summaries(out, env, summaries)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
         import flows.cli  # noqa: F401  (the CLI's backend)
         from flows.history_store import list_entries
-        from flows.verification_store import load_state_summary
+        from selective_sync.verification.store import DatabaseSummaryStore
+
+        load_state_summary = DatabaseSummaryStore().load_state_summary
 
         load_state_summary()  # this process's first API call pays its connection set-up
         t0 = time.monotonic()

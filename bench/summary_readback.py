@@ -1,15 +1,14 @@
-"""Benchmark reading stored Verification Summaries back (each object's newest result among
-the latest version and those stored around it) against the baseline of reading the latest
-version only (what the store did before concurrent runs were merged on reading).
+"""Benchmark reading stored Verification Summaries from the state database (each object's
+newest result) against the baseline of reading the latest artifact version only through
+the Prefect API (the cheapest read the artifacts allowed, before the database held them).
 
-On a temporary Prefect API (``prefect_test_harness``), ``--districts`` districts each get
-``--nights`` older versions of a three-object summary, then a latest version whose results
-are later than the read-back margin (a night later, as the clocks see it): the usual case,
-where the read-back finds nothing more. With ``--concurrent``, every district's latest
-version has a newer result stored just before it, and every version is within the margin
-(the read-back reads them all: its worst case). Prints the
-median of ``--repeat`` timings of the state's view (every district) and of one district's
-summary rows, and the ratio to the baseline.
+``--districts`` districts each get ``--nights`` older three-object results, then a latest
+one, stored both as artifacts on a temporary Prefect API (``prefect_test_harness``) and as
+results in a temporary SQLite state database. With ``--concurrent``, every district's
+latest result has a newer one stored just before it (the database's read must pick the
+newer; the artifacts' latest version alone gets it wrong). Prints the median of
+``--repeat`` timings of the state's view (every district) and of one district's summary
+rows, and the ratio to the baseline.
 
     .venv/bin/python bench/summary_readback.py [--districts 200] [--nights 5] [--repeat 5]
 """
@@ -59,11 +58,15 @@ def seed(numbers: list[int], nights: int, concurrent: bool) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate
 
+    from selective_sync.db import make_engine
+    from selective_sync.settings import get_settings
     from selective_sync.verification.codec import READ_BACK_MARGIN, summary_key
+    from selective_sync.verification.records import insert_result
 
     now = dt.datetime.now(dt.UTC)
     later = now + READ_BACK_MARGIN + dt.timedelta(minutes=1)
-    with get_client(sync_client=True) as client:
+    engine = make_engine(get_settings().resolved_state_url)
+    with get_client(sync_client=True) as client, engine.begin() as conn:
 
         def store(number: int, version: list[dict]) -> None:
             client.create_artifact(
@@ -71,6 +74,8 @@ def seed(numbers: list[int], nights: int, concurrent: bool) -> None:
                     key=summary_key(number), type="table", data=json.dumps(version)
                 )
             )
+            for row in version:
+                insert_result(conn, row, [])
 
         for night in range(nights, 0, -1):
             for n in numbers:
@@ -83,6 +88,7 @@ def seed(numbers: list[int], nights: int, concurrent: bool) -> None:
                 store(n, rows(n, now, "latest", 0))
             else:
                 store(n, rows(n, later, "latest", 0))
+    engine.dispose()
 
 
 def baseline_state(numbers: list[int]) -> dict:
@@ -157,19 +163,26 @@ def main() -> None:
         os.environ["SELECTIVE_SYNC_DATA_DIR"] = tmp
         from prefect.testing.utilities import prefect_test_harness
 
-        with prefect_test_harness(server_startup_timeout=120):
-            from flows.verification_store import latest_rows, load_state_summary
+        from selective_sync.db import make_engine
+        from selective_sync.initdb import create_state_schema
+        from selective_sync.settings import get_settings
+        from selective_sync.verification.store import DatabaseSummaryStore
 
+        engine = make_engine(get_settings().resolved_state_url, must_exist=False)
+        create_state_schema(engine)
+        engine.dispose()
+        with prefect_test_harness(server_startup_timeout=120):
+            store = DatabaseSummaryStore()
             seed(numbers, args.nights, args.concurrent)
-            state = load_state_summary()
+            state = store.load_state_summary()
             assert len(state.districts) == args.districts and not state.not_verified
             # The concurrent version's newer result wins; otherwise the latest version's.
             errors = args.districts * len(OBJECTS) * (1 if args.concurrent else 0)
             assert state.errors == errors, (state.errors, errors)
             figures = {
-                "state_view_s": median_seconds(load_state_summary, args.repeat),
+                "state_view_s": median_seconds(store.load_state_summary, args.repeat),
                 "state_baseline_s": median_seconds(lambda: baseline_state(numbers), args.repeat),
-                "district_s": median_seconds(lambda: latest_rows(numbers[0]), args.repeat),
+                "district_s": median_seconds(lambda: store.latest_rows(numbers[0]), args.repeat),
                 "district_baseline_s": median_seconds(
                     lambda: baseline_district(numbers[0]), args.repeat
                 ),
@@ -186,7 +199,8 @@ def main() -> None:
             figures[f"{what}_baseline_s"],
         )
         print(
-            f"  {what:<8} read-back {new * 1000:8.1f} ms   latest only {old * 1000:8.1f} ms"
+            f"  {what:<8} database {new * 1000:8.1f} ms   artifacts, latest only "
+            f"{old * 1000:8.1f} ms"
             f"   ratio {new / old:.2f}x"
         )
 

@@ -1,17 +1,19 @@
-"""The CLI's backend on the Prefect API: the stores and flows behind ``selective_sync.cli``.
+"""The CLI's backend on the Prefect API: what ``selective_sync.cli`` needs Prefect for.
 
-Everything is imported when first used: importing Prefect costs seconds, and a command such
-as ``rights list`` never needs it. Prefect's own INFO logs (e.g. starting the ephemeral API,
-every task run) would drown the CLI's output, so they are quieted first; the runs keep
-every log line in the API.
+Everything is imported when first used: importing Prefect costs seconds, and the commands
+people type most (sync, history, summary, find) never need it. Prefect's own INFO logs
+would drown the CLI's output, so they are quieted first.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from types import ModuleType
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _quiet_import(module: str) -> ModuleType:
@@ -20,18 +22,21 @@ def _quiet_import(module: str) -> ModuleType:
 
 
 class PrefectBackend:
-    """``selective_sync.cli.backend.Backend`` on the Prefect API (ephemeral or a server)."""
+    """``selective_sync.cli.backend.Backend`` on the Prefect API (a server, or ephemeral)."""
 
-    @property
-    def history(self) -> Any:
-        return _quiet_import("flows.history_store")
+    def flow_runs(self) -> Any:
+        return _quiet_import("flows.history_store").PrefectRuns()
 
-    @property
-    def summaries(self) -> Any:
-        return _quiet_import("flows.verification_store")
-
-    def run_sync(self, **parameters: Any) -> Any:
-        return _quiet_import("flows.sync_request").selective_sync(**parameters)
-
-    def run_verification(self, **parameters: Any) -> Any:
-        return _quiet_import("flows.verification_summary").verification_summary(**parameters)
+    def refresh_ui(self, api_url: str) -> None:
+        settings = _quiet_import("prefect.settings")
+        with settings.temporary_settings(updates={settings.PREFECT_API_URL: api_url}):
+            history = _quiet_import("flows.history_store")
+            summaries = _quiet_import("flows.verification_store")
+            for number in history.served_districts():
+                try:
+                    summaries.import_artifacts(number)
+                except Exception as exc:  # the next verification-summary run tries again
+                    log.warning(
+                        "district %s: summaries stored as artifacts not imported: %s", number, exc
+                    )
+            history.refresh_tables()

@@ -128,9 +128,9 @@ def find_ids(
     keys = None
     if query.from_summary is not None:
         # Imported here: the store is only needed for this option.
-        from flows.verification_store import load_latest_summary
+        from selective_sync.verification.store import DatabaseSummaryStore
 
-        stored = load_latest_summary(config.number)
+        stored = DatabaseSummaryStore().load_latest_summary(config.number)
         keys = summary_keys(stored, query.object, query.from_summary)
     result = find_records_task(query, config.number, keys)
     logger.info("%s: %s matches, %s shown", result.heading(), result.total, len(result.records))

@@ -1,17 +1,20 @@
-"""The Sync History: list, show, delete and clear entries; keep the UI's view current.
+"""The Sync History's Prefect side: the flow's runs and the UI's View History table.
 
 The record is the ledger in the state database (``selective_sync.ledger``, written with
-the data): listing and showing read it alone, so they need no Prefect API and survive a
-Prefect database that was lost, moved or cleaned up. The Prefect UI shows the history as
-artifacts, a view of the ledger: each run's own, and the district's View History table,
-which ``rebuild_artifacts`` writes again from the ledger. Every function checks the acting
-user's right first (R to read, D to delete), before anything is read or deleted.
+the data): listing, showing, deleting and clearing go through the core's
+``LedgerHistoryStore`` (``selective_sync.history.store``), which reads the ledger alone and
+calls ``PrefectRuns`` here only for what Prefect holds: the artifacts and run of a flow
+run's entry, runs the ledger does not have (refused before they started, or from before
+the ledger), and the district's View History table, a view of the ledger that
+``refresh_table`` and ``rebuild_artifacts`` write again. A request the command line ran
+itself has no run here; the table shows it from its next rewrite (every run's end,
+``selective-sync ui`` starting, ``history rebuild-artifacts``). Every function checks the
+acting user's right first (R to read, D to delete), before anything is read or deleted.
 
 Deleting an entry deletes its artifacts, then its flow run, then its report files, and
 the ledger rows last: an interrupted delete leaves the entry listed, and deleting it
 again finishes the job. Artifacts go before the run because Prefect does not delete a
-run's artifacts with the run. Runs the ledger does not have (refused before they started,
-or from before the ledger) are read and deleted through the Prefect API as before.
+run's artifacts with the run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -41,7 +44,6 @@ from prefect.exceptions import ObjectNotFound
 from sqlalchemy.exc import SQLAlchemyError
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
-from selective_sync.db import make_engine
 from selective_sync.errors import BadInput, StoreUnavailable
 from selective_sync.history.codec import SUMMARY_KINDS, parse_history_key, parse_summary
 from selective_sync.history.entry import (
@@ -51,8 +53,14 @@ from selective_sync.history.entry import (
     RunFacts,
     build_entry,
 )
-from selective_sync.history.ledger import LedgerHistory
-from selective_sync.history.store import ClearResult
+from selective_sync.history.ledger import LedgerHistory, ledger_history
+from selective_sync.history.store import (
+    DEFAULT_LIMIT,
+    Check,
+    ClearResult,
+    LedgerHistoryStore,
+    refuse_unfinished,
+)
 from selective_sync.history.table import (
     TABLE_ROWS,
     RowLinks,
@@ -62,14 +70,13 @@ from selective_sync.history.table import (
 )
 from selective_sync.ledger import (
     LedgerRequest,
-    delete_request,
     finish_request,
     read_request,
     unfinished_requests,
 )
 from selective_sync.models import RequestStatus
 from selective_sync.reports.storage import SYNC_FORMATS, LinkSigner, ReportStorage, StoredReport
-from selective_sync.rights import ALL_DISTRICTS, Actor, Right, authorise
+from selective_sync.rights import Actor
 from selective_sync.settings import Settings, configured_districts, get_settings, resolve_district
 from selective_sync.text import first_line
 
@@ -79,9 +86,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIMIT = 50
-ENTRY_POINT = "api:history"
-"""Where a caller that passes a user name (not an authorised Actor) acts from."""
 # Prefect state types of a run that has ended (its request can be closed from it).
 ENDED_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 MIN_ID_PREFIX = 4
@@ -93,25 +97,69 @@ TABLE_WRITES = 4
 DEFAULT_UI_URL = "http://127.0.0.1:4200"
 
 
+class PrefectRuns:
+    """``selective_sync.history.store.FlowRuns`` on the Prefect API."""
+
+    def settle(self, history: LedgerHistory, requests: list[LedgerRequest]) -> int:
+        return settle(history, requests)
+
+    def get_entry(self, run: str, *, may_read: Callable[[int], bool], check: Check) -> HistoryEntry:
+        settings = get_settings()
+        with _client() as client:
+            flow_run = _find_run(client, run, list_matches=_listed(settings, may_read))
+            check(_run_district(settings, flow_run), str(flow_run.id))
+            entry = _entries(client, settings, [flow_run], with_outcomes=True)[0]
+            check(entry.district, entry.run_id)
+            return entry
+
+    def delete_run(self, run_id: str) -> None:
+        with _client() as client:
+            _delete_run(client, UUID(run_id))
+
+    def delete_unrecorded(
+        self, run: str, *, may_read: Callable[[int], bool], check: Check
+    ) -> HistoryEntry:
+        settings = get_settings()
+        with _client() as client:
+            flow_run = _find_run(client, run, list_matches=_listed(settings, may_read))
+            check(_run_district(settings, flow_run), str(flow_run.id))
+            entry = _entries(client, settings, [flow_run], with_outcomes=False)[0]
+            check(entry.district, entry.run_id)
+            refuse_unfinished(entry)
+            _delete(client, flow_run.id)
+            if entry.district is not None:
+                _refresh_table(client, settings, entry.district)
+            return entry
+
+    def clear_unrecorded(self, district: int, recorded: set[str]) -> int:
+        settings = get_settings()
+        with _client() as client:
+            # Collect first, then delete: deleting while paging would shift the pages.
+            gone = [
+                entry
+                for entry in _prefect_entries(client, settings, district, limit=None)
+                if entry.run_id not in recorded and entry.finished
+            ]
+            for entry in gone:
+                _delete(client, UUID(entry.run_id))
+        return len(gone)
+
+    def refresh_table(self, district: int) -> None:
+        refresh_table(district)
+
+
+def history_store() -> LedgerHistoryStore:
+    """The Sync History on the ledger, with the Prefect API for the flow's runs."""
+    return LedgerHistoryStore(PrefectRuns)
+
+
 def list_entries(
     district: int | None = None, limit: int = DEFAULT_LIMIT, *, user: str | Actor
 ) -> list[HistoryEntry]:
     """The district's entries from the ledger, newest first (default: the configured
-    district). Needs R on the district; needs no Prefect API."""
-    if limit <= 0:
-        raise BadInput("limit must be positive")
-    settings = get_settings()
-    number = resolve_district(settings, district).number
-    authorise(
-        user,
-        Right.R,
-        number,
-        entry_point=ENTRY_POINT,
-        asked=f"list the Sync History of district {number}",
-    )
-    with ledger_history(settings) as history:
-        settle(history, unfinished_requests(history.engine, number))
-        return history.entries(number, limit)
+    district). Needs R; needs no Prefect API (but to settle a flow run's request that the
+    ledger still has In Progress)."""
+    return history_store().list_entries(district, limit, user=user)
 
 
 def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
@@ -120,105 +168,27 @@ def get_entry(run: str, *, user: str | Actor) -> HistoryEntry:
 
     From the ledger; a run the ledger does not have (refused before it started, or from
     before the ledger) is looked up in the Prefect API."""
-    actor = _reader_somewhere(authorise(user, entry_point=ENTRY_POINT), Right.R, "show", run)
-    settings = get_settings()
-    with ledger_history(settings) as history:
-        request = history.find(run, list_matches=_reads(actor))
-        if request is not None:
-            _require(actor, Right.R, request.district_number, "show", request.run_id)
-            if request.status is RequestStatus.IN_PROGRESS and settle(history, [request]):
-                request = history.find(request.run_id)
-            return history.full_entry(request)
-    with _client() as client:
-        flow_run = _find_run(client, run, list_matches=_reads_run(actor, settings))
-        _require(actor, Right.R, _run_district(settings, flow_run), "show", str(flow_run.id))
-        entry = _entries(client, settings, [flow_run], with_outcomes=True)[0]
-        _require(actor, Right.R, entry.district, "show", entry.run_id)
-        return entry
+    return history_store().get_entry(run, user=user)
 
 
 def delete_entry(run: str, *, user: str | Actor) -> HistoryEntry:
     """Delete one finished entry: its artifacts, its run, its report files, then its ledger
-    rows (last, so an interrupted delete is still listed and a repeat finishes). Needs D on
-    the entry's district (checked once the run is found, before anything is deleted)."""
-    actor = _reader_somewhere(authorise(user, entry_point=ENTRY_POINT), Right.D, "delete", run)
-    settings = get_settings()
-    with ledger_history(settings) as history:
-        # D alone does not read: candidates are listed only from districts the user reads.
-        request = history.find(run, list_matches=_reads(actor))
-        if request is not None:
-            _require(actor, Right.D, request.district_number, "delete", request.run_id)
-            entry = history.entry(request, None)
-            _refuse_unfinished(entry)
-            with _client() as client:
-                _delete(client, UUID(entry.run_id))
-                delete_request(history.engine, entry.run_id)
-                _refresh_table(client, settings, entry.district)
-            return entry
-    with _client() as client:
-        flow_run = _find_run(client, run, list_matches=_reads_run(actor, settings))
-        _require(actor, Right.D, _run_district(settings, flow_run), "delete", str(flow_run.id))
-        entry = _entries(client, settings, [flow_run], with_outcomes=False)[0]
-        _require(actor, Right.D, entry.district, "delete", entry.run_id)
-        _refuse_unfinished(entry)
-        _delete(client, flow_run.id)
-        if entry.district is not None:
-            _refresh_table(client, settings, entry.district)
-        return entry
+    rows (last, so an interrupted delete is still listed and a repeat finishes). Needs D."""
+    return history_store().delete_entry(run, user=user)
 
 
 def clear(district: int | None = None, *, user: str | Actor) -> ClearResult:
     """Delete every finished entry of one district (default: the configured one). Needs D.
 
-    Entries of other districts are never touched; runs still in progress are left alone
-    (deleting a run under a running flow would orphan what it publishes next). Runs of
-    the district that the ledger does not have (refused ones) go too. Needs D on the district.
-    """
-    settings = get_settings()
-    number = resolve_district(settings, district).number
-    authorise(
-        user,
-        Right.D,
-        number,
-        entry_point=ENTRY_POINT,
-        asked=f"clear the Sync History of district {number}",
-    )
-    result = ClearResult(number)
-    with ledger_history(settings) as history, _client() as client:
-        for entry in history.entries(number, limit=None):
-            if entry.finished:
-                _delete(client, UUID(entry.run_id))
-                delete_request(history.engine, entry.run_id)
-                result.deleted.append(entry)
-            else:
-                result.skipped.append(entry)
-        done = {e.run_id for e in result.deleted + result.skipped}
-        # Collect first, then delete: deleting while paging would shift the pages.
-        for entry in _prefect_entries(client, settings, number, limit=None):
-            if entry.run_id not in done and entry.finished:
-                _delete(client, UUID(entry.run_id))
-                result.runs_only += 1
-        _refresh_table(client, settings, number)
-    return result
+    Entries of other districts are never touched; runs still in progress are left alone.
+    Runs of the district that the ledger does not have (refused ones) go too."""
+    return history_store().clear(district, user=user)
 
 
 def rebuild_artifacts(district: int | None = None, *, user: str | Actor) -> int:
     """Write the district's View History table again from the ledger (after Prefect's
-    database was lost, moved or cleaned). Needs R on the district. Returns the entries it
-    shows."""
-    settings = get_settings()
-    number = resolve_district(settings, district).number
-    authorise(
-        user,
-        Right.R,
-        number,
-        entry_point=ENTRY_POINT,
-        asked=f"rebuild the View History table of district {number}",
-    )
-    with _client() as client:
-        _refresh_table(client, settings, number)
-    with ledger_history(settings) as history:
-        return len(history.entries(number, limit=TABLE_ROWS))
+    database was lost, moved or cleaned). Needs R. Returns the entries it shows."""
+    return history_store().rebuild_artifacts(district, user=user)
 
 
 def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
@@ -227,7 +197,9 @@ def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
     that database was down, published it to the Prefect API). Returns how many it closed.
 
     Needs the Prefect API only when there is such a request; without one (or when its run
-    is gone with Prefect's database) the request's heartbeat decides how it reads."""
+    is gone with Prefect's database) the request's heartbeat decides how it reads. A
+    request the command line ran itself has no run: it is never settled here."""
+    requests = [r for r in requests if r.has_flow_run]
     if not requests:
         return 0
     closed = 0
@@ -256,24 +228,6 @@ def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
     return closed
 
 
-@contextmanager
-def ledger_history(settings: Settings) -> Iterator[LedgerHistory]:
-    """The Sync History in the state database's ledger (an engine for this call only)."""
-    engine = make_engine(settings.resolved_state_url)
-    try:
-        yield LedgerHistory(
-            engine,
-            {d.number: d.name for d in configured_districts(settings)},
-            settings.ledger_heartbeat_s,
-        )
-    except SQLAlchemyError as exc:
-        raise StoreUnavailable(
-            f"the Sync History could not be read from the state database: {first_line(exc)}"
-        ) from exc
-    finally:
-        engine.dispose()
-
-
 def refresh_table(district: int | None = None) -> None:
     """Rewrite the district's View History table from the history (no right needed: it is
     called by the runs themselves when they end, and it shows what ``history list`` shows
@@ -282,6 +236,32 @@ def refresh_table(district: int | None = None) -> None:
     number = resolve_district(settings, district).number
     with _client() as client:
         _refresh_table(client, settings, number)
+
+
+def served_districts() -> list[int]:
+    """Every configured (enabled) district's number."""
+    return [d.number for d in configured_districts(get_settings())]
+
+
+def refresh_tables(districts: list[int] | None = None) -> int:
+    """Rewrite the View History table of each district (default: every configured one),
+    so the requests the command line ran since the last rewrite show in the UI. Returns
+    how many tables were rewritten; a district whose rewrite fails is logged and skipped."""
+    settings = get_settings()
+    numbers = districts or served_districts()
+    done = 0
+    with _client() as client:
+        for number in numbers:
+            try:
+                _refresh_table(client, settings, number)
+                done += 1
+            except (StoreUnavailable, SQLAlchemyError) as exc:
+                log.warning(
+                    "The View History table of district %s was not rewritten: %s",
+                    number,
+                    first_line(exc),
+                )
+    return done
 
 
 # ---------------------------------------------------------------- reading
@@ -345,33 +325,9 @@ def _run_district(settings: Settings, flow_run: FlowRun) -> int:
     return _district_parameter(flow_run) or resolve_district(settings).number
 
 
-def _reads(actor: Actor) -> Callable[[int], bool]:
-    """Whether ``actor`` reads a district's history (R there)."""
-    return lambda district: actor.holds(Right.R, district)
-
-
-def _reads_run(actor: Actor, settings: Settings) -> Callable[[FlowRun], bool]:
-    """Whether ``actor`` reads the history of the district a run was given."""
-    return lambda flow_run: actor.holds(Right.R, _run_district(settings, flow_run))
-
-
-def _reader_somewhere(actor: Actor, right: Right, verb: str, run: str) -> Actor:
-    """The actor, refused (on all districts) before any run is looked up when it holds
-    ``right`` on no district at all: nothing, not even which flow a run is of, is told."""
-    if actor.scope(right).empty:
-        raise actor.refuse(
-            right, ALL_DISTRICTS, asked=f"{verb} the Sync History entry {str(run).strip()[:36]}"
-        )
-    return actor
-
-
-def _require(actor: Actor, right: Right, district: int | None, verb: str, run_id: str) -> None:
-    """Refuse (and record) ``verb`` on a history entry of a district without ``right``."""
-    actor.require(
-        right,
-        district or ALL_DISTRICTS,
-        asked=f"{verb} the Sync History entry {run_id[:8]}",
-    )
+def _listed(settings: Settings, may_read: Callable[[int], bool]) -> Callable[[FlowRun], bool]:
+    """Whether a run may be listed among several matches: its district is read by the user."""
+    return lambda flow_run: may_read(_run_district(settings, flow_run))
 
 
 def _find_run(
@@ -510,15 +466,13 @@ def _table_rows(data: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- deleting
 
 
-def _refuse_unfinished(entry: HistoryEntry) -> None:
-    if not entry.finished:
-        raise BadInput(
-            f"entry {entry.short_id} ({entry.run_name}) is {entry.status}: wait for it to "
-            "finish (or cancel the run) before deleting it"
-        )
-
-
 def _delete(client: SyncPrefectClient, run_id: UUID) -> None:
+    _delete_run(client, run_id)
+    # Its report files too, so the entry's download links stop working with it.
+    ReportStorage.from_settings().delete_run(str(run_id))
+
+
+def _delete_run(client: SyncPrefectClient, run_id: UUID) -> None:
     # Artifacts first, then the run: see the module docstring.
     # Something deleted concurrently is gone either way: not an error.
     for artifact in _artifacts(client, [run_id]):
@@ -526,8 +480,6 @@ def _delete(client: SyncPrefectClient, run_id: UUID) -> None:
             client.delete_artifact(artifact.id)
     with suppress(ObjectNotFound):
         client.delete_flow_run(run_id)
-    # Its report files too, so the entry's download links stop working with it.
-    ReportStorage.from_settings().delete_run(str(run_id))
 
 
 # ---------------------------------------------------------------- the View History table
@@ -578,7 +530,10 @@ def _row_links(settings: Settings, entries: list[HistoryEntry]) -> dict[str, Row
                     settings.reports_base_url, ref, entry.requested_by or "unknown"
                 )
         links[entry.run_id] = RowLinks(
-            run=run_url(entry.run_id, ui), pdf=reports.get("pdf"), docx=reports.get("docx")
+            # A request the command line ran itself has no run page to open.
+            run=run_url(entry.run_id, ui) if entry.flow_run else None,
+            pdf=reports.get("pdf"),
+            docx=reports.get("docx"),
         )
     return links
 

@@ -1,20 +1,18 @@
-"""The stored Verification Summary in the Prefect API: the latest results and their history.
+"""The Verification Summary in the Prefect API: the UI's view of the stored summary.
 
-Each ``verification-summary`` run stores the district's summary as keyed artifacts (see
-``selective_sync.verification.codec`` for the layout and why the record issues are chunked).
-This module reads them back: the current summary in full (figures, key lists, record
-issues, each object's ``verified_at``), or each object's accuracy over the last runs, which
-needs only the small summary tables. The current summary is each object's newest result
-among the latest stored version and the versions stored around it (``codec.newest_rows``):
-two runs at once never make an object read back older than its newest result. ``user``,
-when given, must hold R on the district (on all districts for the state's view); the CLI
-always passes it, and code that has already authorised its caller (the flow itself) leaves
-it out.
+The record is the state database (``selective_sync.verification.records``, read through
+``DatabaseSummaryStore``). Each ``verification-summary`` run also shows the district's
+summary as keyed table artifacts (see ``selective_sync.verification.codec`` for the layout);
+this module holds what needs the API: the latest version the UI shows, read to keep it
+current after concurrent runs (``stored_rows``), and the one-time import of summaries that
+were stored as artifacts only, before the database held them (``import_artifacts``): their
+current results with their record issues, and each run's own rows for the trend.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -31,159 +29,86 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
-from selective_sync.errors import BadInput, StoredSummaryError, StoreUnavailable
+from selective_sync.errors import StoredSummaryError, StoreUnavailable
 from selective_sync.models import DistrictVerification
-from selective_sync.rights import ALL_DISTRICTS, Actor, Right, authorise
-from selective_sync.settings import configured_districts, get_settings
 from selective_sync.verification.codec import (
-    AccuracyTrend,
     check_rows,
     decode_summary,
+    issue_chunks,
     issues_key,
     newest_rows,
     read_back_from,
     summary_key,
-    trend_from_summaries,
 )
-from selective_sync.verification.state import StateSummary, state_summary, state_trend
+from selective_sync.verification.records import insert_result
+from selective_sync.verification.store import DatabaseSummaryStore
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-DEFAULT_TREND_RUNS = 10
-ENTRY_POINT = "api:verification"
-"""Where a caller that passes a user name (not an authorised Actor) acts from."""
+log = logging.getLogger(__name__)
+
 FIRST_PAGE = 10
 """Versions read in the first call of one district's read-back (most have one or two)."""
 
 
-def load_latest_summary(
-    district: int, *, user: str | Actor | None = None
-) -> DistrictVerification | None:
-    """The district's current stored summary in full; None when nothing is stored yet.
+def stored_rows(
+    district: int, store: DatabaseSummaryStore | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None] | None:
+    """The district's current summary rows (from the state database) and the rows of the
+    latest version the UI shows (None when it shows none); None when nothing is stored."""
+    current = (store or DatabaseSummaryStore()).latest_rows(district)
+    if current is None:
+        return None
+    with _client() as client:
+        latest = _latest_versions(client, [summary_key(district)])
+    shown = None
+    if latest:
+        (artifact,) = latest.values()
+        shown = check_rows(_data(artifact.data))
+    return current, shown
 
-    Each object has its newest stored result, with its own ``verified_at`` (objects
-    verified by earlier runs than the latest keep theirs). Needs R on the district when
-    ``user`` is given.
-    """
-    if user is not None:
-        authorise(
-            user,
-            Right.R,
-            district,
-            entry_point=ENTRY_POINT,
-            asked=f"read the Verification Summary of district {district}",
-        )
+
+def import_artifacts(district: int, store: DatabaseSummaryStore | None = None) -> int:
+    """Copy the district's summary stored as artifacts into the state database, once:
+    only when the database holds nothing for the district. The current result of each
+    object comes with its record issues; the earlier runs' own rows keep the trend.
+    Returns how many results were copied (0: nothing to import)."""
+    store = store or DatabaseSummaryStore()
+    if store.has_results(district):
+        return 0
     with _client() as client:
         rows = _current_rows(client, district)
         if rows is None:
-            return None
-        return _complete(client, district, rows)
-
-
-def load_trend(
-    district: int, runs: int = DEFAULT_TREND_RUNS, *, user: str | Actor | None = None
-) -> AccuracyTrend:
-    """Each object's accuracy in the district's last ``runs`` verification runs, oldest
-    first (only the small summary tables are read). Needs R on the district when ``user``
-    is given."""
-    if user is not None:
-        authorise(
-            user,
-            Right.R,
-            district,
-            entry_point=ENTRY_POINT,
-            asked=f"read the accuracy trend of district {district}",
-        )
-    if runs < 1:
-        raise BadInput("the trend needs at least 1 run")
-    summaries: list[tuple[str | None, Any]] = []
-    found = 0
-    with _client() as client:
-        # Versions attached to no run (settled after concurrent runs) are no point of their own.
-        for artifact in _newest_first(client, [summary_key(district)], min(runs + 1, PAGE)):
-            if artifact.flow_run_id is not None:
-                found += 1
-            summaries.append((_run(artifact), _data(artifact.data)))
-            if found >= runs:
-                break
-    return trend_from_summaries(district, summaries)
-
-
-def latest_rows(district: int) -> list[dict[str, Any]] | None:
-    """The rows of the district's current stored summary; None when nothing is stored yet."""
-    with _client() as client:
-        return _current_rows(client, district)
-
-
-def stored_rows(district: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """The district's current stored summary rows, and the rows of the latest stored
-    version (the one the UI shows); None when nothing is stored yet."""
-    with _client() as client:
-        latest = _latest_versions(client, [summary_key(district)])
-        if not latest:
-            return None
-        (artifact,) = latest.values()
-        current = _read_back(client, latest)[summary_key(district)]
-        return current, check_rows(_data(artifact.data))
-
-
-def complete_summary(
-    district: int, rows: Sequence[dict[str, Any]], known: DistrictVerification
-) -> DistrictVerification:
-    """The summary ``rows`` describe: the objects of ``known`` whose results the rows hold,
-    as they are; the others' record issues read back from the runs that verified them."""
-    at = {r["object"]: r["verified_at"] for r in rows}
-    have = {o.object: o for o in known.objects if at.get(o.object) == o.verified_at.isoformat()}
-    missing = [r for r in rows if r["object"] not in have]
-    if missing:
-        with _client() as client:
-            stored = {o.object: o for o in _complete(client, district, missing).objects}
-        have.update((name, o) for name, o in stored.items() if name not in have)
-    objects = [have[r["object"]] for r in rows]
-    return DistrictVerification(known.district_number, known.district_name, objects)
-
-
-def load_state_summary(*, user: str | Actor | None = None) -> StateSummary:
-    """The state's view: every configured district's current stored figures (the latest
-    summary table of each, one API call per 200 districts, and the versions stored around
-    them), worst district first. Needs R on all districts when ``user`` is given."""
-    if user is not None:
-        authorise(
-            user,
-            Right.R,
-            ALL_DISTRICTS,
-            entry_point=ENTRY_POINT,
-            asked="read the state's Verification Summary",
-        )
-    districts = [(d.number, d.name) for d in configured_districts(get_settings())]
-    keys = {summary_key(n): n for n, _name in districts}
-    stored: dict[int, list[dict[str, Any]]] = {}
-    names = list(keys)
-    with _client() as client:
-        for start in range(0, len(names), PAGE):
-            latest = _latest_versions(client, names[start : start + PAGE])
-            for key, rows in _read_back(client, latest).items():
-                stored[keys[key]] = rows
-    return state_summary(districts, stored)
-
-
-def load_state_trend(
-    days: int = DEFAULT_TREND_RUNS, *, user: str | Actor | None = None
-) -> AccuracyTrend:
-    """The state's overall accuracy at the end of each of the last ``days`` days with
-    results (every district's last runs are read). Needs R on all districts when ``user``
-    is given."""
-    if user is not None:
-        authorise(
-            user,
-            Right.R,
-            ALL_DISTRICTS,
-            entry_point=ENTRY_POINT,
-            asked="read the state's accuracy trend",
-        )
-    numbers = [d.number for d in configured_districts(get_settings())]
-    return state_trend((load_trend(n, days) for n in numbers), days)
+            return 0
+        current = _complete(client, district, rows)
+        earlier = [
+            row
+            for artifact in _newest_first(client, [summary_key(district)])
+            if artifact.flow_run_id is not None
+            for row in check_rows(_data(artifact.data))
+            if row["issues_run"] == str(artifact.flow_run_id)
+        ]
+    objects = {o.object: o for o in current.objects}
+    now = {(r["object"], str(r["issues_run"])) for r in rows}
+    copied: set[tuple[str, str]] = set()
+    with store.engine() as engine, engine.begin() as conn:
+        for row in earlier:
+            key = (row["object"], str(row["issues_run"]))
+            if key not in now and key not in copied:
+                insert_result(conn, row, [])  # a trend point: its issues are not read again
+                copied.add(key)
+        for row in rows:
+            tables = [c.table for c in issue_chunks(objects[row["object"]])]
+            insert_result(conn, row, tables)
+    log.info(
+        "Imported the Verification Summary of district %s stored as artifacts: %s current "
+        "results, %s earlier ones",
+        district,
+        len(rows),
+        len(copied),
+    )
+    return len(rows) + len(copied)
 
 
 # ---------------------------------------------------------------- reading

@@ -18,14 +18,7 @@ from prefect.utilities.annotations import quote
 
 from flows.acting import acting_user
 from flows.forms import DistrictNumber, NoneAsEmpty, OptionalText, district_or_default, title
-from flows.verification_store import (
-    complete_summary,
-    latest_rows,
-    load_state_summary,
-    load_state_trend,
-    load_trend,
-    stored_rows,
-)
+from flows.verification_store import import_artifacts, stored_rows
 from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
 from selective_sync.db import check_databases
 from selective_sync.errors import SelectiveSyncError, StoredSummaryError
@@ -36,6 +29,7 @@ from selective_sync.settings import configured_districts, get_settings, resolve_
 from selective_sync.text import first_line, format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.state import STATE_KEY, StateSummary, state_rows
+from selective_sync.verification.store import DatabaseSummaryStore
 from tasks.alerts import emit_drift_event
 from tasks.reports import render_state_reports, render_verification_reports
 from tasks.verify import settle_summary, store_summary, verify_object_task
@@ -114,20 +108,24 @@ def verification_summary(
         config.name,
         format_accuracy(summary.distinct, summary.errors),
     )
-    # Read before storing: the rows of objects this run does not verify are kept as stored.
+    store = DatabaseSummaryStore(settings)
+    import_once(config.number, store)
+    # Read before storing: the previous figures (the drift alert), and the rows of the
+    # objects this run does not verify, for the summary table the UI shows.
     try:
         previous = latest_rows(config.number)
     except StoredSummaryError as exc:
         # An unreadable stored summary must not block storing a good one.
         logger.warning("Storing only the objects this run verified: %s", exc)
         previous = None
-    rows = store_summary(quote(summary), config.number, flow_run.get_id(), previous)
+    store_summary(quote(summary), config.number, flow_run.get_id(), previous)
     try:
-        # Another run may have stored since this one read: the current summary is read back
-        # (each object's newest result), and the UI's latest version made to show it.
-        rows = settle(config.number, config.name) or rows
-        current = complete_summary(config.number, rows, summary)
-        trend = load_trend(config.number)
+        # Another run may have stored since this one read: the UI's latest version is made
+        # to show the current summary (each object's newest result), read back from the
+        # database with the record issues of the objects this run did not verify.
+        settle(config.number, config.name)
+        current = store.load_latest_summary(config.number, known=summary) or summary
+        trend = store.load_trend(config.number)
     except SelectiveSyncError as exc:
         # An earlier run's issues are unreadable: this run's results are stored all the same.
         logger.warning("Reporting only the objects this run verified: %s", exc)
@@ -138,6 +136,23 @@ def verification_summary(
     )
     emit_drift_event(drift, return_state=True)  # a failure to emit never fails the run
     return summary
+
+
+def latest_rows(district: int) -> list[dict] | None:
+    """The district's current stored summary rows (None: nothing stored yet)."""
+    return DatabaseSummaryStore().latest_rows(district)
+
+
+def import_once(district: int, store: DatabaseSummaryStore) -> int:
+    """Copy a summary stored as artifacts before the database held it (once; best effort:
+    a failure leaves the district's history to start with this run). Results copied."""
+    try:
+        return import_artifacts(district, store)
+    except SelectiveSyncError as exc:
+        get_run_logger().warning(
+            "The summary stored as artifacts before could not be imported: %s", exc
+        )
+        return 0
 
 
 SETTLE_ATTEMPTS = 5
@@ -180,7 +195,11 @@ def state_view(objects: list[str] | None, requested_by: str, reverify: bool) -> 
     """The state's Verification Summary: verify the districts that need it (all of them
     with ``reverify``), then one table artifact and the PDF/DOCX reports over every district."""
     logger = get_run_logger()
-    stored = load_state_summary()
+    store = DatabaseSummaryStore()
+    stored = store.load_state_summary()
+    # A summary stored as artifacts only (before the database held it) counts as stored.
+    if sum(import_once(d.number, store) for d in stored.districts if not d.verified):
+        stored = store.load_state_summary()
     todo = (
         [d.number for d in configured_districts(get_settings())]
         if reverify
@@ -193,7 +212,7 @@ def state_view(objects: list[str] | None, requested_by: str, reverify: bool) -> 
         if state.is_failed():
             # The others go on; this district shows its older results, or none.
             logger.error("District %s could not be verified: %s", number, first_line(state.message))
-    summary = load_state_summary() if todo else stored
+    summary = store.load_state_summary() if todo else stored
     create_table_artifact(
         key=STATE_KEY,
         table=state_rows(summary, format_accuracy, format_timestamp),
@@ -204,7 +223,7 @@ def state_view(objects: list[str] | None, requested_by: str, reverify: bool) -> 
     )
     trend = None
     try:
-        trend = load_state_trend()
+        trend = store.load_state_trend()
     except SelectiveSyncError as exc:
         logger.warning("The state's accuracy over time could not be read: %s", exc)
     done = render_state_reports(

@@ -102,7 +102,19 @@ def check_schema(engine: Engine, side: str) -> None:
         raise SchemaMissing(
             f"the {side} database {mask_url(str(engine.url))} is missing tables: "
             + ", ".join(missing)
+            + INIT_DB_HINT
         )
+
+
+INIT_DB_HINT = " (`selective-sync init-db` creates or upgrades the schema)"
+_SCHEMA_BEHIND = ("no such table", "no such column", "does not exist", "unknown column")
+
+
+def schema_hint(exc: BaseException) -> str:
+    """``INIT_DB_HINT`` when ``exc`` says a table or column is missing (a database made by
+    an older version), else ""."""
+    text = str(exc).lower()
+    return INIT_DB_HINT if any(words in text for words in _SCHEMA_BEHIND) else ""
 
 
 def check_databases(district_url: str | None = None, state_url: str | None = None) -> None:

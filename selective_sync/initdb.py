@@ -27,7 +27,13 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from .db import make_engine, mask_url
 from .errors import BadInput, DatabaseUnavailable, SchemaMissing
-from .schema import CODE_TABLES, LEDGER_TABLES, district_metadata, state_metadata
+from .schema import (
+    CODE_TABLES,
+    LEDGER_TABLES,
+    SUMMARY_TABLES,
+    district_metadata,
+    state_metadata,
+)
 from .text import first_line
 
 Side = Literal["district", "state"]
@@ -36,6 +42,12 @@ SIDES: tuple[Side, ...] = ("district", "state")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The first revision of each branch: what a database made by create_all is stamped at.
 BASELINE: dict[str, str] = {"district": "district_0001", "state": "state_0001"}
+# The tables each later revision added, newest first: an unversioned database holding the
+# tables up to a revision (made by an older install's create_all) is adopted at it.
+ADDED_TABLES: dict[str, list[tuple[str, frozenset[str]]]] = {
+    "district": [],
+    "state": [("state_0003", SUMMARY_TABLES), ("state_0002", LEDGER_TABLES)],
+}
 
 
 def version_table(side: Side) -> str:
@@ -167,17 +179,14 @@ def upgrade_engine(
         adopted, stamped = False, None
         if before is None:
             present = set(inspect(conn).get_table_names()) & set(metadata.tables)
-            baseline = set(metadata.tables) - (LEDGER_TABLES if side == "state" else set())
-            if present == set(metadata.tables):
-                # Made by create_*_schema with today's tables: it is at the head already.
-                adopted, stamped = True, head_revision(side)
-                command.stamp(alembic_config(side, conn), stamped)
-            elif present == baseline:
-                # An install from before the ledger: adopt it, then migrate it.
-                adopted, stamped = True, BASELINE[side]
+            stamped = adoptable_at(side, present)
+            if stamped is not None:
+                # Made by create_*_schema (today's, or an older install's): adopt it at the
+                # revision its tables match, then migrate it.
+                adopted = True
                 command.stamp(alembic_config(side, conn), stamped)
             elif present:
-                missing = sorted(baseline - present)
+                missing = sorted(set(metadata.tables) - present)
                 raise SchemaMissing(
                     f"the {side} database {masked} holds some of its tables but no version "
                     f"table; missing: {', '.join(missing)}. Drop the partial tables or "
@@ -195,6 +204,30 @@ def upgrade_engine(
         if side == "state":
             seed_state(conn, districts)
     return UpgradeResult(side, masked, before, after, adopted, stamped)
+
+
+def adoptable_at(side: Side, present: set[str]) -> str | None:
+    """The revision whose tables are exactly ``present`` (None: no revision's)."""
+    tables = set(metadata_of(side).tables)
+    if present == tables:
+        return head_revision(side)
+    for revision, added in ADDED_TABLES[side]:
+        tables -= added
+        if present == tables:
+            return _before(side, revision)
+    return None
+
+
+def _before(side: Side, revision: str) -> str:
+    """The revision that ``revision`` follows (the tables before it were added)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(side))
+    return script.get_revision(revision).down_revision
+
+
+def metadata_of(side: Side):
+    return district_metadata if side == "district" else state_metadata
 
 
 @contextmanager

@@ -241,6 +241,9 @@ sync_request = Table(
     Column("host", String(255)),
     Column("pid", Integer),
     Column("heartbeat_at", DateTime),
+    # Who ran it: NULL for a run of the ``selective-sync`` flow (a Prefect flow run with
+    # that id), ``cli`` for the command line's own run (no Prefect run exists).
+    Column("origin", String(8)),
     Index("ix_sync_request_district", "district_number", "requested_at"),
 )
 
@@ -263,6 +266,42 @@ sync_key_outcome = Table(
 )
 
 LEDGER_TABLES = frozenset({"sync_request", "sync_key_outcome"})
+
+
+# ---------------------------------------------------------------- state side: the summary
+# The stored Verification Summary (``selective_sync.verification.records``): each run's
+# result per district and object, and the record issues of each result, as the codec
+# (``selective_sync.verification.codec``) encodes them.
+
+# Microseconds on MariaDB too: the newest result of an object is the one read back.
+Moment = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+verification_result = Table(
+    "verification_result",
+    state_metadata,
+    Column("district_number", Integer, primary_key=True, autoincrement=False),
+    Column("object", String(40), primary_key=True),
+    Column("run_id", String(RUN_ID), primary_key=True),
+    Column("verified_at", Moment, nullable=False),
+    Column("stored_at", Moment, nullable=False),
+    # The codec's summary row (figures, timestamps, issue count) as JSON.
+    Column("summary", Text, nullable=False),
+    Index("ix_verification_result_object", "district_number", "object", "verified_at"),
+    Index("ix_verification_result_run", "district_number", "verified_at"),
+)
+
+verification_issues = Table(
+    "verification_issues",
+    state_metadata,
+    Column("district_number", Integer, primary_key=True, autoincrement=False),
+    Column("object", String(40), primary_key=True),
+    Column("run_id", String(RUN_ID), primary_key=True),
+    Column("part", Integer, primary_key=True, autoincrement=False),
+    # One chunk of the result's record issues: the codec's rows as a JSON list.
+    Column("rows", LongText, nullable=False),
+)
+
+SUMMARY_TABLES = frozenset({"verification_result", "verification_issues"})
 
 
 def district_table(name: str) -> Table:

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import DistrictNotConfigured, DistrictsFileError
 
+ENV_PREFIX = "SELECTIVE_SYNC_"
 DEFAULT_DATA_DIR = Path.home() / ".selective-sync"
 DEMO_DISTRICT_NUMBER = 275
 DEMO_DISTRICT_NAME = "MAPLE VALLEY"
@@ -223,7 +224,16 @@ def sqlite_url(path: Path) -> str:
 
 
 def get_settings() -> Settings:
-    """Read settings afresh from the environment (cheap; callers may keep the result)."""
+    """The settings as the environment holds them now (``SELECTIVE_SYNC_*``): read again
+    whenever the environment (or the working folder a relative path is taken from)
+    changed, kept otherwise: building them costs about 15 ms, and a command asks several
+    times (each engine's SQLite timeout, the rights, the districts)."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)))
+    return _settings_for(env, os.getcwd())
+
+
+@lru_cache(maxsize=8)
+def _settings_for(_env: tuple, _cwd: str) -> Settings:
     return Settings()
 
 

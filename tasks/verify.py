@@ -1,4 +1,5 @@
-"""Verification tasks: verify an object, store the district's Verification Summary."""
+"""Verification tasks: verify an object, store the district's Verification Summary (in the
+state database, and as the artifacts the UI shows)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from selective_sync.verification.codec import (
     summary_key,
 )
 from selective_sync.verification.engine import verify_object
+from selective_sync.verification.records import store_encoded
+from selective_sync.verification.store import DatabaseSummaryStore
 
 from .engines import engine_for
 from .retry import RETRY_TRANSIENT_FAULTS
@@ -56,10 +59,13 @@ def store_summary(
     run_id: str,
     previous: list[dict[str, Any]] | None,
 ) -> list[dict[str, Any]]:
-    """Store the verified objects' record issues and the merged summary as artifacts
-    (the summary ``previous`` holds, this run's objects in place); returns its rows."""
+    """Store the verified objects' results in the state database (the record), then show
+    them as artifacts: their record issues, and the merged summary table (the summary
+    ``previous`` holds, this run's objects in place); returns its rows."""
     logger = get_run_logger()
     rows, chunks = encode_summary(summary, run_id)
+    with DatabaseSummaryStore(get_settings()).engine() as engine:
+        store_encoded(engine, district, rows, chunks)
     # Issues first: a summary row never refers to issues that are not stored yet.
     for chunk in chunks:
         create_table_artifact(

@@ -7,14 +7,15 @@ import hashlib
 from sqlalchemy import create_engine, inspect, select
 
 from selective_sync.rights import refusals_table
-from selective_sync.schema import LEDGER_TABLES, state_metadata
+from selective_sync.schema import LEDGER_TABLES, SUMMARY_TABLES, state_metadata
 
 REFUSALS_TABLE = refusals_table.name
 
 
 def rows_checksum(url: str, district_number: int | None = None, tables=None) -> str:
     """sha256 over every row of the state's data tables (optionally one district's rows
-    only); the ledger (what syncs recorded) is not data and is left out."""
+    only); the ledger (what syncs recorded) and the stored Verification Summary (what
+    verifications found) are not data and are left out."""
     engine = create_engine(url)
     digest = hashlib.sha256()
     try:
@@ -22,7 +23,7 @@ def rows_checksum(url: str, district_number: int | None = None, tables=None) -> 
             names = tables or sorted(
                 n
                 for n in inspect(conn).get_table_names()
-                if n in state_metadata.tables and n not in LEDGER_TABLES
+                if n in state_metadata.tables and n not in LEDGER_TABLES | SUMMARY_TABLES
             )
             for name in names:
                 table = state_metadata.tables[name]
@@ -100,8 +101,8 @@ def _param(conn) -> str:
 
 
 def stored_summary_artifacts(client, district: int = 275) -> list:
-    """Every stored Verification Summary artifact of ``district`` (tables and issues, every
-    version), through the Prefect ``client``."""
+    """Every Verification Summary artifact of ``district`` (the UI's view: tables and
+    issues, every version), through the Prefect ``client``."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from selective_sync.verification.codec import issues_key, summary_key
@@ -123,8 +124,9 @@ def stored_summary_artifacts(client, district: int = 275) -> list:
 
 
 def forget_summaries(district: int = 275) -> None:
-    """Delete every stored Verification Summary of ``district`` (the session's API is shared
-    by every test, and every demo is district 275)."""
+    """Delete every Verification Summary artifact of ``district`` (the session's API is
+    shared by every test, and every demo is district 275; the record, in each test's own
+    state database, starts empty with the demo)."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:

@@ -28,15 +28,13 @@ def assert_readable(output: str) -> None:
 
 
 @pytest.fixture
-def narrow_env(tmp_path, prefect_api) -> dict[str, str]:
-    import prefect.settings
-
+def narrow_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SELECTIVE_SYNC_")}
     env.update(
         SELECTIVE_SYNC_DATA_DIR=str(tmp_path / "data"),
         COLUMNS=str(WIDTH),
-        # The session's API: the children share one history (no ephemeral API each).
-        PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(),
+        # These commands need no Prefect API: nothing listens at this one.
+        PREFECT_API_URL="http://127.0.0.1:9/api",
     )
     run(["demo", "--persons", "300", "--seed", "3"], env)
     run(["rights", "bootstrap", USER], env)

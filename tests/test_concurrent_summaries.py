@@ -127,7 +127,13 @@ def latest_shown(district: int = DISTRICT) -> dict[str, dict]:
 
 def assert_reads_back(expected: dict, admin) -> None:
     """Every reader gives each object ``expected[object]`` (an ObjectVerification)."""
-    from flows.verification_store import load_latest_summary, load_state_summary
+    from selective_sync.verification.store import DatabaseSummaryStore
+
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_latest_summary, load_state_summary = (
+        summaries.load_latest_summary,
+        summaries.load_state_summary,
+    )
 
     stored = by_object(load_latest_summary(DISTRICT, user=admin))
     for name, result in expected.items():
@@ -206,8 +212,10 @@ def test_an_older_result_stored_last_does_not_win(demo, admin, monkeypatch):
 def test_two_whole_runs_at_once_then_a_partial_one(demo, admin, monkeypatch):
     """Two full runs meet at the read; a later partial run still carries the newest of
     each object, and the trend has one point per run."""
-    from flows.verification_store import load_trend
+    from selective_sync.verification.store import DatabaseSummaryStore
 
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_trend = summaries.load_trend
     runs = Runs(monkeypatch)
     both_read = threading.Barrier(2)
     runs.start("one", both_read)
@@ -294,16 +302,14 @@ def test_trend_one_point_per_run_in_verification_order():
 
 
 def test_state_view_reads_back_beside_a_district_verified_long_ago(demo, admin, monkeypatch):
-    """A district whose latest version is old next to one with a concurrent version the
-    UI's latest lacks: the state's view has the newest of each (versions stored through
-    the API, as store_summary and a second run write them)."""
+    """A district whose latest result is old next to one whose newer result was stored
+    first: the state's view has the newest of each (results stored in the state database
+    as two runs of a district and an old one of the other store them)."""
     import datetime as dt
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import ArtifactCreate
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from flows.verification_store import load_state_summary
+    from selective_sync.db import make_engine
+    from selective_sync.verification.records import insert_result
+    from selective_sync.verification.store import DatabaseSummaryStore
 
     other = 276
     districts = demo.dir / "districts.yaml"
@@ -318,32 +324,21 @@ def test_state_view_reads_back_beside_a_district_verified_long_ago(demo, admin, 
     def at(minutes: float) -> str:
         return (now + dt.timedelta(minutes=minutes)).isoformat()
 
-    def store(key_district: int, rows: list[dict], run=None) -> None:
-        with get_client(sync_client=True) as client:
-            client.create_artifact(
-                artifact=ArtifactCreate(
-                    key=summary_key(key_district),
-                    type="table",
-                    data=json.dumps(rows),
-                    flow_run_id=run,
-                )
-            )
+    def store(rows: list[dict]) -> None:
+        engine = make_engine(demo.state_url)
+        try:
+            with engine.begin() as conn:
+                for row in rows:
+                    insert_result(conn, row, [])
+        finally:
+            engine.dispose()
 
-    old_rows = [{**_row("Graduation", at(-60 * 24 * 30), "x", 3), "district": other}]
-    try:
-        store(other, old_rows)
-        # Run r1 (stored second, older result) and r2 (stored first, newer result), both
-        # attached to no run: each version is then a complete reading up to its newest.
-        store(DISTRICT, [_row("PersonIdentity", at(-2), "r2", 2), _row("Enrollment", at(-3), "p")])
-        store(DISTRICT, [_row("PersonIdentity", at(-5), "r1", 1), _row("Enrollment", at(-3), "p")])
-        summary = {d.number: d for d in load_state_summary(user=admin).districts}
-        person = {o.object: o for o in summary[DISTRICT].objects}["PersonIdentity"]
-        assert person.errors == 2  # r2's newer result, not the UI's latest (r1's)
-        (graduation,) = summary[other].objects
-        assert graduation.errors == 3
-    finally:
-        with get_client(sync_client=True) as client:
-            for artifact in client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[summary_key(other)]))
-            ):
-                client.delete_artifact(artifact.id)
+    store([{**_row("Graduation", at(-60 * 24 * 30), "x", 3), "district": other}])
+    # Run r2 (stored first, newer result), then run r1 (stored second, older result).
+    store([_row("PersonIdentity", at(-2), "r2", 2), _row("Enrollment", at(-3), "p")])
+    store([_row("PersonIdentity", at(-5), "r1", 1)])
+    summary = {d.number: d for d in DatabaseSummaryStore().load_state_summary(user=admin).districts}
+    person = {o.object: o for o in summary[DISTRICT].objects}["PersonIdentity"]
+    assert person.errors == 2  # r2's newer result, not r1's stored last
+    (graduation,) = summary[other].objects
+    assert graduation.errors == 3

@@ -455,7 +455,12 @@ def test_the_history_outlives_prefects_database(demo, admin, three_keys, tmp_pat
     run_id, result = run_sync("PersonIdentity", three_keys, admin)
     home = tmp_path / "new-prefect-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env |= {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Starting the ephemeral API takes longer than Prefect's 20 s on a busy machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    }
 
     listed = cli(["history", "list", "--json", "--user", admin], env)
     assert listed.returncode == 0, listed.stderr

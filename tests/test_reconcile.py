@@ -139,8 +139,10 @@ def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
     assert after.errors == entry.failed, after.issues
     # The stored Verification Summary is the one taken after the syncs: the keys that
     # synced are gone from it, and the run's table carries the accuracy after.
-    from flows.verification_store import load_latest_summary
+    from selective_sync.verification.store import DatabaseSummaryStore
 
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_latest_summary = summaries.load_latest_summary
     stored = {o.object: o for o in load_latest_summary(275).objects}["Enrollment"]
     stored_errors = set(stored.missing_at_state) | set(stored.mismatched)
     assert stored_errors.isdisjoint(set(entry.plan.keys) - refusable)

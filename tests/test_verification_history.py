@@ -174,8 +174,11 @@ def test_codec_reads_back_exactly_in_chunks_in_any_order():
 def test_stored_summary_reads_back_equal_and_small(demo, admin):
     from prefect.client.orchestration import get_client
 
-    from flows.verification_store import load_latest_summary
+    from selective_sync.verification.store import DatabaseSummaryStore
 
+    summaries = DatabaseSummaryStore()  # the record: the state database
+
+    load_latest_summary = summaries.load_latest_summary
     assert load_latest_summary(DISTRICT, user=admin) is None
     run_id, computed = run_summary()
     person = by_object(computed)["PersonIdentity"]
@@ -199,8 +202,10 @@ def test_stored_summary_reads_back_equal_and_small(demo, admin):
 
 
 def test_partial_run_merges_and_keeps_other_timestamps(demo, admin):
-    from flows.verification_store import load_latest_summary
+    from selective_sync.verification.store import DatabaseSummaryStore
 
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_latest_summary = summaries.load_latest_summary
     _, first = run_summary()
     before = by_object(first)
     rename_at_district(demo, in_sync_person(demo, first), "Renamed")
@@ -247,8 +252,10 @@ def test_summary_shows_stored_figures_until_reverify(demo, admin):
 
 
 def test_first_summary_verifies_now_and_stores(demo, admin):
-    from flows.verification_store import load_latest_summary
+    from selective_sync.verification.store import DatabaseSummaryStore
 
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_latest_summary = summaries.load_latest_summary
     done = invoke(["summary", "--user", admin])
     assert done.exit_code == 0, (done.output, done.exception)
     assert "No stored Verification Summary of district 275: verified now" in done.output
@@ -279,8 +286,10 @@ def test_reverify_after_a_real_sync_drops_the_fixed_keys(demo, admin):
 
 
 def test_trend_and_the_pdf_chart(demo, admin, tmp_path):
-    from flows.verification_store import load_trend
+    from selective_sync.verification.store import DatabaseSummaryStore
 
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_trend = summaries.load_trend
     single = tmp_path / "single.pdf"
     _, first = run_summary()
     done = invoke(["summary", "--user", admin, "--report", "pdf", "-o", str(single)])
@@ -336,7 +345,11 @@ def test_trend_and_the_pdf_chart(demo, admin, tmp_path):
 def test_reading_needs_r(demo, admin):
     from prefect.client.orchestration import get_client
 
-    from flows.verification_store import load_latest_summary, load_trend
+    from selective_sync.verification.store import DatabaseSummaryStore
+
+    summaries = DatabaseSummaryStore()  # the record: the state database
+
+    load_latest_summary, load_trend = summaries.load_latest_summary, summaries.load_trend
 
     with RightsStore.from_settings() as store:
         store.grant(admin, "writer", "W", district=ALL_DISTRICTS)

@@ -203,7 +203,10 @@ def hostile_person_values(demo):
 
 @pytest.mark.usefixtures("prefect_api")
 def test_workbook_of_the_stored_summary(demo, admin, hostile_person_values, tmp_path):
-    from flows.verification_store import load_latest_summary, load_trend
+    from selective_sync.verification.store import DatabaseSummaryStore
+
+    summaries = DatabaseSummaryStore()  # the record: the state database
+    load_latest_summary, load_trend = summaries.load_latest_summary, summaries.load_trend
     from flows.verification_summary import verification_summary
 
     # Twice, so that the stored trend has more than one run.

@@ -1,7 +1,11 @@
 """The ``selective-sync`` command line: one Typer app, one sub-module per command group.
 
-It runs flows and reads the stored history through the backend it is given
-(``selective_sync.cli.backend``); the entry point that gives it one is ``flows.cli``.
+Commands run here, with no Prefect API: a sync runs the core's request runner, the Sync
+History and the stored Verification Summary are read from (and written to) the state
+database. What only Prefect holds (a flow run to delete, the UI's view when ``ui`` starts)
+goes through the backend it is given (``selective_sync.cli.backend``); the entry point that
+gives it one is ``flows.cli``. Each command module imports what its command uses inside
+the command, so a command (and ``--help``) loads nothing another one needs.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    # The CLI starts Prefect's ephemeral API when no server is configured; keep it quiet.
+    # The few commands that reach Prefect (deleting a flow run's entry, ``ui``) start its
+    # ephemeral API when no server is configured; keep it quiet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # Prefect's default 20 s is too short for the first start on a busy two-core machine;

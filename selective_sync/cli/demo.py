@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from ..settings import get_settings
 from .common import console
 
 
@@ -25,6 +24,7 @@ def demo(
 ) -> None:
     """Build a demo district database and a state database with seeded discrepancies."""
     from ..demo import demo_districts, generate_demo
+    from ..settings import get_settings
 
     settings = get_settings()
     target = directory or settings.data_dir

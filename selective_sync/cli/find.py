@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.text import Text
 
-from selective_sync.settings import resolve_district
-
 from ..errors import BadInput
-from ..find import MAX_LIMIT, FindResult, build_query, find_in_district, summary_keys
-from ..rights import Right, authorise
-from ..settings import get_settings
-from .backend import backend
 from .common import UserOption, console, err_console, resolve_user
-from .layout import Column, print_rows
 
-# Columns that may fold on a narrow terminal; IDs never do (a folded ID reads as two).
+if TYPE_CHECKING:
+    from ..find import FindResult
+
+# ``selective_sync.find.MAX_LIMIT`` (the help text is built before the command runs, and
+# importing the finder costs a database toolkit; tests/test_find.py checks they agree).
+MAX_LIMIT = 10_000
+
 # Columns that fold on a narrow terminal; IDs, codes and dates never do (a folded ID
 # reads as two numbers).
 WRAPPING = {"last", "first", "school"}
@@ -58,6 +58,10 @@ def find(
     """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R.
 
     R on the district searched."""
+    from ..find import build_query, find_in_district, summary_keys
+    from ..rights import Right, authorise
+    from ..settings import get_settings, resolve_district
+
     if as_json and ids_only:
         raise BadInput("choose one of --json and --ids-only")
     # Every input is checked before any database or API is touched.
@@ -75,7 +79,7 @@ def find(
     )
     settings = get_settings()
     config = resolve_district(settings, district)
-    actor = authorise(
+    authorise(
         resolve_user(user),
         Right.R,
         config.number,
@@ -84,7 +88,9 @@ def find(
     )
     keys = None
     if query.from_summary is not None:
-        stored = backend().summaries.load_latest_summary(config.number, user=actor)
+        from ..verification.store import DatabaseSummaryStore
+
+        stored = DatabaseSummaryStore(settings).load_latest_summary(config.number)
         keys = summary_keys(stored, query.object, query.from_summary)
     result = find_in_district(settings, query, config.number, keys)
     if as_json:
@@ -115,6 +121,8 @@ def notes(result: FindResult) -> list[str]:
 
 
 def print_result(result: FindResult) -> None:
+    from .layout import Column, print_rows
+
     if result.records:
         noun = "match" if result.total == 1 else "matches"
         # The heading on its own line (wrapped at the terminal), not as a table title.

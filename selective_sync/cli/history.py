@@ -1,23 +1,26 @@
-"""``selective-sync history``: list, show, delete and clear Sync History entries."""
+"""``selective-sync history``: list, show, delete and clear Sync History entries.
+
+Read from the ledger in the state database with no Prefect API; deleting reaches the
+Prefect API only for an entry that has a flow run (``selective_sync.history.store``).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from selective_sync.history.entry import HistoryEntry, detail_rows, keys_text, status_text
-from selective_sync.history.store import HistoryStore
-from selective_sync.text import format_timestamp
-
-from .backend import backend
+from .backend import history_store
 from .common import UserOption, acting, console, err_console
 from .layout import Column, print_rows
 from .sync import OUTCOME_STYLE
+
+if TYPE_CHECKING:
+    from selective_sync.history.entry import HistoryEntry
+    from selective_sync.history.store import LedgerHistoryStore
 
 app = typer.Typer(
     help="The Sync History: every selective sync request, its outcome and each key's.",
@@ -36,8 +39,8 @@ DistrictOption = Annotated[
 ]
 
 
-def _store() -> HistoryStore:
-    return backend().history
+def _store() -> LedgerHistoryStore:
+    return history_store()
 
 
 @app.command("list")
@@ -70,6 +73,9 @@ def list_entries(
     if not entries:
         console.print("No Sync History entries.")
         return
+    from selective_sync.history.entry import keys_text, status_text
+    from selective_sync.text import format_timestamp
+
     columns = [
         *(Column(c) for c in ("Run", "Requested", "User", "Status", "Completed", "Object")),
         Column("Keys", wrap=True),
@@ -160,13 +166,14 @@ def clear(
 def _check_report(report: str | None, output: Path | None) -> None:
     """--report and --output, checked before the history is read."""
     from ..errors import BadInput
-    from ..reports import report_format
-    from ..reports._output import check_writable
 
     if report is None:
         if output is not None:
             raise BadInput("--output needs --report xlsx")
         return
+    from ..reports import report_format
+    from ..reports._output import check_writable
+
     if report_format(report) != "xlsx":
         raise BadInput("the Sync History list is written as xlsx only (--report xlsx)")
     if output is None:
@@ -175,6 +182,10 @@ def _check_report(report: str | None, output: Path | None) -> None:
 
 
 def print_entry(entry: HistoryEntry) -> None:
+    from rich.table import Table
+
+    from selective_sync.history.entry import detail_rows
+
     detail = Table(show_header=False, title="Sync History entry", title_justify="left")
     detail.add_column(style="bold")
     detail.add_column(overflow="fold")

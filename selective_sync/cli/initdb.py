@@ -6,10 +6,6 @@ from enum import StrEnum
 
 import typer
 
-from selective_sync.settings import configured_districts, load_districts_file
-
-from ..initdb import upgrade
-from ..settings import get_settings
 from .common import console
 
 
@@ -33,6 +29,9 @@ def init_db(
 
     Safe to run again: a database at the newest revision is left as it is.
     """
+    from ..initdb import upgrade
+    from ..settings import configured_districts, get_settings, load_districts_file
+
     settings = get_settings()
     districts = configured_districts(settings)
     if side in (SideChoice.district, SideChoice.both):

@@ -12,7 +12,7 @@ import typer
 from rich.text import Text
 
 from ..errors import BadInput
-from .backend import backend
+from .backend import history_store
 from .common import UserOption, acting, console
 
 reports_app = typer.Typer(
@@ -66,7 +66,7 @@ def report(
 
     name = sync_format(fmt, output)
     check_writable(output)  # before the seconds spent reaching the history
-    entry = backend().history.get_entry(run, user=acting(user, "report"))
+    entry = history_store().get_entry(run, user=acting(user, "report"))
     if name == "xlsx":
         from ..reports.xlsx import write_history_xlsx
 

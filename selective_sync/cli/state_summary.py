@@ -1,9 +1,9 @@
 """``selective-sync summary --all-districts``: the state's view of every district.
 
-From each district's stored results by default (one read for all of them); with
-``--reverify`` every district is verified again first (the verification-summary flow, one
-district after another), and a district with nothing stored yet is verified on the spot
-too. Needs R on all districts.
+From each district's stored results in the state database by default (one read for all
+of them); with ``--reverify`` every district is verified again first, here and now (one
+district after another, each stored as a run of its own), and a district with nothing
+stored yet is verified on the spot too. Needs R on all districts.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from ..rights import Actor
 from ..text import format_accuracy, format_timestamp
 from ..verification.format import object_to_dict
 from ..verification.state import STATE_COLUMNS, StateSummary, state_rows
-from .backend import backend
+from ..verification.store import DatabaseSummaryStore
 from .common import console, err_console
 
 
 def show_state(
     actor: Actor,
-    user: str,
     *,
     reverify: bool,
     trend: bool,
@@ -37,7 +36,9 @@ def show_state(
     output: Path | None,
 ) -> None:
     """Print (and with ``fmt`` write) the state's Verification Summary."""
-    store = backend().summaries
+    from .summary import verify_and_store
+
+    store = DatabaseSummaryStore()
     if trend:
         _print_state_trend(store.load_state_trend(runs, user=actor), as_json)
         return
@@ -49,7 +50,7 @@ def show_state(
     for number in todo:
         out.print(Text(f"verifying district {number}..."))
         try:
-            backend().run_verification(district=number, objects=None, requested_by=user)
+            verify_and_store(store, number, None)
         except SelectiveSyncError as exc:
             # The other districts go on; this one keeps its older results, or none.
             failed.append(number)

@@ -1,10 +1,12 @@
 """``selective-sync summary``: the district's Verification Summary, as stored or verified now.
 
 The summary keeps its results (each object with its own timestamp) until someone
-re-verifies: ``summary`` shows the stored results, ``summary --reverify`` runs the
-verification-summary flow (which stores the new results, merged with the others), and a
-district with nothing stored yet is verified on the spot. Needs R on the district; the
-state's view (``--all-districts``) needs R on all districts.
+re-verifies: ``summary`` shows the stored results (read from the state database),
+``summary --reverify`` verifies here and now, with no Prefect API, and stores the new
+results in the state database as a run of its own (the other objects keep theirs), and a
+district with nothing stored yet is verified on the spot. The ``verification-summary``
+flow stores its results in the same place, so either reads what the other stored. Needs R
+on the district; the state's view (``--all-districts``) needs R on all districts.
 """
 
 from __future__ import annotations
@@ -12,28 +14,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.text import Text
 
-from selective_sync.settings import resolve_district
-from selective_sync.text import format_accuracy, format_timestamp
-from selective_sync.verification.codec import AccuracyTrend
-from selective_sync.verification.format import (
-    DISTRICT_COLUMNS,
-    OBJECT_COLUMNS,
-    summary_to_dict,
-)
-
-from ..db import check_databases
 from ..errors import BadInput
-from ..models import DistrictVerification
-from ..registry import get_object, object_names
-from ..rights import ALL_DISTRICTS, Right, authorise
-from ..settings import get_settings
-from .backend import backend
+from ..text import format_accuracy, format_timestamp
 from .common import UserOption, console, err_console, resolve_user
 from .layout import Column, print_rows
+
+if TYPE_CHECKING:
+    from ..models import DistrictVerification
+    from ..verification.codec import AccuracyTrend
+    from ..verification.store import DatabaseSummaryStore
 
 TREND_RUNS = 10
 
@@ -65,6 +59,13 @@ def summary(
     """The Verification Summary: stored results, or verified now with --reverify. Needs R.
 
     R on the district; the state's view (--all-districts) needs R on all districts."""
+    from ..db import check_databases
+    from ..registry import get_object
+    from ..rights import ALL_DISTRICTS, Right, authorise
+    from ..settings import get_settings, resolve_district
+    from ..verification.format import summary_to_dict
+    from ..verification.store import DatabaseSummaryStore
+
     # Everything that can be refused is checked before any database or API is touched.
     names = [get_object(o).name for o in dict.fromkeys(objects)] if objects else None
     fmt = _report_target(report, output)
@@ -79,9 +80,8 @@ def summary(
         if fmt == "csv":
             raise BadInput("the state's Verification Summary is available as pdf or docx")
         check_databases(state_url=settings.resolved_state_url)
-        acting = resolve_user(user)
         actor = authorise(
-            acting,
+            resolve_user(user),
             Right.R,
             ALL_DISTRICTS,
             entry_point="cli:summary",
@@ -91,7 +91,6 @@ def summary(
 
         show_state(
             actor,
-            acting,
             reverify=reverify,
             trend=trend,
             runs=runs,
@@ -103,21 +102,20 @@ def summary(
     config = resolve_district(settings, district)
     # The summary describes these databases: a missing one is named, not a stale result shown.
     check_databases(config.url, settings.resolved_state_url)
-    acting = resolve_user(user)
     actor = authorise(
-        acting,
+        resolve_user(user),
         Right.R,
         config.number,
         entry_point="cli:summary",
         asked=f"Verification Summary of district {config.number}",
     )
-    verification_store = backend().summaries
+    verification_store = DatabaseSummaryStore(settings)
     if trend:
         history = verification_store.load_trend(config.number, runs, user=actor)
         _print_trend(history, as_json)
         return
-    stored = None if reverify else verification_store.load_latest_summary(config.number, user=actor)
-    shown, fresh = _shown(stored, names, config.number, acting)
+    stored = None if reverify else verification_store.load_latest_summary(config.number)
+    shown, fresh = _shown(verification_store, stored, names, config.number)
     out = err_console if as_json else console  # with --json, stdout holds one document
     if as_json:
         document = summary_to_dict(shown)
@@ -140,10 +138,16 @@ def summary(
 
 
 def _shown(
-    stored: DistrictVerification | None, names: list[str] | None, district: int, user: str
+    store: DatabaseSummaryStore,
+    stored: DistrictVerification | None,
+    names: list[str] | None,
+    district: int,
 ) -> tuple[DistrictVerification, set[str]]:
     """The summary to show and the objects verified for it now: the stored results of the
     objects asked for, verifying (and so storing) those with no stored result."""
+    from ..models import DistrictVerification
+    from ..registry import object_names
+
     wanted = names or object_names()
     have = {o.object: o for o in stored.objects} if stored else {}
     if stored is not None and not names:
@@ -154,11 +158,50 @@ def _shown(
     if missing:
         # All of them when nothing is stored: the flow's default is every registry object.
         asked = None if stored is None and not names else missing
-        result = backend().run_verification(district=district, objects=asked, requested_by=user)
+        result = verify_and_store(store, district, asked)
         fresh = {o.object: o for o in result.objects}
         name = result.district_name
     objects = [fresh.get(n) or have[n] for n in wanted if n in fresh or n in have]
     return DistrictVerification(district, name, objects), set(fresh)
+
+
+def verify_and_store(
+    store: DatabaseSummaryStore, district: int, objects: list[str] | None
+) -> DistrictVerification:
+    """Verify the district's ``objects`` (default: every registry object) here and now,
+    and store the results as a run of their own, as the verification-summary flow would."""
+    from uuid import uuid4
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..db import make_engine
+    from ..errors import DatabaseUnavailable
+    from ..settings import resolve_district
+    from ..text import first_line
+    from ..verification.engine import verify_district
+
+    settings = store.settings
+    config = resolve_district(settings, district)
+    district_engine = make_engine(config.url)
+    state_engine = make_engine(settings.resolved_state_url)
+    try:
+        result = verify_district(
+            district_engine,
+            state_engine,
+            config.number,
+            config.name,
+            objects,
+            chunk_rows=settings.verify_chunk_rows,
+        )
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(
+            f"district {config.number} could not be verified: {first_line(exc)}"
+        ) from exc
+    finally:
+        district_engine.dispose()
+        state_engine.dispose()
+    store.store(result, str(uuid4()))
+    return result
 
 
 def _say_where_from(
@@ -207,6 +250,8 @@ def _report_target(report: str | None, output: Path | None) -> str | None:
 
 
 def print_summary(result: DistrictVerification) -> None:
+    from ..verification.format import DISTRICT_COLUMNS, OBJECT_COLUMNS
+
     print_rows(
         [Column(c, wrap=c == "Name") for c in DISTRICT_COLUMNS],
         [

@@ -1,26 +1,30 @@
-"""``selective-sync sync``: run the Selective Sync flow and print every key's outcome."""
+"""``selective-sync sync``: run one Selective Sync request here and print every key's outcome.
+
+The request runs in this process (``selective_sync.sync.request``), with no Prefect API:
+the same steps and ledger record as a run of the ``selective-sync`` flow, so it is in the
+Sync History at once and in the UI's View History table at its next rewrite.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.text import Text
 
-from selective_sync.sync import progress as progress_events
-
-from ..models import Outcome, SyncResult
-from ..registry import get_object
-from .backend import backend
 from .common import UserOption, console, resolve_user
 from .layout import Column, print_rows
 
+if TYPE_CHECKING:
+    from ..models import SyncResult
+
+# By ``Outcome`` value (the enum's module is imported with the request, not for --help).
 OUTCOME_STYLE = {
-    Outcome.SYNCED: "green",
-    Outcome.UNCHANGED: "cyan",
-    Outcome.NOT_FOUND: "yellow",
-    Outcome.FAILED: "bold red",
+    "synced": "green",
+    "unchanged": "cyan",
+    "not_found": "yellow",
+    "failed": "bold red",
 }
 
 
@@ -36,10 +40,13 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Re-send the named records from the district to the state, and show each outcome."""
-    spec = get_object(object_name)
-    refuse_early(spec.name, " ".join(ids), resolve_user(user), district)
-    parameters = dict(
-        object=spec.name,
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from ..sync.request import SyncRequest, run_request
+
+    # The runner authorises the user (W) and checks every input before anything is written.
+    request = SyncRequest(
+        object=object_name,
         ids=" ".join(ids),
         requested_by=resolve_user(user),
         district=district,
@@ -47,52 +54,15 @@ def sync(
         dry_run=dry_run,
     )
     if as_json:
-        result = backend().run_sync(**parameters)
+        result = run_request(request)
         typer.echo(json.dumps(result_to_dict(result), indent=2))
         return
     with Progress(
         TextColumn("[bold]Syncing"), BarColumn(), TaskProgressColumn(), console=console
     ) as bar:
         task = bar.add_task("sync", total=100)
-
-        def listener(percent: float) -> None:
-            bar.update(task, completed=percent)
-
-        progress_events.add_listener(listener)
-        try:
-            result = backend().run_sync(**parameters)
-        finally:
-            progress_events.remove_listener(listener)
+        result = run_request(request, on_progress=lambda p: bar.update(task, completed=p))
     print_result(result)
-
-
-def refuse_early(object_name: str, ids: str, user: str, district: int | None) -> None:
-    """Refuse a request that cannot run before the flow (and Prefect) starts.
-
-    Inside the flow the same refusals are right for the UI and the API, but on a terminal
-    Prefect prints each failed run's traceback: here a bad request, a user without W on the
-    district or an unreachable database gets the one ``error:`` line every other command
-    gives. The flow checks all of this again.
-    """
-    from selective_sync.settings import resolve_district
-
-    from ..db import check_databases
-    from ..rights import Right, authorise
-    from ..settings import get_settings
-    from ..sync import parse_ids
-
-    settings = get_settings()
-    config = resolve_district(settings, district)
-    count = len(ids.replace(",", " ").replace(";", " ").split())
-    authorise(
-        user,
-        Right.W,
-        config.number,
-        entry_point="cli:sync",
-        asked=f"sync {object_name} {count} key{'' if count == 1 else 's'}",
-    )
-    parse_ids(ids)
-    check_databases(config.url, settings.resolved_state_url)
 
 
 def result_to_dict(result: SyncResult) -> dict:
@@ -121,7 +91,7 @@ def print_result(result: SyncResult) -> None:
     rows = [
         (
             str(k.key),
-            Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome]),
+            Text(k.outcome.value, style=OUTCOME_STYLE[k.outcome.value]),
             str(k.attempts),
             k.reason or "",  # the core names any parents synced first
         )

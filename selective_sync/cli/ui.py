@@ -28,6 +28,7 @@ import typer
 from rich.text import Text
 
 from ..errors import BadInput, StartupFailed
+from .backend import refresh_ui
 from .common import console
 
 # Prefect's server on a busy two-core machine is healthy in 4-10 s, and serving the
@@ -116,6 +117,7 @@ def ui(
                 stopping,
             )
             wait_for("the report server", lambda: _answers(reports_url, any_status=True), children)
+            refresh_ui(f"{base}/api")  # the CLI's requests into each View History table
             print_ready(base, reports_url, settings.data_dir)
             while not stopping.is_set():
                 _check_alive(children)

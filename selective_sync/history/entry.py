@@ -15,7 +15,6 @@ from typing import Any
 from selective_sync.errors import BadInput
 from selective_sync.history.codec import outcomes_from_rows
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
-from selective_sync.sync.keys import parse_ids
 from selective_sync.text import format_timestamp
 
 FLOW_NAME = "selective-sync"
@@ -87,6 +86,8 @@ class HistoryEntry:
     outcomes: list[KeyOutcome] | None = None
     failure: str | None = None
     progress: float | None = None
+    flow_run: bool = True
+    """False for a request the command line ran itself: no Prefect run shows it."""
 
     @property
     def short_id(self) -> str:
@@ -237,6 +238,9 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _requested_keys(ids: Any) -> list[int]:
+    # Imported here: the sync core's package is not needed to read the history.
+    from selective_sync.sync.keys import parse_ids
+
     # A request refused for bad IDs still is an entry; its failure message names them.
     try:
         return parse_ids(ids)

@@ -9,13 +9,17 @@ its heartbeat and reads as Crashed once three heartbeats are missed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from selective_sync.errors import BadInput
+from selective_sync.db import make_engine, schema_hint
+from selective_sync.errors import BadInput, StoreUnavailable
 from selective_sync.history.entry import HistoryEntry
 from selective_sync.ledger import (
     LedgerRequest,
@@ -27,10 +31,33 @@ from selective_sync.ledger import (
     read_requests,
 )
 from selective_sync.models import KeyOutcome, Outcome, RequestStatus
-from selective_sync.text import format_timestamp
+from selective_sync.settings import configured_districts
+from selective_sync.text import first_line, format_timestamp
+
+if TYPE_CHECKING:
+    from selective_sync.settings import Settings
 
 MIN_ID_PREFIX = 4
 MISSED_BEATS = 3
+
+
+@contextmanager
+def ledger_history(settings: Settings) -> Iterator[LedgerHistory]:
+    """The Sync History in the state database's ledger (an engine for this call only)."""
+    engine = make_engine(settings.resolved_state_url)
+    try:
+        yield LedgerHistory(
+            engine,
+            {d.number: d.name for d in configured_districts(settings)},
+            settings.ledger_heartbeat_s,
+        )
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(
+            f"the Sync History could not be read from the state database: {first_line(exc)}"
+            + schema_hint(exc)
+        ) from exc
+    finally:
+        engine.dispose()
 
 
 @dataclass
@@ -112,6 +139,7 @@ class LedgerHistory:
             outcomes=outcomes,
             failure=failure,
             progress=progress,
+            flow_run=request.has_flow_run,
         )
 
     def status(self, request: LedgerRequest) -> tuple[RequestStatus, str | None]:

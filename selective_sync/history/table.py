@@ -26,7 +26,8 @@ KEYS_IN_CELL = 3
 class RowLinks:
     """Where a row links to: the run's page in the Prefect UI and its stored reports."""
 
-    run: str
+    run: str | None
+    """None for a request the command line ran itself: it has no run in Prefect."""
     pdf: str | None = None
     docx: str | None = None
 
@@ -68,7 +69,8 @@ def table_row(entry: HistoryEntry, links: RowLinks) -> str:
         md_escape(entry.object),
         md_escape(keys_cell(entry.keys)),
         md_escape(entry.records),
-        _link(entry.run_name or entry.short_id, links.run),
+        _link(entry.run_name or entry.short_id, links.run)
+        or f"{md_escape(entry.run_name or entry.short_id)} (CLI)",
         reports or "-",
     )
     return "| " + " | ".join(cells) + " |"
@@ -100,6 +102,12 @@ def history_table_markdown(
     ]
     if not entries:
         lines.append("| " + " | ".join(["(no requests)"] + [""] * (len(TABLE_COLUMNS) - 1)) + " |")
+    if any(links[e.run_id].run is None for e in entries):
+        lines += [
+            "",
+            "A request marked (CLI) was run with the command line: it has no run page; "
+            "`selective-sync history show RUN` shows its per-key outcomes.",
+        ]
     if more:
         lines += [
             "",

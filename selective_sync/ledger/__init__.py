@@ -5,11 +5,13 @@ is inserted in the same transaction as the key's rows (``recorder``), so after a
 the ledger says exactly which keys a request wrote; a request's row (``requests``) is
 opened when the request starts and closed when it ends, with a heartbeat that tells a
 live request from a dead one. The tables are part of the state schema
-(``selective_sync.schema``, migration ``state_0002``).
+(``selective_sync.schema``, migrations ``state_0002`` and ``state_0003``, which adds
+``origin``: a request the command line ran itself has no Prefect flow run).
 """
 
 from .recorder import KeyRecorder, RecordedKey
 from .requests import (
+    CLI_ORIGIN,
     Heartbeat,
     LedgerRequest,
     delete_request,
@@ -26,6 +28,7 @@ from .requests import (
 )
 
 __all__ = [
+    "CLI_ORIGIN",
     "Heartbeat",
     "KeyRecorder",
     "delete_request",

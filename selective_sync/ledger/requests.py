@@ -19,6 +19,9 @@ from .recorder import RecordedKey, utcnow
 
 log = logging.getLogger(__name__)
 
+CLI_ORIGIN = "cli"
+"""``sync_request.origin`` of a request the command line ran itself (no Prefect run)."""
+
 
 @dataclass(frozen=True)
 class LedgerRequest:
@@ -41,6 +44,13 @@ class LedgerRequest:
     host: str | None
     pid: int | None
     heartbeat_at: datetime | None
+    origin: str | None = None
+    """None for a run of the ``selective-sync`` flow; ``CLI_ORIGIN`` for the CLI's own."""
+
+    @property
+    def has_flow_run(self) -> bool:
+        """Whether a Prefect flow run holds this request (its artifacts, its state)."""
+        return self.origin != CLI_ORIGIN
 
 
 def _naive(moment: datetime) -> datetime:
@@ -63,8 +73,10 @@ def open_request(
     check_dependencies: bool,
     dry_run: bool,
     keys: Sequence[int],
+    origin: str | None = None,
 ) -> None:
-    """Record a request as In Progress, with its keys and the process that runs it."""
+    """Record a request as In Progress, with its keys and the process that runs it
+    (``origin``: None for a flow run, ``CLI_ORIGIN`` for the command line's own run)."""
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(
@@ -85,6 +97,7 @@ def open_request(
                     "host": socket.gethostname()[:255],
                     "pid": os.getpid(),
                     "heartbeat_at": now,
+                    "origin": origin,
                 }
             ],
         )
@@ -236,6 +249,7 @@ def _request(row) -> LedgerRequest:
         host=row.host,
         pid=row.pid,
         heartbeat_at=_aware(row.heartbeat_at),
+        origin=row.origin,
     )
 
 

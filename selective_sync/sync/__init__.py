@@ -7,9 +7,11 @@ with its checked writes and dry runs (``writer``, ``statements``, over the reque
 ``connection``), parents synced first (``parents``), diagnosing a refusal (``diagnose``),
 which faults are transient and how often they are retried (``faults``, ``retry``: the one
 place that says which layer retries what), the public entry points (``copy``), per-key
-outcomes after task failures and the after-sync verification (``outcomes``) and progress
-events (``progress``). It knows nothing of Prefect; the names below are what the tasks,
-flows and CLI use (tests also import the submodules directly).
+outcomes after task failures and the after-sync verification (``outcomes``), progress
+events (``progress``), and a whole request run in this process without Prefect, the
+command line's sync (``request``: the flow's steps through the same functions). It knows
+nothing of Prefect; the names below are what the tasks, flows and CLI use (tests also
+import the submodules directly).
 """
 
 from .copy import sync_key, sync_keys, sync_with_dependencies

@@ -5,9 +5,9 @@ It owns the engine (``engine``: each side digests every key's whole object in it
 ``digest``; the digests are merged by key in bounded windows and full rows are read only
 for keys that differ), the SQL normalisation the registry declares (``normalise``), the codec
 between typed results and the stored summary's artifact rows, with the accuracy trend
-(``codec``), and the plain-data forms used by ``summary --json`` and the artifacts
-(``format``). Where the stored summary physically lives is not its business: callers
-pass a ``SummaryStore`` (``store``) implemented by the orchestration layer.
+(``codec``), the stored summary's record in the state database (``records``, read and
+written through ``store.DatabaseSummaryStore`` by the CLI and the flows alike), and the
+plain-data forms used by ``summary --json`` and the artifacts (``format``).
 """
 
 from selective_sync.verification.engine import verify_district, verify_object

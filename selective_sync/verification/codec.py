@@ -1,7 +1,10 @@
-"""The stored Verification Summary: a pure codec between results and artifact payloads.
+"""The stored Verification Summary: a pure codec between results and stored payloads.
 
-The summary is kept as keyed Prefect artifacts (``flows/verification_store.py`` does the
-API calls; this module never imports Prefect):
+The record is the state database (``records``: one summary row per district, object and
+run, and that result's record issues in chunks, both as encoded here). Each
+``verification-summary`` run also shows the summary as keyed Prefect artifacts, the UI's
+view (``flows/verification_store.py`` does the API calls; this module never imports
+Prefect):
 
 - ``verification-summary-<district>``: a small table, one row per object: the figures
   the product shows, the object's own ``verified_at`` and the id of the run whose issue
@@ -9,8 +12,9 @@ API calls; this module never imports Prefect):
   did not verify keep their row, timestamp and issue reference), so older versions are the
   accuracy history. Two runs at once may each write a version that lacks the other's
   results (each merged what was stored when it read), so the current summary is read, not
-  taken from one version: per object, the row with the newest ``verified_at`` among the
-  latest version and every version stored since its run read (:func:`read_back_from`,
+  taken from one version: per object, the row with the newest ``verified_at`` (in the
+  database, or, for summaries stored as artifacts before the database held them, among the
+  latest version and every version stored since its run read: :func:`read_back_from`,
   :func:`newest_rows`). A run that finds the latest version differing from that reading
   stores the reading as a new version, attached to no run, so the UI shows it too.
 - ``verification-issues-<district>``: the record issues of the objects a run verified, one

@@ -119,18 +119,26 @@ def test_unversioned_tables_are_adopted_and_partial_ones_refused(kind, tmp_path)
             assert upgrade(url, side).before == head_revision(side)
             assert schema_diffs(url, side) == []
 
-        # An install from before the ledger: adopted at the baseline, then migrated.
+        # An install from before the ledger (and the stored summary): adopted at the
+        # baseline, then migrated.
         engine = make_engine(url, must_exist=False)
         try:
             with engine.begin() as conn:
-                for name in ("sync_key_outcome", "sync_request", version_table("state")):
+                for name in (
+                    "sync_key_outcome",
+                    "sync_request",
+                    "verification_issues",
+                    "verification_result",
+                    version_table("state"),
+                ):
                     conn.execute(text(f"DROP TABLE {name}"))
         finally:
             engine.dispose()
         result = upgrade(url, "state")
-        assert result.adopted and result.before is None and result.after == "state_0002"
+        assert result.adopted and result.before is None
+        assert result.after == head_revision("state")
         assert BASELINE["state"] == "state_0001"
-        assert "adopted, upgraded to revision state_0002" in result.describe()
+        assert f"adopted, upgraded to revision {head_revision('state')}" in result.describe()
         assert schema_diffs(url, "state") == []
 
         engine = make_engine(partial, must_exist=False)
@@ -140,6 +148,112 @@ def test_unversioned_tables_are_adopted_and_partial_ones_refused(kind, tmp_path)
             engine.dispose()
         with pytest.raises(SchemaMissing, match="holds some of its tables but no version table"):
             upgrade(partial, "district")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_upgrade_from_the_ledger_revision_keeps_the_history(kind, tmp_path):
+    """A state database at ``state_0002`` (the ledger, no stored summary) with a request in
+    its ledger: upgraded, the request reads as before (a flow run's), and the summary's
+    record takes a result; an unversioned one from that install is adopted at it."""
+    import datetime as dt
+
+    from selective_sync.ledger import finish_request, open_request, read_keys, read_request
+    from selective_sync.models import (
+        ColumnDiff,
+        DistrictVerification,
+        KeyOutcome,
+        ObjectVerification,
+        Outcome,
+        RecordIssue,
+        RequestStatus,
+    )
+    from selective_sync.schema import SUMMARY_TABLES
+    from selective_sync.verification.records import load_summary, store_results
+
+    when = dt.datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)
+    verified = DistrictVerification(
+        275,
+        "MAPLE VALLEY",
+        [
+            ObjectVerification(
+                "PersonIdentity",
+                275,
+                when,
+                10,
+                9,
+                mismatched=[7],
+                issues=[RecordIssue(7, "mismatched", (ColumnDiff("birth_date", None, when),))],
+            )
+        ],
+    )
+    with database(kind, tmp_path, "previous") as url, database(kind, tmp_path, "old") as old:
+        engine = make_engine(url, must_exist=False)
+        try:
+            with engine.begin() as conn:
+                command.upgrade(alembic_config("state", conn), "state_0002")
+            assert "origin" not in {c["name"] for c in inspect(engine).get_columns("sync_request")}
+            # A request as the flow recorded it then (the ledger's code knows no origin yet:
+            # written with plain SQL, as that code wrote it).
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO sync_request (run_id, run_name, district_number, object, "
+                        "requested_by, requested_at, status, check_dependencies, dry_run, "
+                        "key_count, ids) VALUES ('0e9c5b1a-0000-4000-8000-000000000001', "
+                        "'PersonIdentity x1 by alice', 275, 'PersonIdentity', 'alice', "
+                        ":at, 'In Progress', :no, :no, 1, '7')"
+                    ),
+                    {"at": when.replace(tzinfo=None), "no": False},
+                )
+            result = upgrade(url, "state")
+            assert (result.before, result.after) == ("state_0002", head_revision("state"))
+            assert schema_diffs(url, "state") == []
+            run_id = "0e9c5b1a-0000-4000-8000-000000000001"
+            finish_request(
+                engine,
+                run_id,
+                RequestStatus.COMPLETE,
+                completed_at=when,
+                outcomes=[("PersonIdentity", KeyOutcome(7, Outcome.SYNCED))],
+            )
+            request = read_request(engine, run_id)
+            assert request.origin is None and request.has_flow_run
+            assert (request.status, request.succeeded, request.keys) == ("Complete", 1, [7])
+            assert [k.outcome for k in read_keys(engine, run_id)] == ["synced"]
+            open_request(
+                engine,
+                run_id="0e9c5b1a-0000-4000-8000-000000000002",
+                run_name="PersonIdentity x1 by bob",
+                district=275,
+                object_name="PersonIdentity",
+                requested_by="bob",
+                requested_at=when,
+                check_dependencies=False,
+                dry_run=False,
+                keys=[7],
+                origin="cli",
+            )
+            assert not read_request(engine, "0e9c5b1a-0000-4000-8000-000000000002").has_flow_run
+            store_results(engine, verified, "run-1")
+            assert load_summary(engine, 275) == verified
+        finally:
+            engine.dispose()
+
+        # The same install's tables made without Alembic (no version table): adopted at
+        # state_0002, then migrated.
+        engine = make_engine(old, must_exist=False)
+        try:
+            create_state_schema(engine, {275: "MAPLE VALLEY"})
+            with engine.begin() as conn:
+                for name in sorted(SUMMARY_TABLES):
+                    conn.execute(text(f"DROP TABLE {name}"))
+                conn.execute(text("ALTER TABLE sync_request DROP COLUMN origin"))
+        finally:
+            engine.dispose()
+        result = upgrade(old, "state")
+        assert result.adopted and result.stamped == "state_0002"
+        assert result.after == head_revision("state")
+        assert schema_diffs(old, "state") == []
 
 
 # ------------------------------------------------------------------ the CLI
@@ -179,13 +293,14 @@ def test_init_db_on_two_vendors(tmp_path):
         assert lines[0].startswith("district database postgresql+psycopg://")
         assert lines[0].endswith("schema created at revision district_0001")
         assert lines[1].startswith("state database mysql+pymysql://")
-        assert lines[1].endswith("schema created at revision state_0002")
+        assert lines[1].endswith(f"schema created at revision {head_revision('state')}")
         assert lines[2] == "registered districts: 275 MAPLE VALLEY, 276 PINE HILL"
         assert len(lines) == 3  # the second district shares the first one's database
 
         second = run_cli(["init-db", "--side", "state"], env)
         assert second.returncode == 0, second.stderr
-        assert second.stdout.splitlines()[0].endswith("already at revision state_0002")
+        head = head_revision("state")
+        assert second.stdout.splitlines()[0].endswith(f"already at revision {head}")
         assert schema_diffs(district, "district") == []
         assert schema_diffs(state, "state") == []
 

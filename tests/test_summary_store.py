@@ -124,7 +124,7 @@ def test_what_the_flow_stores_the_cli_reads_and_the_other_way_round(demo, admin,
 
     forget_summaries(DISTRICT)
     try:
-        by_flow = verification_summary()
+        by_flow = verification_summary(requested_by=admin)
         shown = cli_json(demo, ["summary", "--user", admin])
         assert shown["freshly_verified"] is False
         assert [(o["object"], o["verified_at"], o["errors"]) for o in shown["objects"]] == [
@@ -142,7 +142,7 @@ def test_what_the_flow_stores_the_cli_reads_and_the_other_way_round(demo, admin,
         assert cli_person["errors"] == flow_person.errors + 1
 
         # The flow's next run verifies Enrollment only: PersonIdentity is the CLI's result.
-        verification_summary(objects=["Enrollment"])
+        verification_summary(objects=["Enrollment"], requested_by=admin)
         current = store().load_latest_summary(DISTRICT, user=admin)
         person = current.objects[0]
         assert person.verified_at.isoformat() == cli_person["verified_at"]

@@ -57,6 +57,17 @@ def run_exists(run_id: str) -> bool:
     return True
 
 
+def open_reports(*run_ids: str) -> None:
+    """What opening each run's report links does: the reports are made and kept."""
+    from selective_sync.reports.on_demand import SyncReports
+    from selective_sync.reports.storage import SYNC_FORMATS, StoredReport
+
+    reports = SyncReports.from_settings()
+    for run_id in run_ids:
+        for fmt in SYNC_FORMATS:
+            assert reports.path(StoredReport.sync(run_id, fmt)).is_file()
+
+
 def entry_ids(user: str, district: int | None = None) -> list[str]:
     from flows.history_store import list_entries
 
@@ -236,6 +247,7 @@ def test_delete_removes_exactly_one_entry_and_its_artifacts(demo, admin, three_k
     older, _ = run_sync("PersonIdentity", three_keys, admin)
     newer, _ = run_sync("PersonIdentity", three_keys[:1], admin)
     reports = demo.dir / "reports" / "sync"
+    open_reports(older, newer)
     assert {p.name for p in reports.glob(f"{newer}.*")} == {f"{newer}.pdf", f"{newer}.docx"}
     before = entry_ids(admin)
     deleted = delete_entry(newer[:8], user=admin)

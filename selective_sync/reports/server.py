@@ -1,7 +1,10 @@
 """The report server: stored reports over HTTP, for the links in the runs' artifacts.
 
 ``GET /reports/<run-id>.<pdf|docx>`` and ``GET /verification/<district>/<run-id>.<fmt>``
-(HEAD too). A request must carry the link's ``user`` and ``sig``; the signature must match
+(HEAD too). A sync report nobody asked for before is rendered then, from the ledger, and
+kept (``on_demand``): the runs link their reports without making them.
+
+A request must carry the link's ``user`` and ``sig``; the signature must match
 (the link was made by this installation for that user and that file), and that user must
 hold R in the rights store *now*. Any other path is 404 before anything is read.
 
@@ -22,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..errors import BadInput, SelectiveSyncError
 from ..rights import Right, RightsStore
 from ..settings import Settings, get_settings
+from .on_demand import ReportFailed, ReportNotReady, SyncReports
 from .storage import LinkSigner, ReportStorage, StoredReport, parse_url_path
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,10 @@ class ReportServer(ThreadingHTTPServer):
         storage: ReportStorage,
         signer: LinkSigner,
         rights: RightsStore,
+        sync_reports: SyncReports | None = None,
     ) -> None:
         self.storage, self.signer, self.rights = storage, signer, rights
+        self.sync_reports = sync_reports
         super().__init__(address, ReportRequestHandler)
 
     @property
@@ -64,8 +70,9 @@ def make_server(
     storage = ReportStorage.from_settings(settings)
     signer = LinkSigner.from_settings(settings)
     rights = RightsStore.from_settings(settings)
+    sync_reports = SyncReports(storage, settings)
     try:
-        server = ReportServer((host, port), storage, signer, rights)
+        server = ReportServer((host, port), storage, signer, rights, sync_reports)
     except OSError as exc:
         rights.close()
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -142,8 +149,16 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
         self._send_file(ref, user, with_body)
 
     def _send_file(self, ref: StoredReport, user: str, with_body: bool) -> None:
+        path = self.server.storage.path(ref)
+        if ref.kind == "sync" and self.server.sync_reports is not None:
+            try:
+                path = self.server.sync_reports.path(ref)
+            except ReportNotReady as exc:
+                return self._refuse(HTTPStatus.NOT_FOUND, str(exc), with_body)
+            except (ReportFailed, SelectiveSyncError) as exc:
+                return self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc), with_body)
         try:
-            fh = self.server.storage.path(ref).open("rb")
+            fh = path.open("rb")
         except (FileNotFoundError, NotADirectoryError):
             return self._refuse(
                 HTTPStatus.NOT_FOUND,

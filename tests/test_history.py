@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -390,6 +391,53 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
     run_id, result = done[0]
     assert run_id == entry.run_id and result.keys[0].outcome is Outcome.SYNCED
     assert entry_ids(admin) == [run_id]
+
+
+def test_a_run_the_runner_cancels_is_closed_by_its_hook(demo, admin):
+    """The Runner (serve, workers) runs on_cancellation and on_crashed hooks itself, with
+    keywords: the hook closes the request in the ledger and the table shows it."""
+    from datetime import UTC, datetime
+
+    from prefect.artifacts import Artifact
+    from prefect.client.orchestration import get_client
+    from prefect.runner._hook_runner import _run_hooks
+    from prefect.states import Cancelled
+
+    from flows.history_store import get_entry
+    from flows.sync_request import selective_sync
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import open_request
+    from selective_sync.settings import get_settings
+
+    key = demo.manifest["PersonIdentity"]["mismatched"][0]
+    params = {"object": "PersonIdentity", "ids": str(key), "requested_by": admin}
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(selective_sync, parameters=params)
+    engine = make_engine(get_settings().resolved_state_url)
+    try:
+        open_request(
+            engine,
+            run_id=str(run.id),
+            run_name=run.name,
+            district=275,
+            object_name="PersonIdentity",
+            requested_by=admin,
+            requested_at=datetime.now(UTC),
+            check_dependencies=False,
+            dry_run=False,
+            keys=[key],
+        )
+    finally:
+        engine.dispose()
+    assert get_entry(str(run.id), user=admin).status == "In Progress"
+
+    state = Cancelled(message="Cancelled from the UI")
+    asyncio.run(_run_hooks(selective_sync.on_cancellation_hooks, run, selective_sync, state))
+    entry = get_entry(str(run.id), user=admin)
+    assert entry.status == "Cancelled" and entry.failure == "Cancelled from the UI"
+    table = Artifact.get("sync-history-275").data
+    row = next(line for line in table.splitlines() if str(run.id) in line)
+    assert "| Cancelled |" in row
 
 
 # ---------------------------------------------------------------- the CLI

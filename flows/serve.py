@@ -67,13 +67,6 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
     return deployments
 
 
-def entrypoint_modules(deployments: list[RunnerDeployment]) -> list[str]:
-    """The modules the deployments' flows live in (``flows.reconcile`` of
-    ``flows.reconcile:reconcile``), once each."""
-    modules = (d.entrypoint.partition(":")[0] for d in deployments if d.entrypoint)
-    return list(dict.fromkeys(modules))
-
-
 def _flow(entrypoint: str) -> Flow:
     """The flow of a module-path entrypoint such as ``flows.reconcile:reconcile``."""
     module, _, name = entrypoint.partition(":")
@@ -106,16 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     # Entrypoints are recorded relative to the working directory, and each run's child
     # process loads its flow from there: serve from the checkout wherever we were started.
     os.chdir(ROOT)
-    serve(load_deployments(path), limit=args.limit)
+    serve(load_deployments(path), limit=args.limit, preload=warm_start.entrypoint_modules(path))
 
 
-def serve(deployments: list[RunnerDeployment], limit: int | None = None) -> None:
-    """``prefect.serve`` with warm run starts and a bounded shutdown (at most STOP_GRACE_S
-    after a signal)."""
+def serve(
+    deployments: list[RunnerDeployment], limit: int | None = None, preload: list[str] = ()
+) -> None:
+    """``prefect.serve`` with a bounded shutdown (at most STOP_GRACE_S after a signal), its
+    runs started warm with the ``preload`` modules imported."""
     # Prefect's default limit unless one is given (None would mean no limit at all: a
     # burst of requests would start a process for each at once).
     runner = _BoundedRunner(pause_on_shutdown=True, **({"limit": limit} if limit else {}))
-    warm_start.install(entrypoint_modules(deployments))
+    warm_start.install(preload)
     for deployment in deployments:
         runner.add_deployment(deployment)
     signal.signal(signal.SIGINT, _interrupt)

@@ -49,6 +49,17 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _prefect_run_process: Callable[..., Any] | None = None
 
 
+def entrypoint_modules(prefect_yaml: Path) -> list[str]:
+    """The modules of the deployments' flows in a prefect.yaml (``flows.reconcile`` of
+    ``flows.reconcile:reconcile``), once each."""
+    import yaml
+
+    spec = yaml.safe_load(prefect_yaml.read_text())
+    entries = spec.get("deployments") or []
+    modules = (e["entrypoint"].partition(":")[0] for e in entries if e.get("entrypoint"))
+    return list(dict.fromkeys(modules))
+
+
 def install(modules: Iterable[str]) -> None:
     """Start the forkserver with Prefect's engine and ``modules`` imported (now, so the first
     run does not wait for it), and start served runs from it from now on."""

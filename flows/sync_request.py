@@ -65,7 +65,7 @@ def refresh_history(flow, flow_run, state) -> None:
     The parameter names are Prefect's: its Runner calls on_crashed and on_cancellation
     hooks with keywords (``flow=``, ``flow_run=``, ``state=``)."""
     run = flow_run
-    wait_for_in_progress(str(run.id))  # this write must come after the run's first
+    InProgressRow.wait(str(run.id))  # this write must come after that one
     district = (run.parameters or {}).get("district")
     ended = ENDED_BY_STATE.get(state.type.value)
     if ended is not None:
@@ -191,9 +191,11 @@ def selective_sync(
     # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
     # one task run per key up to the limit.
     task_limit = settings.reconcile_per_key_task_limit if nightly else settings.per_key_task_limit
-    if not nightly:  # the nightly's district run rewrites the table after its syncs
-        show_in_progress_beside(config.number, run_id)
+    # The nightly's district run rewrites the table after its syncs.
+    in_progress = None if nightly else InProgressRow(config.number, run_id)
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
+        if in_progress:
+            in_progress.start()
         outcomes, unverified = verify_sync_verify(
             settings,
             spec.name,
@@ -204,6 +206,8 @@ def selective_sync(
             run_id,
             task_limit,
         )
+    if in_progress:
+        in_progress.cancel()
     result = SyncResult(
         object=spec.name,
         district_number=config.number,
@@ -257,29 +261,45 @@ def refused(exc: SelectiveSyncError):
     return Failed(message=line, data=exc)
 
 
-# The In Progress writes still running, by flow run id (see show_in_progress_beside).
-_TABLE_WRITERS: dict[str, threading.Thread] = {}
+# A request shows In Progress in the View History table once it has run this long: most
+# requests (a few keys) end sooner and are shown once, when they end; a long one is shown
+# while it runs. (Each write is ~6 API calls and reads of the ledger: beside a short
+# sync, it cost the sync more than its own work.)
+IN_PROGRESS_AFTER_S = 2.0
+# The In Progress writes that may still run, by flow run id (see InProgressRow).
+_IN_PROGRESS: dict[str, InProgressRow] = {}
 
 
-def show_in_progress_beside(district: int, run_id: str) -> None:
-    """Show the request In Progress in the View History table, written in a thread beside
-    the sync: neither the sync nor the run's final state waits for the table's API calls.
-    The run's end hook waits for it before writing the table again."""
-    # The flow run's context (its API client, its logger) goes with the thread, as Prefect
-    # gives it to task runs' threads.
-    context = contextvars.copy_context()
-    writer = threading.Thread(
-        target=context.run, args=(show_in_progress, district), name="in-progress-table"
-    )
-    _TABLE_WRITERS[run_id] = writer
-    writer.start()
+class InProgressRow:
+    """The request's In Progress row, written by a timer thread IN_PROGRESS_AFTER_S after
+    the sync starts unless the sync has ended first; the run's end hook waits for a write
+    under way before writing the table again."""
 
+    def __init__(self, district: int, run_id: str) -> None:
+        # The flow run's context (its API client, its logger) goes with the thread, as
+        # Prefect gives it to task runs' threads.
+        context = contextvars.copy_context()
+        self.timer = threading.Timer(
+            IN_PROGRESS_AFTER_S, context.run, args=(show_in_progress, district)
+        )
+        self.timer.name = "in-progress-row"
+        _IN_PROGRESS[run_id] = self
 
-def wait_for_in_progress(run_id: str) -> None:
-    """Wait for the run's In Progress write, if it has one still running."""
-    writer = _TABLE_WRITERS.pop(run_id, None)
-    if writer is not None:
-        writer.join()
+    def start(self) -> None:
+        self.timer.start()
+
+    def cancel(self) -> None:
+        """No write from now on (one under way goes on)."""
+        self.timer.cancel()
+
+    @staticmethod
+    def wait(run_id: str) -> None:
+        """Wait for the run's In Progress write, if one is under way."""
+        row = _IN_PROGRESS.pop(run_id, None)
+        if row is not None:
+            row.cancel()
+            if row.timer.is_alive():
+                row.timer.join()
 
 
 def show_in_progress(district: int) -> None:

@@ -342,6 +342,8 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
     import threading
     import time
 
+    from prefect.artifacts import Artifact
+
     from flows.history_store import clear, delete_entry, list_entries
 
     # The sync's write waits on the held lock (no retry needed), so the run stays In Progress
@@ -381,6 +383,15 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
         assert running, "the running request never showed as In Progress"
         entry = running[0]
         assert entry.completed_at is None and entry.records == "-/1"
+        # A request still running after IN_PROGRESS_AFTER_S shows In Progress in the UI's
+        # View History table too.
+        row = None
+        while time.monotonic() < deadline and row is None:
+            table = Artifact.get("sync-history-275")
+            lines = table.data.splitlines() if table else []
+            row = next((r for r in lines if entry.run_id in r and "In Progress" in r), None)
+            time.sleep(0.2)
+        assert row is not None, "the View History table never showed the request In Progress"
         with pytest.raises(BadInput, match="In Progress"):
             delete_entry(entry.run_id, user=admin)
         assert entry.run_id in [e.run_id for e in clear(user=admin).skipped]

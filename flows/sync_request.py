@@ -191,11 +191,12 @@ def selective_sync(
     # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
     # one task run per key up to the limit.
     task_limit = settings.reconcile_per_key_task_limit if nightly else settings.per_key_task_limit
-    # The nightly's district run rewrites the table after its syncs.
+    # The nightly's district run rewrites the table after its syncs. A request waiting for
+    # the district's lock is in progress too.
     in_progress = None if nightly else InProgressRow(config.number, run_id)
+    if in_progress:
+        in_progress.start()
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
-        if in_progress:
-            in_progress.start()
         outcomes, unverified = verify_sync_verify(
             settings,
             spec.name,
@@ -463,8 +464,7 @@ def collect(value, chunk: list[int], outcomes: dict[int, KeyOutcome], budget: in
 
 class ProgressReporter:
     """The run's progress artifact: made when the first job ends (at 100% at once for a
-    request that fits in one round of jobs), then moved at most once a second (each write
-    is an API call)."""
+    request of one job), then moved at most once a second (each write is an API call)."""
 
     def __init__(self, district: int, total: int, interval_s: float = 1.0):
         self.district, self.total, self.interval_s = district, max(total, 1), interval_s

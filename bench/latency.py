@@ -524,19 +524,26 @@ def _listening(port: int) -> bool:
 def burst(target: Target, count: int) -> dict:
     """``count`` 1-key create_flow_run back to back, no retry; then wait for every run."""
     keys = Keys(target.data)
-    statuses: Counter[int] = Counter()
+    statuses: Counter[int | str] = Counter()
+    refused: list[str] = []
     created = []
+    # A client of its own, as a person's browser session: no connection left idle by the
+    # measurements before (a server closes those after PREFECT_SERVER_API_KEEPALIVE_TIMEOUT).
     t0 = time.monotonic()
-    for _ in range(count):
-        params = {"object": OBJECT, "ids": str(keys.take(1)[0]), "requested_by": ADMIN}
-        try:
-            response = create_run(target.api, target.deployments["sync"], params)
-        except httpx.HTTPError as exc:
-            statuses[type(exc).__name__] += 1
-            continue
-        statuses[response.status_code] += 1
-        if response.status_code == 201:
-            created.append(response.json()["id"])
+    with httpx.Client(base_url=target.api.base_url, timeout=60) as api:
+        for number in range(1, count + 1):
+            params = {"object": OBJECT, "ids": str(keys.take(1)[0]), "requested_by": ADMIN}
+            try:
+                response = create_run(api, target.deployments["sync"], params)
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+                refused.append(f"#{number} {type(exc).__name__}: {exc}")
+                continue
+            statuses[response.status_code] += 1
+            if response.status_code == 201:
+                created.append(response.json()["id"])
+            else:
+                refused.append(f"#{number} {response.status_code}: {response.text[:200]}")
     posted_s = time.monotonic() - t0
     finals: Counter[str] = Counter()
     lost = 0
@@ -548,6 +555,7 @@ def burst(target: Target, count: int) -> dict:
     return {
         "requests": count,
         "statuses": dict(statuses),
+        "refused": refused,
         "created": len(created),
         "lost": lost,
         "final_states": dict(finals),
@@ -853,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 f"Burst: {b['requests']} back-to-back 1-key create_flow_run (served, no retry)",
                 f"  answered: {b['statuses']}; lost: {b['lost']}; final: {b['final_states']}",
+                *(f"  {line[:76]}" for line in b["refused"][:5]),
                 f"  posted in {b['posting_s']} s, all final after {b['all_final_s']} s: "
                 + ("ok" if ok else "FAILED"),
             ]

@@ -14,7 +14,7 @@ transaction's snapshot is stale. With served runs, the runner's polls and the ru
 writing all the time, about one Submit in 15 answered 503. Prefect's Python client retries
 503s; the UI's Submit does not, and shows the error. The refused transaction was rolled
 back, so running the request again is what Prefect's own client would do; this server
-does it before answering (up to RETRIES times, a short pause between), so every client,
+does it before answering (for up to RETRY_FOR_S, short pauses between), so every client,
 the browser included, gets the real answer.
 """
 
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -34,34 +35,46 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BUSY = 503  # what Prefect answers for a retryable database error (server.py)
-RETRIES = 5
-PAUSE_S = 0.05  # doubled each time, with jitter: 0.05, 0.1, 0.2, 0.4, 0.8 s at most
+# Run again for up to this long (a burst of 100 Submits with runs writing beside them kept
+# a request busy through five retries, 1.5 s), pausing 0.05 s, then twice as long each
+# time up to 1 s, with jitter so that requests refused together do not retry together.
+RETRY_FOR_S = 15.0
+PAUSE_S = 0.05
+MAX_PAUSE_S = 1.0
 log = logging.getLogger("selective_sync.prefect_server")
 
 
 class RetryBusy:
     """ASGI middleware: an HTTP request the app answers 503 is run again (its body replayed)
-    up to ``retries`` times; the client sees the first other answer, or the last 503."""
+    for up to ``retry_for_s``; the client sees the first other answer, or the last 503."""
 
-    def __init__(self, app: App, retries: int = RETRIES, pause_s: float = PAUSE_S) -> None:
-        self.app, self.retries, self.pause_s = app, retries, pause_s
+    def __init__(
+        self,
+        app: App,
+        retry_for_s: float = RETRY_FOR_S,
+        pause_s: float = PAUSE_S,
+        max_pause_s: float = MAX_PAUSE_S,
+    ) -> None:
+        self.app, self.retry_for_s = app, retry_for_s
+        self.pause_s, self.max_pause_s = pause_s, max_pause_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
-        for attempt in range(self.retries):
+        deadline = time.monotonic() + self.retry_for_s
+        pause = self.pause_s
+        while time.monotonic() + pause < deadline:
             if not await self._attempt(_fresh(scope), _replay(body, receive), send):
                 return
-            pause = self.pause_s * 2**attempt
-            log.info(
-                "%s %s answered %s (database busy): running it again in %.2f s",
+            log.debug(
+                "%s %s answered %s (database busy): running it again",
                 scope.get("method"),
                 scope.get("path"),
                 BUSY,
-                pause,
             )
             await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, self.max_pause_s)
         await self.app(_fresh(scope), _replay(body, receive), send)
 
     async def _attempt(self, scope: Scope, receive: Receive, send: Send) -> bool:

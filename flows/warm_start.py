@@ -1,14 +1,16 @@
-"""Served flow runs start warm: forked from a process that has Prefect and the flows imported.
+"""Flow runs start warm: forked from a process that has Prefect and the flows imported.
 
-Prefect's Runner (3.9.1) starts every served flow run as a new interpreter,
-``python -m prefect.engine`` (``EngineCommandStarter``), which imports Prefect and the flow
-again for each run: about 2 s of the 2.4 s a served run took to start on this machine.
-:func:`install` routes that one command through multiprocessing's *forkserver* instead: a
-server process started once, with Prefect's engine and the flow modules imported
-(``set_forkserver_preload``), forks a child per run. The child takes the environment and
-working directory Prefect built for the run and runs Prefect's own entry point
-(``prefect.engine`` as ``__main__``), so the run is the one Prefect would have started;
-only the interpreter start and the imports are saved.
+Prefect (3.9.1) starts every flow run of ``python -m flows.serve`` (the Runner) as a new
+interpreter, ``python -m prefect.engine`` (``EngineCommandStarter``), and so does its
+process worker for a deployment whose command is that (prefect.yaml sets it): each run
+imports Prefect and the flow again, about 2 s of the 2.4 s a served run took to start on
+this machine. :func:`install` (called by flows.serve and flows.worker) routes that one
+command through multiprocessing's *forkserver* instead: a server process started once,
+with Prefect's engine and the flow modules imported (``set_forkserver_preload``), forks a
+child per run. The child takes the environment and working directory Prefect built for
+the run and runs Prefect's own entry point (``prefect.engine`` as ``__main__``), so the run
+is the one Prefect would have started; only the interpreter start and the imports are
+saved.
 
 The hook is the module reference ``prefect.runner._starter_engine.run_process``, which
 Prefect's ``EngineCommandStarter`` documents as the place to override; any other command

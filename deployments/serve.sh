@@ -11,4 +11,6 @@ PYTHON="${PYTHON:-python}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Heartbeats of every flow run, for the zombie automation (python -m flows.zombies).
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-60}"
+# Look for scheduled runs every second (Prefect's default: 10 s).
+export PREFECT_RUNNER_POLL_FREQUENCY="${PREFECT_RUNNER_POLL_FREQUENCY:-1}"
 exec "$PYTHON" -m flows.serve "$@"

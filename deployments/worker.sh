@@ -6,6 +6,9 @@
 #   export SELECTIVE_SYNC_DISTRICT_URL=...  SELECTIVE_SYNC_STATE_URL=...   # secrets: env only
 #   deployments/worker.sh [extra `prefect worker start` options, e.g. --limit 4]
 #
+# Runs `python -m flows.worker` (Prefect's process worker with warm run starts) with the
+# python this prefect is installed in; PYTHON=/path/to/python chooses another.
+#
 # The worker passes its environment on to every flow run: database URLs, districts,
 # SELECTIVE_SYNC_TASK_RUNNER / _DASK_ADDRESS all come from here (or job variables).
 set -euo pipefail
@@ -23,4 +26,19 @@ fi
 
 # Heartbeats of every flow run, for the zombie automation (python -m flows.zombies).
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-60}"
+# Look for scheduled runs every second (Prefect's default, 10 s, is up to 10 s between a
+# Submit and its run starting).
+export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-1}"
+# The deployments' command (prefect.yaml) is `python -m prefect.engine`: the python next
+# to this prefect, the interpreter it is installed in, comes first.
+PREFECT_BIN="$(dirname "$(command -v "$PREFECT")")"
+PYTHON="${PYTHON:-$PREFECT_BIN/python}"
+if [[ -x "$PREFECT_BIN/python" ]]; then
+  export PATH="$PREFECT_BIN:$PATH"
+fi
+if [[ -x "$PYTHON" ]]; then
+  # Prefect's worker, its runs forked from a process that has Prefect and the flows
+  # imported (flows/worker.py): a run starts in a fraction of a second.
+  exec "$PYTHON" -m flows.worker --pool "$POOL" --type process "$@"
+fi
 exec "$PREFECT" worker start --pool "$POOL" --type process "$@"

@@ -44,7 +44,7 @@ from prefect.exceptions import ObjectNotFound
 from sqlalchemy.exc import SQLAlchemyError
 
 from flows.api_client import PAGE, api_client, read_all_artifacts
-from selective_sync.errors import BadInput, StoreUnavailable
+from selective_sync.errors import BadInput, SelectiveSyncError, StoreUnavailable
 from selective_sync.history.codec import SUMMARY_KINDS, parse_history_key, parse_summary
 from selective_sync.history.entry import (
     FLOW_NAME,
@@ -230,12 +230,13 @@ def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
 
 def refresh_table(district: int | None = None) -> None:
     """Rewrite the district's View History table from the history (no right needed: it is
-    called by the runs themselves when they end, and it shows what ``history list`` shows
-    to anyone who may open the Prefect UI)."""
+    called by the runs themselves when they start and end, and it shows what ``history
+    list`` shows to anyone who may open the Prefect UI). What runs deleted in the UI left
+    behind is cleaned by the next delete, clear or rebuild."""
     settings = get_settings()
     number = resolve_district(settings, district).number
     with _client() as client:
-        _refresh_table(client, settings, number)
+        _refresh_table(client, settings, number, clean=False)
 
 
 def served_districts() -> list[int]:
@@ -485,15 +486,20 @@ def _delete_run(client: SyncPrefectClient, run_id: UUID) -> None:
 # ---------------------------------------------------------------- the View History table
 
 
-def _refresh_table(client: SyncPrefectClient, settings: Settings, number: int) -> None:
-    """Clean up after runs deleted outside the history, then make the table current.
+def _refresh_table(
+    client: SyncPrefectClient, settings: Settings, number: int, clean: bool = True
+) -> None:
+    """Clean up after runs deleted outside the history (``clean``: deletes, clears and
+    rebuilds; not the runs' own rewrites, which would read every run's artifacts each
+    time), then make the table current.
 
     Two runs that end at once both write; the later write may hold the older view (each
     renders what it read). So every writer reads again after writing and writes again
     while the stored table differs from a fresh one; the last writer to read leaves the
     current table. Bounded: a district this busy is rewritten by its next run anyway.
     """
-    _delete_orphans(client, settings, number)
+    if clean:
+        _delete_orphans(client, settings, number)
     for _ in range(TABLE_WRITES):
         markdown = _table_markdown(client, settings, number)
         latest = _latest_table(client, number)
@@ -515,20 +521,19 @@ def _table_markdown(client: SyncPrefectClient, settings: Settings, number: int) 
 
 
 def _row_links(settings: Settings, entries: list[HistoryEntry]) -> dict[str, RowLinks]:
+    """Each row's run page and, once the request has finished, its reports (made when a
+    link is first opened, from the ledger: selective_sync.reports.on_demand)."""
     ui = ui_url()
-    storage = ReportStorage.from_settings(settings)
-    signer: LinkSigner | None = None
+    signer = _signer(settings) if any(e.finished for e in entries) else None
     links = {}
     for entry in entries:
         reports: dict[str, str | None] = {}
-        for fmt in SYNC_FORMATS:
+        for fmt in SYNC_FORMATS if entry.finished and signer else ():
             ref = StoredReport.sync(entry.run_id, fmt)
-            if storage.path(ref).exists():
-                signer = signer or LinkSigner.from_settings(settings)
-                # Issued to the requester, as the run's own report links are.
-                reports[fmt] = signer.link(
-                    settings.reports_base_url, ref, entry.requested_by or "unknown"
-                )
+            # Issued to the requester, as the run's own report links are.
+            reports[fmt] = signer.link(
+                settings.reports_base_url, ref, entry.requested_by or "unknown"
+            )
         links[entry.run_id] = RowLinks(
             # A request the command line ran itself has no run page to open.
             run=run_url(entry.run_id, ui) if entry.flow_run else None,
@@ -536,6 +541,16 @@ def _row_links(settings: Settings, entries: list[HistoryEntry]) -> dict[str, Row
             docx=reports.get("docx"),
         )
     return links
+
+
+def _signer(settings: Settings) -> LinkSigner | None:
+    """The report links' signer; None (rows without report links) when its key cannot be
+    read or made: the table shows the history all the same."""
+    try:
+        return LinkSigner.from_settings(settings)
+    except SelectiveSyncError as exc:
+        log.warning("The View History table links no reports: %s", exc)
+        return None
 
 
 def ui_url() -> str:

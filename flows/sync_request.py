@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import re
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -37,7 +39,7 @@ from selective_sync.sync.outcomes import apply_after_verification, failure_outco
 from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.ledger import finish_request_task, open_request_task
-from tasks.reports import render_reports
+from tasks.reports import link_sync_reports
 from tasks.sync import key_task, sync_batch_task
 from tasks.verify import verify_object_task
 
@@ -57,10 +59,15 @@ def _run_name() -> str:
     return f"{name} (dry run)" if params.get("dry_run") else name
 
 
-def refresh_history(flow, run, state) -> None:
+def refresh_history(flow, flow_run, state) -> None:
     """State hook: end the request in the ledger if the run ended before the flow could
     (a crash, a cancel, an unexpected error), then rewrite the district's View History
-    table, so it shows the run Complete, Failed, Crashed or Cancelled."""
+    table, so it shows the run Complete, Failed, Crashed or Cancelled.
+
+    The parameter names are Prefect's: its Runner calls on_crashed and on_cancellation
+    hooks with keywords (``flow=``, ``flow_run=``, ``state=``)."""
+    run = flow_run
+    InProgressRow.wait(str(run.id))  # this write must come after that one
     district = (run.parameters or {}).get("district")
     ended = ENDED_BY_STATE.get(state.type.value)
     if ended is not None:
@@ -181,14 +188,17 @@ def selective_sync(
             )
         )
     nightly = nightly_subflow(FlowRunContext.get().flow_run)
-    if not nightly:
-        show_in_progress(config.number)
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
     # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
     # one task run per key up to the limit.
     task_limit = settings.reconcile_per_key_task_limit if nightly else settings.per_key_task_limit
+    # The nightly's district run rewrites the table after its syncs. A request waiting for
+    # the district's lock is in progress too.
+    in_progress = None if nightly else InProgressRow(config.number, run_id)
+    if in_progress:
+        in_progress.start()
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
             settings,
@@ -200,6 +210,8 @@ def selective_sync(
             run_id,
             task_limit,
         )
+    if in_progress:
+        in_progress.cancel()
     result = SyncResult(
         object=spec.name,
         district_number=config.number,
@@ -253,6 +265,47 @@ def refused(exc: SelectiveSyncError):
     return Failed(message=line, data=exc)
 
 
+# A request shows In Progress in the View History table once it has run this long: most
+# requests (a few keys) end sooner and are shown once, when they end; a long one is shown
+# while it runs. (Each write is ~6 API calls and reads of the ledger: beside a short
+# sync, it cost the sync more than its own work.)
+IN_PROGRESS_AFTER_S = 2.0
+# The In Progress writes that may still run, by flow run id (see InProgressRow).
+_IN_PROGRESS: dict[str, InProgressRow] = {}
+
+
+class InProgressRow:
+    """The request's In Progress row, written by a timer thread IN_PROGRESS_AFTER_S after
+    the sync starts unless the sync has ended first; the run's end hook waits for a write
+    under way before writing the table again."""
+
+    def __init__(self, district: int, run_id: str) -> None:
+        # The flow run's context (its API client, its logger) goes with the thread, as
+        # Prefect gives it to task runs' threads.
+        context = contextvars.copy_context()
+        self.timer = threading.Timer(
+            IN_PROGRESS_AFTER_S, context.run, args=(show_in_progress, district)
+        )
+        self.timer.name = "in-progress-row"
+        _IN_PROGRESS[run_id] = self
+
+    def start(self) -> None:
+        self.timer.start()
+
+    def cancel(self) -> None:
+        """No write from now on (one under way goes on)."""
+        self.timer.cancel()
+
+    @staticmethod
+    def wait(run_id: str) -> None:
+        """Wait for the run's In Progress write, if one is under way."""
+        row = _IN_PROGRESS.pop(run_id, None)
+        if row is not None:
+            row.cancel()
+            if row.timer.is_alive():
+                row.timer.join()
+
+
 def show_in_progress(district: int) -> None:
     """Show the request In Progress in the View History table (best effort)."""
     try:
@@ -297,17 +350,8 @@ def verify_sync_verify(
         len(before.missing_at_district),
     )
 
-    progress_id = start_progress(district)
     outcomes = fan_out(
-        settings,
-        object_name,
-        district,
-        keys,
-        check_dependencies,
-        dry_run,
-        progress_id,
-        run_id,
-        task_limit,
+        settings, object_name, district, keys, check_dependencies, dry_run, run_id, task_limit
     )
 
     unverified = None if dry_run else verify_after(object_name, district, keys, outcomes)
@@ -347,19 +391,21 @@ def asked_sync(object_name: str, ids: object) -> str:
 
 
 def deliver_reports(result: SyncResult) -> None:
-    """Render and link the run's reports; a failure is logged and leaves the run Complete.
+    """Link the run's reports (made when first opened, from the ledger); a failure is
+    logged and leaves the run Complete.
 
     The history (already published) is the record of the request and the reports are a
     view of it that ``selective-sync report RUN`` can build again, so a report that cannot
-    be made must not turn a processed request into a Failed one.
+    be linked must not turn a processed request into a Failed one.
     """
     run_id = flow_run.get_id()
-    state = render_reports(quote(result), run_id, return_state=True)
-    if state.is_failed():
+    try:
+        link_sync_reports(result, run_id)
+    except Exception as exc:  # the record is complete; the report can be built from it
         get_run_logger().error(
-            "The reports of this run could not be made (%s). The sync and its Sync History "
+            "The reports of this run could not be linked (%s). The sync and its Sync History "
             "are complete; build the report with: selective-sync report %s --format pdf -o FILE",
-            state.message,
+            first_line(exc),
             run_id,
         )
 
@@ -371,7 +417,6 @@ def fan_out(
     keys: list[int],
     check_dependencies: bool,
     dry_run: bool,
-    progress_id,
     run_id: str,
     task_limit: int,
 ) -> dict[int, KeyOutcome]:
@@ -392,7 +437,7 @@ def fan_out(
         )
 
     outcomes: dict[int, KeyOutcome] = {}
-    progress = ProgressReporter(progress_id, total=len(keys))
+    progress = ProgressReporter(district, total=len(keys))
     waiting = iter(enumerate(jobs, start=1))
     running: dict = {}
     while True:
@@ -428,10 +473,12 @@ def collect(value, chunk: list[int], outcomes: dict[int, KeyOutcome], budget: in
 
 
 class ProgressReporter:
-    """Moves the progress artifact, at most once a second (each update is an API call)."""
+    """The run's progress artifact: made when the first job ends (at 100% at once for a
+    request of one job), then moved at most once a second (each write is an API call)."""
 
-    def __init__(self, artifact_id, total: int, interval_s: float = 1.0):
-        self.artifact_id, self.total, self.interval_s = artifact_id, max(total, 1), interval_s
+    def __init__(self, district: int, total: int, interval_s: float = 1.0):
+        self.district, self.total, self.interval_s = district, max(total, 1), interval_s
+        self.artifact_id = None
         self.done = 0
         self.last = 0.0
 
@@ -439,5 +486,9 @@ class ProgressReporter:
         self.done += count
         now = time.monotonic()
         if self.done >= self.total or now - self.last >= self.interval_s:
-            update_progress(self.artifact_id, 100.0 * self.done / self.total)
+            progress = 100.0 * self.done / self.total
+            if self.artifact_id is None:
+                self.artifact_id = start_progress(self.district, progress)
+            else:
+                update_progress(self.artifact_id, progress)
             self.last = now

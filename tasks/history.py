@@ -23,12 +23,15 @@ from selective_sync.sync.progress import report as report_progress
 from selective_sync.text import md_escape
 
 
-def start_progress(district_number: int) -> UUID:
-    return create_progress_artifact(
-        progress=0.0,
+def start_progress(district_number: int, progress: float = 0.0) -> UUID:
+    progress = min(progress, 100.0)
+    artifact_id = create_progress_artifact(
+        progress=progress,
         key=history_key(district_number, "progress"),
         description="Progress of the selective sync request",
     )
+    report_progress(progress)
+    return artifact_id
 
 
 def update_progress(artifact_id: UUID, progress: float) -> None:

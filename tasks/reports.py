@@ -1,4 +1,8 @@
-"""Render a run's reports into the report storage and link them from the run's artifacts."""
+"""A run's reports in the report storage, linked from the run's artifacts.
+
+A selective sync only links its Sync Request History (PDF, DOCX): the report server makes
+each the first time its link is opened, from the ledger (``selective_sync.reports.on_demand``).
+The Verification Summary's reports are rendered by the run that verified."""
 
 from __future__ import annotations
 
@@ -9,12 +13,13 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from selective_sync.models import DistrictVerification, SyncResult
-from selective_sync.reports import sync_report_from_result, verification_report_from_result
+from selective_sync.reports import verification_report_from_result
 from selective_sync.reports.storage import (
     SYNC_FORMATS,
     VERIFICATION_FORMATS,
     ReportLink,
     StoredReport,
+    report_links,
     store_reports,
 )
 from selective_sync.text import md_escape
@@ -22,17 +27,18 @@ from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.state import StateSummary
 
 SERVER_HINT = "served by `selective-sync reports serve`"
+ON_DEMAND_HINT = "made when first opened, then kept"
 
 
 def _link_artifacts(
-    links: list[ReportLink], key_prefix: str, district: int | str, what: str
+    links: list[ReportLink], key_prefix: str, district: int | str, what: str, hint: str = ""
 ) -> None:
     for link in links:
         create_link_artifact(
             key=f"{key_prefix}-{link.ref.fmt}-{district}",
             link=link.url,
             link_text=link.ref.title,
-            description=f"{md_escape(what)} ({link.ref.fmt.upper()}), {SERVER_HINT}",
+            description=f"{md_escape(what)} ({link.ref.fmt.upper()}), {hint}{SERVER_HINT}",
         )
 
 
@@ -41,20 +47,19 @@ def _link_list(links: list[ReportLink]) -> str:
     return ", ".join(f"{link.ref.fmt.upper()} {link.url}" for link in links)
 
 
-@task(name="render_reports", task_run_name="render-reports", cache_policy=NO_CACHE)
-def render_reports(result: SyncResult, run_id: str) -> list[str]:
-    """Render the Sync Request History as PDF and DOCX, store them, link them. Returns URLs."""
-    logger = get_run_logger()
-    report = sync_report_from_result(result, datetime.now(UTC))
+def link_sync_reports(result: SyncResult, run_id: str) -> list[str]:
+    """Link the run's Sync Request History (PDF, DOCX) from its artifacts, unrendered: the
+    report server makes each when its link is first opened. Returns the URLs."""
     refs = [StoredReport.sync(run_id, fmt) for fmt in SYNC_FORMATS]
-    links = store_reports(report, refs, result.requested_by)
+    links = report_links(refs, result.requested_by)
     _link_artifacts(
         links,
         "sync-report",
         result.district_number,
         f"Sync Request History of the {result.object} sync by {result.requested_by}",
+        f"{ON_DEMAND_HINT}, ",
     )
-    logger.info("Reports: %s", _link_list(links))
+    get_run_logger().info("Reports: %s", _link_list(links))
     return [link.url for link in links]
 
 

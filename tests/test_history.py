@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -55,6 +56,17 @@ def run_exists(run_id: str) -> bool:
         except ObjectNotFound:
             return False
     return True
+
+
+def open_reports(*run_ids: str) -> None:
+    """What opening each run's report links does: the reports are made and kept."""
+    from selective_sync.reports.on_demand import SyncReports
+    from selective_sync.reports.storage import SYNC_FORMATS, StoredReport
+
+    reports = SyncReports.from_settings()
+    for run_id in run_ids:
+        for fmt in SYNC_FORMATS:
+            assert reports.path(StoredReport.sync(run_id, fmt)).is_file()
 
 
 def entry_ids(user: str, district: int | None = None) -> list[str]:
@@ -236,6 +248,7 @@ def test_delete_removes_exactly_one_entry_and_its_artifacts(demo, admin, three_k
     older, _ = run_sync("PersonIdentity", three_keys, admin)
     newer, _ = run_sync("PersonIdentity", three_keys[:1], admin)
     reports = demo.dir / "reports" / "sync"
+    open_reports(older, newer)
     assert {p.name for p in reports.glob(f"{newer}.*")} == {f"{newer}.pdf", f"{newer}.docx"}
     before = entry_ids(admin)
     deleted = delete_entry(newer[:8], user=admin)
@@ -329,6 +342,8 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
     import threading
     import time
 
+    from prefect.artifacts import Artifact
+
     from flows.history_store import clear, delete_entry, list_entries
 
     # The sync's write waits on the held lock (no retry needed), so the run stays In Progress
@@ -368,6 +383,15 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
         assert running, "the running request never showed as In Progress"
         entry = running[0]
         assert entry.completed_at is None and entry.records == "-/1"
+        # A request still running after IN_PROGRESS_AFTER_S shows In Progress in the UI's
+        # View History table too.
+        row = None
+        while time.monotonic() < deadline and row is None:
+            table = Artifact.get("sync-history-275")
+            lines = table.data.splitlines() if table else []
+            row = next((r for r in lines if entry.run_id in r and "In Progress" in r), None)
+            time.sleep(0.2)
+        assert row is not None, "the View History table never showed the request In Progress"
         with pytest.raises(BadInput, match="In Progress"):
             delete_entry(entry.run_id, user=admin)
         assert entry.run_id in [e.run_id for e in clear(user=admin).skipped]
@@ -378,6 +402,53 @@ def test_in_progress_entry_is_listed_and_not_deleted(demo, admin, monkeypatch):
     run_id, result = done[0]
     assert run_id == entry.run_id and result.keys[0].outcome is Outcome.SYNCED
     assert entry_ids(admin) == [run_id]
+
+
+def test_a_run_the_runner_cancels_is_closed_by_its_hook(demo, admin):
+    """The Runner (serve, workers) runs on_cancellation and on_crashed hooks itself, with
+    keywords: the hook closes the request in the ledger and the table shows it."""
+    from datetime import UTC, datetime
+
+    from prefect.artifacts import Artifact
+    from prefect.client.orchestration import get_client
+    from prefect.runner._hook_runner import _run_hooks
+    from prefect.states import Cancelled
+
+    from flows.history_store import get_entry
+    from flows.sync_request import selective_sync
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import open_request
+    from selective_sync.settings import get_settings
+
+    key = demo.manifest["PersonIdentity"]["mismatched"][0]
+    params = {"object": "PersonIdentity", "ids": str(key), "requested_by": admin}
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(selective_sync, parameters=params)
+    engine = make_engine(get_settings().resolved_state_url)
+    try:
+        open_request(
+            engine,
+            run_id=str(run.id),
+            run_name=run.name,
+            district=275,
+            object_name="PersonIdentity",
+            requested_by=admin,
+            requested_at=datetime.now(UTC),
+            check_dependencies=False,
+            dry_run=False,
+            keys=[key],
+        )
+    finally:
+        engine.dispose()
+    assert get_entry(str(run.id), user=admin).status == "In Progress"
+
+    state = Cancelled(message="Cancelled from the UI")
+    asyncio.run(_run_hooks(selective_sync.on_cancellation_hooks, run, selective_sync, state))
+    entry = get_entry(str(run.id), user=admin)
+    assert entry.status == "Cancelled" and entry.failure == "Cancelled from the UI"
+    table = Artifact.get("sync-history-275").data
+    row = next(line for line in table.splitlines() if str(run.id) in line)
+    assert "| Cancelled |" in row
 
 
 # ---------------------------------------------------------------- the CLI

@@ -162,7 +162,7 @@ def enrollment_keys(demo):
 # ---------------------------------------------------------------- flows store and link
 
 
-def test_sync_run_stores_reports_links_them_and_the_cli_rebuilds_them(
+def test_sync_run_links_reports_made_on_first_open_and_the_cli_rebuilds_them(
     demo, admin, server, enrollment_keys, tmp_path
 ):
     from flows.sync_request import selective_sync
@@ -174,14 +174,16 @@ def test_sync_run_stores_reports_links_them_and_the_cli_rebuilds_them(
     storage = ReportStorage.from_settings()
     links = links_of(run_id)
     assert set(links) == {"sync-report-pdf-275", "sync-report-docx-275"}
+    # Linked, not made: nothing is rendered until someone opens a link.
+    assert not list(storage.root.glob(f"sync/{run_id}.*"))
     for fmt in ("pdf", "docx"):
         path = storage.path(StoredReport.sync(run_id, fmt))
-        assert path.is_file() and path.stat().st_size > 0
         url = link_url(links[f"sync-report-{fmt}-275"])
         assert url.startswith(f"{server.url}/reports/{run_id}.{fmt}?user={admin}&sig=")
-        # What a click in the Prefect UI does: GET the link, get the file.
+        # What a click in the Prefect UI does: GET the link, get the file (made now).
         status, headers, body = fetch(url)
         assert status == 200, body
+        assert path.is_file() and path.stat().st_size > 0
         assert headers["Content-Type"] == MEDIA_TYPES[fmt]
         assert body == path.read_bytes()
         assert headers["Cache-Control"] == "no-store"
@@ -200,6 +202,133 @@ def test_sync_run_stores_reports_links_them_and_the_cli_rebuilds_them(
     assert_sections(text, enrollment_keys)
     assert_sections(docx_text(docx), enrollment_keys)
     assert "is not at the state" in text and "is not at the state" in docx_text(docx)
+
+
+def test_reports_are_made_on_the_first_request_and_the_file_is_reused(
+    demo, admin, server, enrollment_keys
+):
+    """A fresh run's links serve a real PDF and DOCX rendered on the first request, from
+    the ledger; later requests (the View History table's links too) get the same file."""
+    from prefect.artifacts import Artifact
+
+    from flows.sync_request import selective_sync
+
+    grant(admin, "reader", "R")
+    ids = [k for keys in enrollment_keys.values() for k in keys]
+    run_id, state = run_flow(selective_sync, object="Enrollment", ids=ids, requested_by=admin)
+    assert state.is_completed(), state.message
+    storage = ReportStorage.from_settings()
+    pdf_path = storage.path(StoredReport.sync(run_id, "pdf"))
+    docx_path = storage.path(StoredReport.sync(run_id, "docx"))
+    assert not pdf_path.exists() and not docx_path.exists()
+
+    links = {k.split("-")[2]: link_url(v) for k, v in links_of(run_id).items()}
+    status, headers, first = fetch(links["pdf"])
+    assert status == 200, first
+    assert first[:5] == b"%PDF-" and first == pdf_path.read_bytes()
+    assert not docx_path.exists()  # only what was asked for
+    made = pdf_path.stat()
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(first)).pages)
+    assert "275 MAPLE VALLEY District" in text and f"by {admin}" in text
+    assert_sections(text, enrollment_keys)
+
+    # Reused: the same bytes, the same file (not rendered again).
+    again = fetch(links["pdf"])
+    assert again[0] == 200 and again[2] == first
+    assert (pdf_path.stat().st_mtime_ns, pdf_path.stat().st_ino) == (made.st_mtime_ns, made.st_ino)
+
+    # The View History table's row links the same reports (issued to the requester).
+    table = Artifact.get("sync-history-275").data
+    row = next(line for line in table.splitlines() if run_id in line)
+    docx_link = re.search(r"\[DOCX\]\(([^)]+)\)", row).group(1)
+    assert urlsplit(docx_link).path == f"/reports/{run_id}.docx"
+    status, headers, body = fetch(docx_link)
+    assert status == 200, body
+    assert headers["Content-Disposition"].startswith("attachment;")
+    assert body == docx_path.read_bytes()
+    assert_sections(docx_text(docx_path), enrollment_keys)
+    # Another reader's link to the same report gets the same file.
+    reader = LinkSigner.from_settings().link(
+        server.url, StoredReport.sync(run_id, "docx"), "reader"
+    )
+    assert fetch(reader)[2] == body
+
+
+def test_a_failed_render_leaves_the_run_complete_and_says_how_to_get_the_report(
+    demo, admin, server, tmp_path
+):
+    from flows.sync_request import selective_sync
+
+    key = demo.manifest["PersonIdentity"]["mismatched"][0]
+    run_id, state = run_flow(selective_sync, object="PersonIdentity", ids=[key], requested_by=admin)
+    assert state.is_completed(), state.message
+    url = link_url(links_of(run_id)["sync-report-pdf-275"])
+    # The report folder cannot hold the file: a file stands where its folder goes.
+    storage = ReportStorage.from_settings()
+    blocker = storage.root / "sync"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+
+    status, headers, body = fetch(url)
+    assert status == 500, body
+    message = body.decode()
+    assert f"selective-sync report {run_id} --format pdf -o FILE" in message, message
+    assert "cannot create the report folder" in message
+    assert headers["Content-Type"].startswith("text/plain")
+    assert blocker.read_text() == "not a folder"
+    # The run and its history are untouched by the report's failure.
+    from flows.history_store import get_entry
+
+    entry = get_entry(run_id, user=admin)
+    assert entry.status == "Complete" and entry.records == "1/1"
+    # What the message says works: the CLI builds it from the history.
+    out = tmp_path / "r.pdf"
+    done = invoke(["report", run_id, "--format", "pdf", "-o", str(out), "--user", admin])
+    assert done.exit_code == 0, done.output
+    assert str(key) in pdf_text(out)
+    # And once the folder can be written, the link makes and serves it.
+    blocker.unlink()
+    status, _, body = fetch(url)
+    assert status == 200 and body[:5] == b"%PDF-"
+    assert body == storage.path(StoredReport.sync(run_id, "pdf")).read_bytes()
+
+
+def test_a_report_of_an_unfinished_or_unknown_request_is_not_made(demo, admin, server):
+    from selective_sync.ledger import open_request
+
+    signer = LinkSigner.from_settings()
+    storage = ReportStorage.from_settings()
+    unknown = StoredReport.sync(uuid.uuid4(), "pdf")
+    status, _, body = fetch(signer.link(server.url, unknown, admin))
+    assert status == 404 and b"is no selective sync in the Sync History" in body
+
+    # A request still In Progress (its heartbeat fresh): no partial report is kept.
+    from datetime import UTC, datetime
+
+    from selective_sync.db import make_engine
+    from selective_sync.settings import get_settings
+
+    run_id = str(uuid.uuid4())
+    engine = make_engine(get_settings().resolved_state_url)
+    try:
+        open_request(
+            engine,
+            run_id=run_id,
+            run_name="PersonIdentity x1 by test",
+            district=275,
+            object_name="PersonIdentity",
+            requested_by=admin,
+            requested_at=datetime.now(UTC),
+            check_dependencies=False,
+            dry_run=False,
+            keys=[demo.manifest["PersonIdentity"]["mismatched"][0]],
+        )
+    finally:
+        engine.dispose()
+    running = StoredReport.sync(run_id, "pdf")
+    status, _, body = fetch(signer.link(server.url, running, admin))
+    assert status == 404 and b"In Progress" in body and b"once it has finished" in body
+    assert not storage.path(running).exists()
 
 
 def test_report_failure_is_logged_and_the_run_and_history_stay_complete(

@@ -61,7 +61,6 @@ def report(
 ) -> None:
     """Build a selective sync's Sync Request History report again from the history (xlsx:
     the request and every key's outcome as a workbook). Needs R on the run's district."""
-    from ..reports import render_report, sync_report_from_result
     from ..reports._output import check_writable
 
     name = sync_format(fmt, output)
@@ -74,11 +73,30 @@ def report(
             raise BadInput(f"history entry {entry.short_id} holds no per-key outcomes")
         write_history_xlsx([entry], output, outcomes_of=entry)
     else:
-        content = sync_report_from_result(entry.to_sync_result(), datetime.now(UTC))
-        render_report(content, output, name)
+        write_sync_report(entry, name, output)
     console.print(
         Text(f"wrote the Sync Request History of run {entry.run_id} ({name}) to {output}")
     )
+
+
+def write_sync_report(entry, fmt: str, output: Path) -> None:
+    """The run's PDF or DOCX: the stored file (the one its link serves), made and kept
+    first if nobody asked for it yet; rendered here only when it cannot be kept (a request
+    not finished yet, a report folder this user cannot write)."""
+    import shutil
+
+    from ..reports import render_report, sync_report_from_result
+    from ..reports.on_demand import ReportFailed, ReportNotReady, SyncReports
+    from ..reports.storage import StoredReport
+
+    try:
+        stored = SyncReports.from_settings().path(StoredReport.sync(entry.run_id, fmt), entry)
+    except (ReportNotReady, ReportFailed) as exc:
+        logging.getLogger(__name__).info("report not kept: %s", exc)
+        content = sync_report_from_result(entry.to_sync_result(), datetime.now(UTC))
+        render_report(content, output, fmt)
+        return
+    shutil.copyfile(stored, output)
 
 
 @reports_app.command()

@@ -1,7 +1,8 @@
 """``selective-sync ui``: the whole tool on this machine in one command.
 
 It starts, on loopback, a Prefect server with its own home under the data directory
-(``python -m prefect server start``), a process serving every deployment
+(``python -m flows.prefect_server``: ``prefect server start`` that retries a request its
+SQLite database was too busy for), a process serving every deployment
 (``python -m flows.serve``) and the report server (in this process, as
 ``selective-sync reports serve``), waits until all three answer, and prints the address to
 open. Ctrl-C or SIGTERM stops everything. The core never imports Prefect or the flows: both
@@ -158,22 +159,19 @@ def child_env(base: str, reports_url: str) -> dict[str, str]:
         DO_NOT_TRACK="1",
         PYTHONUNBUFFERED="1",
         SELECTIVE_SYNC_REPORTS_BASE_URL=reports_url,
+        # A run from the form starts within about a second of its Submit (Prefect's
+        # default: look for scheduled runs every 10 s).
+        PREFECT_RUNNER_POLL_FREQUENCY=env.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"),
+        # Server and flows are this one installation: no version check per process.
+        PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED="false",
     )
     return env
 
 
 def server_args(host: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "prefect",
-        "server",
-        "start",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+    # Prefect's server, answering for itself when its SQLite database was busy (instead of
+    # a 503 the UI's Submit would show): flows/prefect_server.py.
+    return [sys.executable, "-m", "flows.prefect_server", "--host", host, "--port", str(port)]
 
 
 def serve_args() -> list[str]:

@@ -1,7 +1,10 @@
 """The report server: stored reports over HTTP, for the links in the runs' artifacts.
 
 ``GET /reports/<run-id>.<pdf|docx>`` and ``GET /verification/<district>/<run-id>.<fmt>``
-(HEAD too). A request must carry the link's ``user`` and ``sig``; the signature must match
+(HEAD too). A sync report nobody asked for before is rendered then, from the ledger, and
+kept (``on_demand``): the runs link their reports without making them.
+
+A request must carry the link's ``user`` and ``sig``; the signature must match
 (the link was made by this installation for that user and that file), and that user must
 hold R on the report's district in the rights store *now*: the district in the path for a
 Verification Summary (0, the state's view, needs R on all districts), the district the
@@ -33,6 +36,7 @@ from ..ledger import read_request
 from ..rights import ALL_DISTRICTS, Right, RightsStore
 from ..settings import Settings, get_settings
 from ..text import first_line
+from .on_demand import ReportFailed, ReportNotReady, SyncReports
 from .storage import LinkSigner, ReportStorage, StoredReport, parse_url_path
 
 log = logging.getLogger(__name__)
@@ -56,11 +60,13 @@ class ReportServer(ThreadingHTTPServer):
         signer: LinkSigner,
         rights: RightsStore,
         state_url: str | None = None,
+        sync_reports: SyncReports | None = None,
     ) -> None:
         self.storage, self.signer, self.rights = storage, signer, rights
         self.state_url = state_url
         self._state: Engine | None = None
         self._state_lock = threading.Lock()
+        self.sync_reports = sync_reports
         super().__init__(address, ReportRequestHandler)
 
     def district_of(self, ref: StoredReport) -> int:
@@ -99,8 +105,11 @@ def make_server(
     storage = ReportStorage.from_settings(settings)
     signer = LinkSigner.from_settings(settings)
     rights = RightsStore.from_settings(settings)
+    sync_reports = SyncReports(storage, settings)
     try:
-        server = ReportServer((host, port), storage, signer, rights, settings.resolved_state_url)
+        server = ReportServer(
+            (host, port), storage, signer, rights, settings.resolved_state_url, sync_reports
+        )
     except OSError as exc:
         rights.close()
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -176,8 +185,16 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
         self._send_file(ref, user, with_body)
 
     def _send_file(self, ref: StoredReport, user: str, with_body: bool) -> None:
+        path = self.server.storage.path(ref)
+        if ref.kind == "sync" and self.server.sync_reports is not None:
+            try:
+                path = self.server.sync_reports.path(ref)
+            except ReportNotReady as exc:
+                return self._refuse(HTTPStatus.NOT_FOUND, str(exc), with_body)
+            except (ReportFailed, SelectiveSyncError) as exc:
+                return self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc), with_body)
         try:
-            fh = self.server.storage.path(ref).open("rb")
+            fh = path.open("rb")
         except (FileNotFoundError, NotADirectoryError):
             return self._refuse(
                 HTTPStatus.NOT_FOUND,

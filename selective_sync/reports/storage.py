@@ -246,6 +246,20 @@ class ReportLink:
     url: str
 
 
+def report_links(
+    refs: list[StoredReport], user: str, settings: Settings | None = None
+) -> list[ReportLink]:
+    """The signed links of ``refs`` for ``user``, whether their files exist yet or not (a
+    sync report is made when its link is first opened: ``on_demand``)."""
+    settings = settings or get_settings()
+    storage = ReportStorage.from_settings(settings)
+    signer = LinkSigner.from_settings(settings)
+    return [
+        ReportLink(ref, storage.path(ref), signer.link(settings.reports_base_url, ref, user))
+        for ref in refs
+    ]
+
+
 def store_reports(
     report: SyncReport | VerificationReport,
     refs: list[StoredReport],

@@ -4,10 +4,14 @@ triggered from the CLI, from REST, by the reconcile flow and on a Dask cluster."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 import time
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from .harness import ADMIN, POOL, PREFECT, REPO, Server, fixable, verify_keys
@@ -79,9 +83,38 @@ def assert_history(server: Server, run_id: str, data_dir) -> None:
     history = {"sync-request-275", "sync-outcomes-275", "sync-progress-275"}
     reports = {"sync-report-pdf-275", "sync-report-docx-275"}
     assert history | reports <= keys, keys
-    for fmt, magic in (("pdf", b"%PDF"), ("docx", b"PK")):
-        report = data_dir / "reports" / "sync" / f"{run_id}.{fmt}"
-        assert report.read_bytes().startswith(magic), report
+    # The reports are made when a link is first opened: open each through a report server
+    # over the worker's data, as a click in the UI does.
+    links = {
+        a["key"]: re.search(r"\((https?://[^)]+)\)\s*$", a["data"].strip()).group(1)
+        for a in server.artifacts([run_id])
+        if a["key"] in reports
+    }
+    with report_server(data_dir) as base:
+        for fmt, magic in (("pdf", b"%PDF"), ("docx", b"PK")):
+            link = urlsplit(links[f"sync-report-{fmt}-275"])
+            response = httpx.get(f"{base}{link.path}?{link.query}", timeout=60)
+            assert response.status_code == 200, response.text
+            report = data_dir / "reports" / "sync" / f"{run_id}.{fmt}"
+            assert report.read_bytes().startswith(magic), report
+            assert response.content == report.read_bytes()
+
+
+@contextlib.contextmanager
+def report_server(data_dir):
+    """``selective-sync reports serve``'s server over ``data_dir``, on a free port."""
+    from selective_sync.reports.server import make_server
+    from selective_sync.settings import Settings
+
+    server = make_server("127.0.0.1", 0, Settings(data_dir=data_dir))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def assert_completed(server: Server, run: dict) -> None:

@@ -410,9 +410,15 @@ def hostile_round_trip(monkeypatch, data_dir: Path, district_url, state_url, man
     # Each (record, column) value above: in all three verification reports, then synced.
     tally.add("hostile_values_checked", len(expected_lines))
 
+    from selective_sync.reports.on_demand import SyncReports
+    from selective_sync.reports.storage import StoredReport
+
     for run_id, key, reason in zip(
         sync_runs, (failing, enrollment), (gender_reason, grade_reason), strict=True
     ):
+        # The reports are made when first opened, from the ledger: open them.
+        for fmt in ("pdf", "docx"):
+            SyncReports.from_settings().path(StoredReport.sync(run_id, fmt))
         sync_dir = data_dir / "reports" / "sync"
         rows = docx_cells(sync_dir / f"{run_id}.docx")
         assert (str(key), reason) in rows, rows[:5]

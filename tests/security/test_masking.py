@@ -137,6 +137,14 @@ def report_texts(folder: Path) -> list[tuple[str, str]]:
     return places
 
 
+def open_sync_reports(run_id: str) -> None:
+    from selective_sync.reports.on_demand import SyncReports
+    from selective_sync.reports.storage import SYNC_FORMATS, StoredReport
+
+    for fmt in SYNC_FORMATS:
+        SyncReports.from_settings().path(StoredReport.sync(run_id, fmt))
+
+
 def assert_hidden(places, *secrets: str) -> None:
     for place, text in places:
         for secret in secrets:
@@ -186,6 +194,7 @@ def check_passwords(demo, admin, monkeypatch, root_url, user, pw, wrong, url) ->
     assert state.is_completed(), state
     assert result.keys[0].outcome.value == "synced"
     places += run_traces(run_id)
+    open_sync_reports(run_id)  # made when first opened: open them, as a link does
     places += report_texts(demo.dir)
     assert len(places) >= 10
     assert_hidden(places, pw)

@@ -239,5 +239,8 @@ def test_the_ui_shows_the_clis_requests_when_it_starts(demo, admin, prefect_api)
     table = Artifact.get("sync-history-275").data
     row = next(line for line in table.splitlines() if run_name in line)
     assert f"{run_name} (CLI)" in row and "| 1/2 |" in row and "Complete" in row
-    assert run_id not in table  # no run link: the CLI's request has no Prefect run
+    # No run link (the CLI's request has no Prefect run); its reports are linked, made on
+    # first open from the ledger.
+    assert f"flow-run/{run_id}" not in table
+    assert f"/reports/{run_id}.pdf" in row
     assert "selective-sync history show RUN" in table

@@ -6,8 +6,10 @@ It owns the engine (``engine``: each side digests every key's whole object in it
 for keys that differ), the SQL normalisation the registry declares (``normalise``), the codec
 between typed results and the stored summary's artifact rows, with the accuracy trend
 (``codec``), and the plain-data forms used by ``summary --json`` and the artifacts
-(``format``). Where the stored summary physically lives is not its business: callers
-pass a ``SummaryStore`` (``store``) implemented by the orchestration layer.
+(``format``), and a whole verification brought up to date by a later one of some keys
+(``recheck``: the nightly's summary after its syncs). Where the stored summary physically
+lives is not its business: callers pass a ``SummaryStore`` (``store``) implemented by the
+orchestration layer.
 """
 
 from selective_sync.verification.engine import verify_district, verify_object

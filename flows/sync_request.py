@@ -7,10 +7,9 @@ import itertools
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
@@ -26,7 +25,6 @@ from selective_sync.history.codec import outcome_line, request_status
 from selective_sync.ledger import Heartbeat, mark_ended
 from selective_sync.locks import district_lock
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
-from selective_sync.reconcile import REQUESTER as RECONCILER
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.settings import Settings, get_settings, resolve_district
 from selective_sync.sync import is_transient, parse_ids
@@ -68,22 +66,12 @@ def refresh_history(flow, run, state) -> None:
             flow_run_logger(run, flow).warning(
                 "The ledger could not record the run's end: %s", first_line(exc)
             )
-    if nightly_subflow(run):
-        return
     try:
         refresh_table(district_or_default(district))
     except Exception as exc:  # the run's outcome stands; the next write catches up
         flow_run_logger(run, flow).warning(
             "The View History table was not updated: %s", first_line(exc)
         )
-
-
-def nightly_subflow(run: Any) -> bool:
-    """A sync the nightly's district run started as its subflow: that run rewrites the
-    View History table once, after all its syncs, instead of every sync at its start and
-    at its end (each rewrite reads the ledger and the table's artifacts: about 8 API calls)."""
-    requester = (run.parameters or {}).get("requested_by")
-    return requester == RECONCILER and run.parent_task_run_id is not None
 
 
 HISTORY_HOOKS = [refresh_history]
@@ -177,15 +165,11 @@ def selective_sync(
                 f"nothing was written: {first_line(opened.message or 'unknown error')}"
             )
         )
-    nightly = nightly_subflow(FlowRunContext.get().flow_run)
-    if not nightly:
-        show_in_progress(config.number)
+    show_in_progress(config.number)
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
-    # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
-    # one task run per key up to the limit.
-    task_limit = settings.reconcile_per_key_task_limit if nightly else settings.per_key_task_limit
+    task_limit = settings.per_key_task_limit
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
             settings,

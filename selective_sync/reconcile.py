@@ -13,6 +13,7 @@ not found). They are counted so the report says how many need a person to look a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,10 @@ REQUESTER = "scheduled reconciliation"
 """The user name reconciliation syncs are requested by; it needs the W right."""
 
 DEFAULT_MAX_KEYS = 1000
+
+RUNS_PER_SLOT = 3
+"""Runs on the work pool per district run at once, when the batch size is left to the
+nightly: fewer means fewer process starts, more means a more even end of the night."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +121,17 @@ class DistrictReconciliation:
     def leftover(self) -> int:
         return sum(o.leftover for o in self.objects)
 
+    @property
+    def errors(self) -> list[str]:
+        """Why the district, or one of its objects, was not fully reconciled."""
+        return ([self.error] if self.error else []) + [
+            f"{o.object}: {o.error}" for o in self.objects if o.error
+        ]
+
     def summary(self, run_id: str | None = None, seconds: float | None = None) -> DistrictSummary:
         """This district's line of the state-wide summary."""
         before = [o.counts_before for o in self.objects]
         after = [o.counts_after or o.counts_before for o in self.objects]
-        errors = [f"{o.object}: {o.error}" for o in self.objects if o.error]
         return DistrictSummary(
             number=self.district_number,
             name=self.district_name,
@@ -130,7 +141,7 @@ class DistrictReconciliation:
             succeeded=sum(o.succeeded for o in self.objects),
             failed=sum(o.failed for o in self.objects),
             leftover=self.leftover,
-            error="; ".join(([self.error] if self.error else []) + errors) or None,
+            error="; ".join(self.errors) or None,
             run_id=run_id,
             seconds=seconds,
         )
@@ -142,7 +153,8 @@ def _add(counts: list[tuple[int, int]]) -> tuple[int, int]:
 
 @dataclass
 class DistrictSummary:
-    """One district in the state-wide reconciliation: its totals and its child run."""
+    """One district in the state-wide reconciliation: its totals and its run (the task run
+    that reconciled it; the flow run of its batch when it never got one)."""
 
     number: int
     name: str
@@ -155,6 +167,13 @@ class DistrictSummary:
     error: str | None = None
     run_id: str | None = None
     seconds: float | None = None
+    run_kind: str = "task-run"
+    """What ``run_id`` names in Prefect: "task-run" or "flow-run"."""
+
+    @property
+    def run_path(self) -> str | None:
+        """The run's page under the UI's ``/runs/``, e.g. ``task-run/<id>``."""
+        return f"{self.run_kind}/{self.run_id}" if self.run_id else None
 
     @property
     def accuracy_before(self) -> str:
@@ -203,6 +222,16 @@ def check_max_keys(max_keys: int) -> int:
     return max_keys
 
 
+def district_batches(numbers: Sequence[int], slots: int, per_run: int = 0) -> list[list[int]]:
+    """The districts as the nightly's runs on the work pool take them: ``per_run`` each, or
+    (0) about ``RUNS_PER_SLOT`` runs for each of the ``slots`` runs that go at once, so the
+    workers share the night evenly while each run's process start is paid once a batch."""
+    if isinstance(per_run, bool) or not isinstance(per_run, int) or per_run < 0:
+        raise BadInput(f"districts per run must be a whole number of at least 0, got {per_run!r}")
+    size = per_run or max(1, math.ceil(len(numbers) / (RUNS_PER_SLOT * max(int(slots), 1))))
+    return [list(numbers[i : i + size]) for i in range(0, len(numbers), size)]
+
+
 def objects_in_order(names: Iterable[str] | None = None) -> list[str]:
     """The objects to reconcile (default: all), each after its parent object.
 
@@ -244,6 +273,11 @@ def plan_object(verification: ObjectVerification, max_keys: int) -> ObjectPlan:
 # ---------------------------------------------------------------- one district's table
 
 DISTRICT_TABLE_FORMAT = 1
+
+
+def district_key(district: int) -> str:
+    """Artifact key of a district's reconciliation table."""
+    return f"reconcile-district-{int(district)}"
 
 
 def district_table(district: DistrictReconciliation) -> list[dict]:
@@ -321,7 +355,8 @@ def summary_from_table(
 
 def state_markdown(result: StateReconciliation, run_link: Callable[[str], str]) -> str:
     """The parent run's artifact: a narrow table, one line per district, with a link to
-    each district's own run (which holds the per-object table); failed districts first."""
+    each district's own run (which holds the per-object table; ``run_link`` makes a UI
+    address of a ``DistrictSummary.run_path``); failed districts first."""
     lines = [
         "# Scheduled reconciliation of every district",
         "",
@@ -339,7 +374,7 @@ def state_markdown(result: StateReconciliation, run_link: Callable[[str], str]) 
     ]
     ordered = sorted(result.districts, key=lambda d: (d.error is None, d.number))
     for d in ordered:
-        run = f"[{'failed: ' if d.error else ''}run]({run_link(d.run_id)})" if d.run_id else ""
+        run = f"[{'failed: ' if d.error else ''}run]({run_link(d.run_path)})" if d.run_path else ""
         if d.error:
             run = f"{run} {md_escape(d.error[:200])}".strip()
         lines.append(

@@ -218,14 +218,15 @@ def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
     return closed
 
 
-def refresh_table(district: int | None = None) -> None:
+def refresh_table(district: int | None = None, *, clean: bool = True) -> None:
     """Rewrite the district's View History table from the history (no right needed: it is
     called by the runs themselves when they end, and it shows what ``history list`` shows
-    to anyone who may open the Prefect UI)."""
+    to anyone who may open the Prefect UI). ``clean=False`` (the nightly, whose syncs leave
+    no artifacts) skips looking for what runs deleted outside the history left behind."""
     settings = get_settings()
     number = resolve_district(settings, district).number
     with _client() as client:
-        _refresh_table(client, settings, number)
+        _refresh_table(client, settings, number, clean=clean)
 
 
 def served_districts() -> list[int]:
@@ -459,15 +460,19 @@ def _delete_run(client: SyncPrefectClient, run_id: UUID) -> None:
 # ---------------------------------------------------------------- the View History table
 
 
-def _refresh_table(client: SyncPrefectClient, settings: Settings, number: int) -> None:
-    """Clean up after runs deleted outside the history, then make the table current.
+def _refresh_table(
+    client: SyncPrefectClient, settings: Settings, number: int, clean: bool = True
+) -> None:
+    """Clean up after runs deleted outside the history (``clean``), then make the table
+    current.
 
     Two runs that end at once both write; the later write may hold the older view (each
     renders what it read). So every writer reads again after writing and writes again
     while the stored table differs from a fresh one; the last writer to read leaves the
     current table. Bounded: a district this busy is rewritten by its next run anyway.
     """
-    _delete_orphans(client, settings, number)
+    if clean:
+        _delete_orphans(client, settings, number)
     for _ in range(TABLE_WRITES):
         markdown = _table_markdown(client, settings, number)
         latest = _latest_table(client, number)

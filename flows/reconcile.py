@@ -376,9 +376,11 @@ def reconcile_districts(
 
 def show_syncs_in_history(district: int) -> None:
     """Rewrite the district's View History table once for all its syncs of the night
-    (best effort, the next write catches up)."""
+    (best effort, the next write catches up). The clean-up after runs deleted outside the
+    history is left to the writes that follow a person's request: the nightly's syncs have
+    no runs, and the scan reads every history artifact of the district."""
     try:
-        refresh_table(district)
+        refresh_table(district, clean=False)
     except Exception as exc:
         get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
 

@@ -1,10 +1,11 @@
 """Scheduled reconciliation, the plain part: which keys to re-sync, and what happened.
 
-The ``reconcile`` flow verifies every object of a district, asks :func:`plan_object` which
-keys to re-sync (missing at the state, then mismatched, capped at ``max_keys``), runs one
-selective sync per object as ``scheduled reconciliation``; each district's run reports its
-objects as a table (:func:`district_table`) and the parent one line per district
-(:func:`summary_from_table`, :func:`state_markdown`). Nothing here knows Prefect.
+A district's night (``reconcile_run``) verifies every object, asks :func:`plan_object`
+which keys to re-sync (missing at the state, then mismatched, capped at ``max_keys``) and
+runs one selective sync per object as ``scheduled reconciliation``; each district reports
+its objects as a table (:func:`district_table`), read back as one line of the state-wide
+summary (:func:`summary_from_table`, :func:`state_markdown`); the districts go to the work
+pool in batches (:func:`district_batches`). Nothing here knows Prefect.
 
 Keys *missing at the district* are never planned: the district is the source of truth and
 a sync of a key the district does not have changes nothing (it would only be reported as
@@ -30,8 +31,13 @@ REQUESTER = "scheduled reconciliation"
 DEFAULT_MAX_KEYS = 1000
 
 RUNS_PER_SLOT = 3
-"""Runs on the work pool per district run at once, when the batch size is left to the
+"""Runs on the work pool per run that goes at once, when the batch size is left to the
 nightly: fewer means fewer process starts, more means a more even end of the night."""
+
+MIN_PER_RUN = 10
+"""Districts a run takes at least (but the last), when there are enough for every slot: a
+run's process start (2-3 CPU-s) is then a small part of its work (about 1 CPU-s a
+district)."""
 
 
 @dataclass(frozen=True)
@@ -225,10 +231,13 @@ def check_max_keys(max_keys: int) -> int:
 def district_batches(numbers: Sequence[int], slots: int, per_run: int = 0) -> list[list[int]]:
     """The districts as the nightly's runs on the work pool take them: ``per_run`` each, or
     (0) about ``RUNS_PER_SLOT`` runs for each of the ``slots`` runs that go at once, so the
-    workers share the night evenly while each run's process start is paid once a batch."""
+    workers share the night evenly while each run's process start is paid once a batch,
+    and at least ``MIN_PER_RUN`` districts a run while every slot still gets one."""
     if isinstance(per_run, bool) or not isinstance(per_run, int) or per_run < 0:
         raise BadInput(f"districts per run must be a whole number of at least 0, got {per_run!r}")
-    size = per_run or max(1, math.ceil(len(numbers) / (RUNS_PER_SLOT * max(int(slots), 1))))
+    slots = max(int(slots), 1)
+    even = math.ceil(len(numbers) / (RUNS_PER_SLOT * slots))
+    size = per_run or max(1, even, min(MIN_PER_RUN, math.ceil(len(numbers) / slots)))
     return [list(numbers[i : i + size]) for i in range(0, len(numbers), size)]
 
 

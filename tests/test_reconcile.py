@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -149,29 +150,46 @@ def test_reconcile_syncs_at_most_max_keys_and_reports_the_rest(demo, admin):
     assert entry.accuracy_after > entry.accuracy_before
 
 
-def night_of(demo, admin, caplog, objects, max_keys):
-    """One district reconciled by the batch flow, with the verifications it made (the
-    engine's log lines: object and scope)."""
-    import logging
+class Verifications(logging.Handler):
+    """The verification engine's lines while it is attached: (object, scope) of each."""
 
+    LOGGER = "selective_sync.verification.engine"
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.made: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("verified "):
+            self.made.append((record.args[0], record.args[2]))
+
+    def __enter__(self) -> Verifications:
+        logger = logging.getLogger(self.LOGGER)
+        self.level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logger = logging.getLogger(self.LOGGER)
+        logger.removeHandler(self)
+        logger.setLevel(self.level)
+
+
+def night_of(demo, admin, objects, max_keys):
+    """One district reconciled by the batch flow, with the verifications it made."""
     from flows.reconcile import reconcile_districts
     from selective_sync.rights import RightsStore
 
     with RightsStore.from_settings() as store:
         store.grant(admin, REQUESTER, "W")
-    caplog.set_level(logging.INFO, logger="selective_sync.verification.engine")
-    caplog.clear()
-    (district,) = reconcile_districts(districts=[275], objects=objects, max_keys=max_keys)
-    verified = [
-        (r.args[0], r.args[2])
-        for r in caplog.records
-        if r.name == "selective_sync.verification.engine" and r.msg.startswith("verified ")
-    ]
-    return district, verified
+    with Verifications() as verifications:
+        (district,) = reconcile_districts(districts=[275], objects=objects, max_keys=max_keys)
+    return district, verifications.made
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_the_night_verifies_each_object_once_and_its_synced_keys_once(demo, admin, caplog):
+def test_the_night_verifies_each_object_once_and_its_synced_keys_once(demo, admin):
     """Each object verified whole once; each sync's keys once after it (no verification
     before the sync, no Verification Summary run after); the stored summary after the
     syncs equals verifying every object again."""
@@ -182,7 +200,7 @@ def test_the_night_verifies_each_object_once_and_its_synced_keys_once(demo, admi
     from tasks.engines import engine_for
 
     names = ["PersonIdentity", "Enrollment", "Graduation"]
-    district, verified = night_of(demo, admin, caplog, names, max_keys=1000)
+    district, verified = night_of(demo, admin, names, max_keys=1000)
     synced = {o.object: o for o in district.objects if o.sent}
     assert set(synced) == set(names)  # the demo has drift in every object
     whole = [name for name, scope in verified if scope == "every key"]
@@ -208,7 +226,7 @@ def test_the_night_verifies_each_object_once_and_its_synced_keys_once(demo, admi
 
 @pytest.mark.usefixtures("prefect_api")
 def test_each_nightly_sync_is_a_history_entry_with_its_ledger_rows_and_a_report(
-    demo, admin, caplog, tmp_path
+    demo, admin, tmp_path
 ):
     """No flow run per sync: each is a ledger request of origin "nightly" with every key's
     row, listed and shown by the history, marked in the View History table, and its report
@@ -225,7 +243,7 @@ def test_each_nightly_sync_is_a_history_entry_with_its_ledger_rows_and_a_report(
     from selective_sync.ledger import NIGHTLY_ORIGIN, read_keys, read_request
     from selective_sync.settings import get_settings
 
-    district, _ = night_of(demo, admin, caplog, ["PersonIdentity", "Enrollment"], max_keys=4)
+    district, _ = night_of(demo, admin, ["PersonIdentity", "Enrollment"], max_keys=4)
     runs = {o.object: o.sync_run_id for o in district.objects}
     assert all(runs.values()), runs
     listed = {e.run_id: e for e in list_entries(275, user=admin)}
@@ -422,14 +440,17 @@ def test_a_districts_table_reads_back_as_its_state_wide_line():
 
 def test_districts_go_to_the_work_pool_in_batches():
     """About RUNS_PER_SLOT runs per slot (few process starts, an even end of the night),
-    or the batch size asked for; every district once, in order."""
-    from selective_sync.reconcile import RUNS_PER_SLOT, district_batches
+    at least MIN_PER_RUN districts a run while every slot gets one, or the batch size
+    asked for; every district once, in order."""
+    from selective_sync.reconcile import MIN_PER_RUN, RUNS_PER_SLOT, district_batches
 
     numbers = list(range(1001, 1101))
     batches = district_batches(numbers, 2)
     assert [n for b in batches for n in b] == numbers
     assert len(batches) == 2 * RUNS_PER_SLOT == 6 and {len(b) for b in batches} == {17, 15}
-    assert district_batches(numbers[:4], 2) == [[1001], [1002], [1003], [1004]]
+    assert [len(b) for b in district_batches(numbers[:30], 2)] == [MIN_PER_RUN] * 3
+    assert [len(b) for b in district_batches(numbers[:10], 1)] == [10]
+    assert district_batches(numbers[:4], 2) == [[1001, 1002], [1003, 1004]]
     assert district_batches(numbers[:5], 2, per_run=2) == [[1001, 1002], [1003, 1004], [1005]]
     assert district_batches([], 2) == []
     with pytest.raises(BadInput, match="districts per run"):

@@ -123,22 +123,16 @@ def test_two_workers_reconcile_districts_at_once_past_a_broken_one(
     assert f"district {BROKEN}" in night["state"]["message"]
 
     batches = server.flow_runs({"flow_runs": {"parent_flow_run_id": {"any_": [night["id"]]}}})
-    # Five districts, a concurrency limit of 2: about three runs per slot, one district each.
+    # Five districts, a concurrency limit of 2: one run for each slot.
     assert sorted(d for b in batches for d in b["parameters"]["districts"]) == [*GOOD, BROKEN]
-    assert len(batches) == 5
-    by_district = {b["parameters"]["districts"][0]: b for b in batches}
-    assert by_district[BROKEN]["state"]["type"] == "FAILED"
-    assert all(by_district[n]["state"]["type"] == "COMPLETED" for n in GOOD), batches
-    # Two at once: some two runs overlap in time, each run its own process, and no more
-    # than the limit ever overlap.
-    spans = [window(b) for b in batches]
-    overlaps = [
-        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]
-    ]
-    assert overlaps, spans
-    for start, _end in spans:
-        assert sum(1 for s, e in spans if s <= start < e) <= 2, spans
-    assert len({b["infrastructure_pid"] for b in batches}) == len(batches)
+    assert len(batches) == 2
+    for batch in batches:
+        broken = BROKEN in batch["parameters"]["districts"]
+        assert batch["state"]["type"] == ("FAILED" if broken else "COMPLETED"), batch["state"]
+    # Two at once: the two runs overlap in time, each in its own process.
+    (a_start, a_end), (b_start, b_end) = (window(b) for b in batches)
+    assert a_start < b_end and b_start < a_end, batches
+    assert len({b["infrastructure_pid"] for b in batches}) == 2
     # Each district a task run in its batch's run.
     names = sorted(t["name"] for t in task_runs(server, [b["id"] for b in batches]))
     assert names == [f"reconcile-district-{n}" for n in sorted([*GOOD, BROKEN])]

@@ -255,11 +255,11 @@ class CpuSampler:
             return None
         if self.marker not in env:
             return None  # another bench's or agent's process
-        if "prefect.engine" in cmd:
+        if "prefect.engine" in cmd or "_workspace_" in cmd:
+            # The worker's supervisor becomes the run's engine (one process, exec'd); the
+            # run's id is in its environment once it is the engine.
             run = next((e for e in env if e.startswith(b"PREFECT__FLOW_RUN_ID=")), b"")
             return "flow:" + run.split(b"=", 1)[1].decode() if run else "flow:?"
-        if "_workspace_supervisor" in cmd:
-            return "run_supervisors"
         if "worker start" in cmd:
             return "workers"
         if "uvicorn" in cmd or "prefect server" in cmd or "prefect.server" in cmd:
@@ -282,7 +282,7 @@ class CpuSampler:
             cpu = (int(fields[11]) + int(fields[12])) / self.tick
             children = (int(fields[13]) + int(fields[14])) / self.tick
             known = self.seen.get(pid)
-            role = known[0] if known else self._role(pid, cmd)
+            role = known[0] if known and known[0] != "flow:?" else self._role(pid, cmd)
             if role:
                 self.seen[pid] = (role, cpu, children)
             elif cmd:  # a process with no command line yet may still exec into one of ours
@@ -296,6 +296,7 @@ class CpuSampler:
             _role, cpu0, children0 = self.base.get(pid, (role, 0.0, 0.0))
             if role.startswith("flow:"):
                 role = "parent_run" if role == f"flow:{parent_run_id}" else "batch_runs"
+                role = "runs_unnamed" if role == "flow:?" else role
             roles[role] = round(roles.get(role, 0.0) + cpu - cpu0, 1)
             if role == "workers":
                 roles["runs_reaped"] = round(
@@ -304,15 +305,17 @@ class CpuSampler:
         return dict(sorted(roles.items()))
 
 
-SAMPLED_RUN_ROLES = ("batch_runs", "parent_run", "run_supervisors")
-"""Roles sampled while they ran: their ended processes are in ``runs_reaped`` already."""
+SAMPLED_RUN_ROLES = ("batch_runs", "parent_run", "runs_unnamed")
+"""Roles sampled while they ran: their ended processes are in ``runs_reaped`` too."""
 
 
 def cpu_total(roles: dict[str, float]) -> float:
-    """Every role's CPU, each process once: the run processes by their workers' exact
-    count of them (the sampled figures only break it down)."""
-    exact = {k: v for k, v in roles.items() if k not in SAMPLED_RUN_ROLES}
-    return sum(exact.values())
+    """Every role's CPU, each process once: the run processes by the larger of their
+    workers' exact count of the ended ones and the samples (which miss a process's last
+    half second, but see one not yet reaped at the end)."""
+    sampled = sum(v for k, v in roles.items() if k in SAMPLED_RUN_ROLES)
+    others = sum(v for k, v in roles.items() if k not in SAMPLED_RUN_ROLES and k != "runs_reaped")
+    return others + max(sampled, roles.get("runs_reaped", 0.0))
 
 
 def run_night(

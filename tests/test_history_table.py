@@ -44,6 +44,8 @@ def table_rows(district: int = 275) -> list[dict]:
     for line in lines[start:]:
         if not line.startswith("| "):
             break
+        if line.startswith("| (no requests)"):
+            continue
         match = RUN_LINK.search(line)
         cells = line[2:-2].split(" | ")
         rows.append(

@@ -834,10 +834,13 @@ def main(argv: list[str] | None = None) -> None:
             history = night_history(state_url, since)
             nights.append(report_night(w, night, keys, drift, growth, len(districts), history))
         if len(nights) > 1:
-            ratio = nights[-1]["wall_s"] / nights[0]["wall_s"]
+            fewest, most = (
+                min(nights, key=lambda n: n["workers"]),
+                max(nights, key=lambda n: n["workers"]),
+            )
             log(
-                f"wall ratio {nights[-1]['workers']} vs {nights[0]['workers']} workers: "
-                f"{ratio:.2f} (target <= 0.6)"
+                f"wall ratio {most['workers']} vs {fewest['workers']} workers: "
+                f"{most['wall_s'] / fewest['wall_s']:.2f}"
             )
         scale = (
             None

@@ -206,9 +206,12 @@ def fan_out(
     holds the night forever."""
     logger = get_run_logger()
     settings = get_settings()
-    limit = deployment_limit(deployment) or len(numbers)
+    limit = deployment_limit(deployment) or max(len(numbers), 1)
     waiting = district_batches(numbers, limit, settings.reconcile_districts_per_run)
-    logger.info("%s runs of up to %s districts, %s at once", len(waiting), len(waiting[0]), limit)
+    if waiting:
+        logger.info(
+            "%s runs of up to %s districts, %s at once", len(waiting), len(waiting[0]), limit
+        )
     running: dict[UUID, tuple[list[int], float]] = {}
     done: dict[int, DistrictSummary] = {}
     while waiting or running:
@@ -230,9 +233,9 @@ def fan_out(
             done.update(read_batch(batch, run.id, why))
             running.pop(run.id)
             logger.info(
-                "Districts %s: %s in %.1f s (%s districts left)",
-                ", ".join(map(str, batch)),
-                state.type.value if state is not None else "not started",
+                "%s: %s in %.1f s (%s districts left)",
+                batch_run_name(batch),
+                "completed" if state is not None and state.type.value == "COMPLETED" else why,
                 seconds,
                 sum(len(b) for b in waiting) + sum(len(b) for b, _ in running.values()),
             )

@@ -8,6 +8,7 @@ summary artifacts, and the drift events the alert automations watch. No report i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import uuid4
 
 from prefect import get_run_logger, task
@@ -29,7 +30,7 @@ from selective_sync.reconcile import (
 )
 from selective_sync.reconcile_run import DistrictNight, reconcile_district
 from selective_sync.settings import get_settings
-from selective_sync.text import md_escape
+from selective_sync.text import first_line, md_escape
 
 from .alerts import emit_drift
 from .verify import show_summary
@@ -86,16 +87,28 @@ def log_night(result: DistrictReconciliation) -> None:
 
 
 def show_night(night: DistrictNight) -> None:
-    """The district's table, its summary after the syncs (the UI's artifacts), and its
-    drift events: the reconciliation's, and the Verification Summary's it stored."""
+    """The district's table (what the nightly reads back), its summary after the syncs
+    (the UI's artifacts) and its drift events: the reconciliation's, and the Verification
+    Summary's it stored. The summary and the events are shown on a best-effort basis: the
+    syncs and the stored summary stand either way."""
     result = night.reconciliation
     thresholds = AlertThresholds.from_settings(get_settings())
     if night.summary is not None and night.stored is not None:
-        show_summary(night.summary, night.stored, night.issue_chunks, night.previous)
-        verified = {o.object for o in night.summary.objects}
+        summary, stored = night.summary, night.stored
+        verified = {o.object for o in summary.objects}
         before = [r for r in night.previous or [] if r["object"] in verified]
-        emit_drift(verification_event(night.summary, previous_counts(before), thresholds))
-    emit_drift(reconcile_event(result, thresholds))
+        best_effort(
+            "The Verification Summary's artifacts",
+            lambda: show_summary(summary, stored, night.issue_chunks, night.previous),
+        )
+        best_effort(
+            "The Verification Summary's drift event",
+            lambda: emit_drift(verification_event(summary, previous_counts(before), thresholds)),
+        )
+    best_effort(
+        "The reconciliation's drift event",
+        lambda: emit_drift(reconcile_event(result, thresholds)),
+    )
     create_table_artifact(
         key=district_key(result.district_number),
         table=district_table(result),
@@ -104,3 +117,10 @@ def show_night(night: DistrictNight) -> None:
             f"{md_escape(result.district_name)}: {sum(o.sent for o in result.objects):,} keys sent"
         ),
     )
+
+
+def best_effort(what: str, show: Callable[[], object]) -> None:
+    try:
+        show()
+    except Exception as exc:  # the API hiccuped: the night's record is in the database
+        get_run_logger().warning("%s could not be written: %s", what, first_line(exc))

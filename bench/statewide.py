@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/statewide.py [--districts 100] [--persons 2000] [--workers 1,2]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432] [--out DIR] [--keep]
-        [--history-entries 1000]
+        [--history-entries 1000] [--skip-at-scale]
+
+Quick runs: ``--districts 10 --workers 1,2 --skip-at-scale`` (about 5 minutes idle).
 
 Builds, with real parts only:
 
@@ -14,21 +16,26 @@ Builds, with real parts only:
   deployment (``deployments/setup.sh``), and W process workers (``deployments/worker.sh``).
 
 One district's URL points at a file that does not exist, on purpose. For each W in
-``--workers`` it regenerates the drift, sets the ``reconcile-district`` deployment's
+``--workers`` it regenerates the drift, sets the ``reconcile-districts`` deployment's
 concurrency limit to W, starts W workers, runs ``reconcile/reconcile-nightly`` for every
-district and prints: wall time, per-district median/max, keys sent/succeeded/failed, the drift left
-after (verified straight from the databases: must be only the seeded will-fail keys and
-the keys missing at the district, which a sync never touches), the Prefect objects
+district (the districts go to the work pool in batches, each a ``reconcile-districts`` run
+whose districts are task runs) and prints: wall time, per-district median/max (the
+districts' task runs), keys sent/succeeded/failed, the drift left after (verified
+straight from the databases: must be only the seeded will-fail keys and the keys missing
+at the district, which a sync never touches), the Sync History entries the night wrote
+(the ledger's requests of origin ``nightly``, and their key rows), the Prefect objects
 created (flow runs, task runs, artifacts), the Prefect database's growth and the CPU
-seconds each role used (district runs, the parent run, workers, the Prefect server, each
-PostgreSQL database's backends), with their sum per district; then the
-extrapolation to a 180-district, 700,000-student state for one night and for a year.
+seconds each role used (the batch runs' processes, the parent run, workers, the Prefect
+server, each PostgreSQL database's backends), with their sum per district; then the
+extrapolation to a 180-district, 700,000-student state for one night and for a year, and
+the floor the CPU alone sets on 2 cores.
 
-Afterwards (item 5 of issue 17): the state's Verification Summary over every district
-(``summary --all-districts``, stored results) and ``history list`` of one district with
-``--history-entries`` entries (seeded in the ledger as the flow writes them), each timed
-in-process (the answer) and as the whole command. Drops its databases at the end unless
-``--keep``.
+Afterwards (item 5 of issue 17; ``--skip-at-scale`` leaves it out): the state's
+Verification Summary over ``--summary-districts`` districts (``summary --all-districts``,
+stored results: the nights' own, and copies of one under the other numbers, in the state
+database) and ``history list`` of one district with ``--history-entries`` entries (seeded
+in the ledger as the flow writes them), each timed in-process (the answer) and as the
+whole command. Drops its databases at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ ADMIN = "bench-admin"
 FIRST_NUMBER = 1001
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 TARGET_DISTRICTS, TARGET_STUDENTS = 180, 700_000
+# The deployment the nightly's runs on the work pool belong to ("--baseline": the one a
+# checkout from before #24's nightly had, one run per district, for a same-run baseline).
+DISTRICTS_DEPLOYMENT = "reconcile-districts/reconcile-some-districts"
+BASELINE_DEPLOYMENT = "reconcile-district/reconcile-one-district"
 
 
 def log(message: str) -> None:
@@ -196,15 +207,23 @@ class Api:
 
 class CpuSampler:
     """CPU seconds by role over a night, read from /proc every half second: the Prefect
-    server, the workers, the parent's and the districts' flow-run processes, and the
-    PostgreSQL backends of the Prefect database, of the state database and the rest.
-    A process's last half second may be missed; nothing else runs on the bench."""
+    server, the workers, the parent's and the batches' flow-run processes (and the
+    supervisor a process worker starts around each), and the PostgreSQL backends of the
+    Prefect database and of the state database.
 
-    def __init__(self, prefect_db: str, state_db: str):
+    Only this bench's processes count (the machine may be shared): those whose environment
+    holds this night's ``PREFECT_API_URL``, and the backends of this bench's databases. A
+    sampled process's last half second may be missed; the workers' reaped children are
+    counted exactly (``cutime``: every flow-run process and its supervisor, once ended),
+    and that is the figure the totals use."""
+
+    def __init__(self, prefect_db: str, state_db: str, api_url: str):
         import threading
 
         self.dbs = {prefect_db: "pg_prefect", state_db: "pg_state"}
-        self.seen: dict[int, tuple[str, float]] = {}
+        self.marker = f"PREFECT_API_URL={api_url}".encode()
+        self.seen: dict[int, tuple[str, float, float]] = {}
+        self.ignored: set[int] = set()
         self.tick = os.sysconf("SC_CLK_TCK")
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -216,6 +235,9 @@ class CpuSampler:
         return self
 
     def __exit__(self, *exc) -> None:
+        # The last runs' processes end (and are reaped by their workers) just after the
+        # night's final state.
+        time.sleep(3)
         self.stop_event.set()
         self.thread.join()
         self._sample()
@@ -226,12 +248,18 @@ class CpuSampler:
 
     def _role(self, pid: int, cmd: str) -> str | None:
         if cmd.startswith("postgres:"):
-            return next((r for db, r in self.dbs.items() if f" {db} " in cmd), "pg_other")
-        if "prefect.engine" in cmd:
-            with contextlib.suppress(OSError):
-                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                run = next((e for e in env if e.startswith(b"PREFECT__FLOW_RUN_ID=")), b"")
-                return "flow:" + run.split(b"=", 1)[1].decode() if run else "flow:?"
+            return next((r for db, r in self.dbs.items() if f" {db} " in cmd), None)
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if self.marker not in env:
+            return None  # another bench's or agent's process
+        if "prefect.engine" in cmd or "_workspace_" in cmd:
+            # The worker's supervisor becomes the run's engine (one process, exec'd); the
+            # run's id is in its environment once it is the engine.
+            run = next((e for e in env if e.startswith(b"PREFECT__FLOW_RUN_ID=")), b"")
+            return "flow:" + run.split(b"=", 1)[1].decode() if run else "flow:?"
         if "worker start" in cmd:
             return "workers"
         if "uvicorn" in cmd or "prefect server" in cmd or "prefect.server" in cmd:
@@ -243,6 +271,8 @@ class CpuSampler:
             if not entry.name.isdigit():
                 continue
             pid = int(entry.name)
+            if pid in self.ignored:
+                continue
             try:
                 stat = (entry / "stat").read_text()
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -250,26 +280,49 @@ class CpuSampler:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
             cpu = (int(fields[11]) + int(fields[12])) / self.tick
+            children = (int(fields[13]) + int(fields[14])) / self.tick
             known = self.seen.get(pid)
-            role = known[0] if known else self._role(pid, cmd)
+            role = known[0] if known and known[0] != "flow:?" else self._role(pid, cmd)
             if role:
-                self.seen[pid] = (role, cpu)
+                self.seen[pid] = (role, cpu, children)
+            elif cmd:  # a process with no command line yet may still exec into one of ours
+                self.ignored.add(pid)
 
     def by_role(self, parent_run_id: str) -> dict[str, float]:
-        """CPU seconds used during the night, by role (district runs summed)."""
+        """CPU seconds used during the night, by role (the batches' runs summed); the
+        ``runs_reaped`` figure is every ended run process with its supervisor, exactly."""
         roles: dict[str, float] = {}
-        for pid, (role, cpu) in self.seen.items():
-            used = cpu - self.base.get(pid, (role, 0.0))[1]
+        for pid, (role, cpu, children) in self.seen.items():
+            _role, cpu0, children0 = self.base.get(pid, (role, 0.0, 0.0))
             if role.startswith("flow:"):
-                role = "parent_run" if role == f"flow:{parent_run_id}" else "district_runs"
-            roles[role] = round(roles.get(role, 0.0) + used, 1)
+                role = "parent_run" if role == f"flow:{parent_run_id}" else "batch_runs"
+                role = "runs_unnamed" if role == "flow:?" else role
+            roles[role] = round(roles.get(role, 0.0) + cpu - cpu0, 1)
+            if role == "workers":
+                roles["runs_reaped"] = round(
+                    roles.get("runs_reaped", 0.0) + children - children0, 1
+                )
         return dict(sorted(roles.items()))
+
+
+SAMPLED_RUN_ROLES = ("batch_runs", "parent_run", "runs_unnamed")
+"""Roles sampled while they ran: their ended processes are in ``runs_reaped`` too."""
+
+
+def cpu_total(roles: dict[str, float]) -> float:
+    """Every role's CPU, each process once: the run processes by the larger of their
+    workers' exact count of the ended ones and the samples (which miss a process's last
+    half second, but see one not yet reaped at the end)."""
+    sampled = sum(v for k, v in roles.items() if k in SAMPLED_RUN_ROLES)
+    others = sum(v for k, v in roles.items() if k not in SAMPLED_RUN_ROLES and k != "runs_reaped")
+    return others + max(sampled, roles.get("runs_reaped", 0.0))
 
 
 def run_night(
     api: Api, workers: int, procs: Procs, env: dict, timeout: float, dbs: tuple[str, str]
 ) -> dict:
-    dep = api.get("/deployments/name/reconcile-district/reconcile-one-district")
+    api_url = str(api.client.base_url).rstrip("/")
+    dep = api.get(f"/deployments/name/{DISTRICTS_DEPLOYMENT}")
     response = api.client.patch(f"/deployments/{dep['id']}", json={"concurrency_limit": workers})
     response.raise_for_status()
     limit = api.get(f"/deployments/{dep['id']}")["global_concurrency_limit"]
@@ -289,7 +342,7 @@ def run_night(
         time.sleep(0.5)
     before = api.counts()
     parent_dep = api.get("/deployments/name/reconcile/reconcile-nightly")
-    with CpuSampler(*dbs) as cpu:
+    with CpuSampler(*dbs, api_url) as cpu:
         t0 = time.monotonic()
         created_at = datetime.now(UTC)
         run = api.post(f"/deployments/{parent_dep['id']}/create_flow_run", {"parameters": {}})
@@ -311,10 +364,20 @@ def run_night(
             "flow_runs": {"expected_start_time": {"after_": created_at.isoformat()}},
         },
     )
+    districts = api.filter_all(
+        "task_runs",
+        {
+            "flow_runs": {"id": {"any_": [c["id"] for c in children] or [run["id"]]}},
+            "task_runs": {"name": {"like_": "reconcile-district-"}},
+        },
+    )
+    if DISTRICTS_DEPLOYMENT == BASELINE_DEPLOYMENT:
+        districts = children  # one flow run per district
     return {
         "parent": run,
         "wall": wall,
         "children": children,
+        "districts": districts,
         "before": before,
         "after": after,
         "cpu_s": cpu.by_role(run["id"]),
@@ -342,6 +405,41 @@ def night_keys(api: Api, children: list[dict]) -> dict:
                 if row["error"]:
                     errors[row["district"]] = row["error"]
     return {"sent": sent, "succeeded": succeeded, "failed": failed, "errors": errors}
+
+
+def night_history(state_url: str, since: datetime) -> dict:
+    """The Sync History entries the night wrote: the ledger's requests of the scheduled
+    reconciliation since ``since``, by status and origin, and their key rows."""
+    from sqlalchemy import func, select
+
+    from selective_sync.db import make_engine
+    from selective_sync.reconcile import REQUESTER
+    from selective_sync.schema import sync_key_outcome, sync_request
+
+    engine = make_engine(state_url)
+    r, k = sync_request.c, sync_key_outcome.c
+    mine = (r.requested_by == REQUESTER) & (r.requested_at >= since.replace(tzinfo=None))
+    try:
+        with engine.connect() as conn:
+            by_status = dict(
+                conn.execute(select(r.status, func.count()).where(mine).group_by(r.status)).all()
+            )
+            by_origin = dict(
+                conn.execute(select(r.origin, func.count()).where(mine).group_by(r.origin)).all()
+            )
+            keys = conn.execute(
+                select(func.count())
+                .select_from(sync_key_outcome.join(sync_request, k.run_id == r.run_id))
+                .where(mine)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return {
+        "requests": sum(by_status.values()),
+        "by_status": by_status,
+        "by_origin": {str(k): v for k, v in by_origin.items()},
+        "key_rows": keys,
+    }
 
 
 def drift_after(out: Path, districts, broken: int, manifests: dict, state_url: str) -> dict:
@@ -379,20 +477,52 @@ def drift_after(out: Path, districts, broken: int, manifests: dict, state_url: s
     return left
 
 
+def batch_of(run: dict) -> list[int]:
+    params = run["parameters"]
+    return params["districts"] if "districts" in params else [params["district"]]
+
+
+def timeline(parent: dict, children: list[dict]) -> list[dict]:
+    """Each batch run relative to the parent's start: created, started, ended (seconds)."""
+
+    def at(text: str | None) -> float | None:
+        if not text or not parent.get("start_time"):
+            return None
+        moment = datetime.fromisoformat(text) - datetime.fromisoformat(parent["start_time"])
+        return round(moment.total_seconds(), 1)
+
+    rows = [
+        {
+            "districts": len(batch_of(c)),
+            "created": at(c.get("created")),
+            "started": at(c.get("start_time")),
+            "ended": at(c.get("end_time")),
+        }
+        for c in children
+    ]
+    return sorted(rows, key=lambda r: r["created"] or 0.0) + [
+        {"parent_ended": at(parent.get("end_time"))}
+    ]
+
+
 def report_night(
-    workers: int, night: dict, keys: dict, drift: dict, growth: int, districts: int
+    workers: int, night: dict, keys: dict, drift: dict, growth: int, districts: int, history: dict
 ) -> dict:
     children = night["children"]
-    times = sorted(c["total_run_time"] for c in children)
+    times = sorted(d["total_run_time"] for d in night["districts"])
     states = {}
-    for c in children:
-        states[c["state"]["type"]] = states.get(c["state"]["type"], 0) + 1
+    for d in night["districts"]:
+        states[d["state"]["type"]] = states.get(d["state"]["type"], 0) + 1
     made = {k: night["after"][k] - night["before"][k] for k in night["before"]}
+    total = cpu_total(night["cpu_s"])
     figures = {
         "workers": workers,
         "wall_s": round(night["wall"], 1),
         "parent_state": night["parent"]["state"]["type"],
-        "district_runs": len(children),
+        "batch_runs": len(children),
+        "batch_sizes": sorted(len(batch_of(c)) for c in children),
+        "batch_timeline_s": timeline(night["parent"], children),
+        "district_task_runs": len(night["districts"]),
         "district_states": states,
         "district_median_s": round(statistics.median(times), 2) if times else None,
         "district_max_s": round(max(times), 2) if times else None,
@@ -403,8 +533,14 @@ def report_night(
         "drift_left": drift,
         "prefect_objects": made,
         "prefect_db_growth_mb": round(growth / 1e6, 1),
+        "sync_history_entries": history,
         "cpu_s_by_role": night["cpu_s"],
-        "cpu_s_per_district": round(sum(night["cpu_s"].values()) / max(len(children), 1), 2),
+        "cpu_s_by_role_per_district": {
+            k: round(v / max(districts, 1), 2) for k, v in night["cpu_s"].items()
+        },
+        "cpu_s_total": round(total, 1),
+        "cpu_s_per_district": round(total / max(districts, 1), 2),
+        "cores_busy": round(total / max(night["wall"], 1e-9), 2),
     }
     log(f"night with {workers} worker(s): {json.dumps(figures, indent=1)}")
     return figures
@@ -458,62 +594,66 @@ def timed_command(args: list[str], env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def seed_summaries(out: Path, env: dict, count: int) -> dict:
+def seed_summaries(out: Path, env: dict, state_url: str, count: int) -> dict:
     """``count`` districts with a stored Verification Summary in the state database: the
-    nights' own, and for the rest a copy of a real stored result under their number (their
-    figures only: the state's view reads no record issues). Returns the environment that
-    configures all of them."""
+    nights' own, and for the rest a copy of one district's rows under their number (as
+    ``records.store_encoded`` writes them). Returns the environment that configures all
+    of them."""
     from selective_sync.db import make_engine
     from selective_sync.verification.records import current_rows, insert_result
 
-    engine = make_engine(env["SELECTIVE_SYNC_STATE_URL"])
+    engine = make_engine(state_url)
     try:
-        listed = list(districts_of(count))
-        stored = current_rows(engine, [number for number, _name in listed])
-        rows = next(iter(stored.values()))
-        lines = ["districts:"]
+        numbers = [number for number, _name in districts_of(count)]
+        stored = current_rows(engine, numbers)
+        model = next(iter(stored.values()))
         with engine.begin() as conn:
-            for number, name in listed:
-                lines += [
-                    f"  - number: {number}",
-                    f"    name: {name}",
-                    "    url: sqlite:///unused.db",
-                ]
-                if number not in stored:
-                    for row in rows:
-                        insert_result(conn, {**row, "district": number, "district_name": name}, [])
+            for number, name in districts_of(count):
+                if number in stored:
+                    continue
+                for row in model:
+                    copy = {
+                        **row,
+                        "district": number,
+                        "district_name": name,
+                        "issues_run": f"bench-{number}",
+                        "issue_rows": 0,
+                    }
+                    insert_result(conn, copy, [])
     finally:
         engine.dispose()
+    lines = ["districts:"]
+    for number, name in districts_of(count):
+        lines += [f"  - number: {number}", f"    name: {name}", "    url: sqlite:///unused.db"]
     path = out / f"districts-{count}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return {**env, "SELECTIVE_SYNC_DISTRICTS_FILE": str(path)}
 
 
-def at_scale(api: Api, env: dict, district: int, entries: int, summaries: int, out: Path) -> dict:
-    env = seed_summaries(out, env, summaries)
+def at_scale(env: dict, state_url: str, district: int, entries: int, summaries: int, out: Path):
+    env = seed_summaries(out, env, state_url, summaries)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        import flows.cli  # noqa: F401  (the CLI's backend)
-        from flows.history_store import list_entries
+        from selective_sync.history.store import LedgerHistoryStore
         from selective_sync.verification.store import DatabaseSummaryStore
 
-        load_state_summary = DatabaseSummaryStore().load_state_summary
-
-        load_state_summary()  # this process's first API call pays its connection set-up
+        store = DatabaseSummaryStore()
+        store.load_state_summary()  # this process's first read pays its connection set-up
         t0 = time.monotonic()
-        state = load_state_summary()
+        state = store.load_state_summary()
         state_s = time.monotonic() - t0
         command_state, _out = timed_command(
             [CLI, "summary", "--all-districts", "--user", ADMIN], env
         )
         log(f"seeding {entries} Sync History entries of district {district}")
         seed_history(district, entries)
+        history = LedgerHistoryStore()
         t0 = time.monotonic()
-        listed = list_entries(district, user=ADMIN)
+        listed = history.list_entries(district, user=ADMIN)
         list_s = time.monotonic() - t0
         t0 = time.monotonic()
-        everything = list_entries(district, limit=entries + 100, user=ADMIN)
+        everything = history.list_entries(district, limit=entries + 100, user=ADMIN)
         list_all_s = time.monotonic() - t0
         command_list, _out = timed_command(
             [CLI, "history", "list", "--district", str(district), "--user", ADMIN], env
@@ -550,8 +690,12 @@ def extrapolate(nights: list[dict], districts: int, persons: int) -> dict:
         objects = {
             k: round(v * TARGET_DISTRICTS / districts) for k, v in night["prefect_objects"].items()
         }
+        cpu = night["cpu_s_per_district"] * TARGET_DISTRICTS * max(scale, 1.0)
         out[f"{w}_workers"] = {
             "night_minutes": round(wall / 60, 1),
+            # Every role's CPU of the night spread over 2 cores with none idle: no night on
+            # one 2-core machine is shorter (the wall above includes this run's other load).
+            "cpu_floor_minutes_on_2_cores": round(cpu / 2 / 60, 1),
             "prefect_db_mb_per_night": round(growth, 1),
             "prefect_db_gb_per_year": round(growth * 365 / 1000, 2),
             "prefect_objects_per_night": objects,
@@ -574,8 +718,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-entries", type=int, default=1000)
     parser.add_argument("--summary-districts", type=int, default=100)
     parser.add_argument("--night-timeout", type=float, default=1500)
+    parser.add_argument(
+        "--skip-at-scale", action="store_true", help="No summary/history timing at scale."
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help=f"Drive a checkout from before #24's nightly ({BASELINE_DEPLOYMENT}), e.g. "
+        "with PYTHONPATH pointing at it, for a same-run baseline.",
+    )
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
+    if args.baseline:
+        global DISTRICTS_DEPLOYMENT
+        DISTRICTS_DEPLOYMENT = BASELINE_DEPLOYMENT
     tag = f"ss_statewide_{os.getpid()}"
     out = (args.out or ROOT / "bench" / "out" / tag).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -677,19 +833,34 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"drift seeded again in {time.monotonic() - t0:.1f} s")
             size_before = pg_size(args.pg, prefect_db)
             log(f"night with {w} worker(s): load {os.getloadavg()}")
+            since = datetime.now(UTC)
             night = run_night(api, w, procs, app_env, args.night_timeout, (prefect_db, state_db))
+            log(f"night with {w} worker(s) done: load {os.getloadavg()}")
             growth = pg_size(args.pg, prefect_db) - size_before
             keys = night_keys(api, night["children"])
             drift = drift_after(out, districts, broken, manifests, state_url)
-            nights.append(report_night(w, night, keys, drift, growth, len(districts)))
+            history = night_history(state_url, since)
+            nights.append(report_night(w, night, keys, drift, growth, len(districts), history))
         if len(nights) > 1:
-            ratio = nights[-1]["wall_s"] / nights[0]["wall_s"]
-            log(
-                f"wall ratio {nights[-1]['workers']} vs {nights[0]['workers']} workers: "
-                f"{ratio:.2f} (target <= 0.6)"
+            fewest, most = (
+                min(nights, key=lambda n: n["workers"]),
+                max(nights, key=lambda n: n["workers"]),
             )
-        scale = at_scale(
-            api, app_env, districts[0][0], args.history_entries, args.summary_districts, out
+            log(
+                f"wall ratio {most['workers']} vs {fewest['workers']} workers: "
+                f"{most['wall_s'] / fewest['wall_s']:.2f}"
+            )
+        scale = (
+            None
+            if args.skip_at_scale
+            else at_scale(
+                app_env,
+                state_url,
+                districts[0][0],
+                args.history_entries,
+                args.summary_districts,
+                out,
+            )
         )
         figures = {
             "districts": len(districts),

@@ -228,15 +228,15 @@ def settle(history: LedgerHistory, requests: list[LedgerRequest]) -> int:
     return closed
 
 
-def refresh_table(district: int | None = None) -> None:
+def refresh_table(district: int | None = None, *, clean: bool = False) -> None:
     """Rewrite the district's View History table from the history (no right needed: it is
     called by the runs themselves when they start and end, and it shows what ``history
     list`` shows to anyone who may open the Prefect UI). What runs deleted in the UI left
-    behind is cleaned by the next delete, clear or rebuild."""
+    behind is cleaned by the next delete, clear or rebuild, or with ``clean``."""
     settings = get_settings()
     number = resolve_district(settings, district).number
     with _client() as client:
-        _refresh_table(client, settings, number, clean=False)
+        _refresh_table(client, settings, number, clean=clean)
 
 
 def served_districts() -> list[int]:

@@ -1,33 +1,40 @@
 """Scheduled reconciliation: verify every object of every district, then re-sync the drift.
 
+Each district is reconciled by one task run, ``reconcile-district-<n>``
+(``tasks.reconcile``): the core's district night (``selective_sync.reconcile_run``) under
+the district's lock (so it never overlaps a person's selective sync of the district): each
+object verified once, the keys that differ synced as one Sync History entry per object (a
+ledger request with origin ``nightly``; reports are made when someone asks), the district's
+Verification Summary after the syncs stored; then its ``reconcile-district-<n>`` table, the
+summary's artifacts and the drift events. The flow rewrites the district's View History
+table once, after the task.
+
 Two flows:
 
-- ``reconcile-district`` reconciles one district (verify, selective-sync what differs,
-  then the district's Verification Summary, stored as it is after the syncs) under the
-  district's lock (``selective_sync.locks``), so it never overlaps a person's selective
-  sync of the same district; its ``reconcile-district-<n>`` table
-  artifact holds its per-object figures.
-- ``reconcile`` (the nightly) runs ``reconcile-district`` once per district. On a Prefect
-  server with the ``reconcile-district/reconcile-one-district`` deployment ready (a worker
-  or ``flows.serve`` polling for it), each district is its own flow run on the work pool
-  (``run_deployment``), at most the deployment's concurrency limit at once, so W workers
-  reconcile W districts at a time; a run no worker starts, or one that runs too long, is
-  cancelled and its district reported in error. Without one (the embedded default, or the
-  deployment not deployed or not served) the districts run in this process, one after
-  another.
+- ``reconcile`` (the nightly) reconciles every district. On a Prefect server with the
+  ``reconcile-districts/reconcile-some-districts`` deployment ready (workers on the work
+  pool, or ``flows.serve``, polling for it), the districts are split into batches
+  (``reconcile.district_batches``), each a flow run of ``reconcile-districts`` on the work
+  pool, at most the deployment's concurrency limit at once: W workers reconcile W districts
+  at a time, and a run's process start is paid once per batch instead of once per district.
+  A run no worker starts, or one that runs too long, is cancelled and its unfinished
+  districts reported in error. Without one (the embedded default, or the deployment not
+  deployed or not served) the districts are task runs of this flow, one after another.
   Either way a failed district is reported and the others go on; the parent writes one
   narrow state-wide ``reconcile-summary`` artifact linking to each district's run.
+- ``reconcile-districts`` reconciles a batch of districts, one after another.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -40,44 +47,32 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from pydantic import Field
 
-from flows.api_client import api_client
+from flows.api_client import api_client, read_all_artifacts
 from flows.forms import NoneAsEmpty, title
 from flows.history_store import refresh_table
-from flows.sync_request import selective_sync
-from flows.verification_summary import verification_summary
-from selective_sync.alerts import AlertThresholds, reconcile_event
-from selective_sync.db import check_databases
 from selective_sync.errors import ReconcileIncomplete, RightsError, StoreUnavailable
-from selective_sync.locks import district_lock
-from selective_sync.models import accuracy
 from selective_sync.reconcile import (
     DEFAULT_MAX_KEYS,
     REQUESTER,
     DistrictReconciliation,
     DistrictSummary,
-    ObjectReconciliation,
     StateReconciliation,
     check_max_keys,
-    district_table,
+    district_batches,
+    district_key,
     objects_in_order,
-    plan_object,
     state_markdown,
     summary_from_table,
 )
 from selective_sync.registry import ObjectName
 from selective_sync.rights import Right, authorise
 from selective_sync.settings import configured_districts, get_settings, resolve_district
-from selective_sync.text import first_line, md_escape
-from tasks.alerts import emit_drift_event
-from tasks.verify import verify_object_task
+from selective_sync.text import first_line
+from tasks.reconcile import reconcile_district_task
 
 ARTIFACT_KEY = "reconcile-summary"
-POLL_S = 1.0
+POLL_S = 2.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def district_key(district: int) -> str:
-    return f"reconcile-district-{int(district)}"
 
 
 def _run_name() -> str:
@@ -112,7 +107,7 @@ def reconcile(
         else configured_districts(settings)
     )
     authorise_reconciliation([c.number for c in chosen], "flow:reconcile")
-    deployment = district_deployment()
+    deployment = batch_deployment()
     result = StateReconciliation(
         started_at=datetime.now(UTC),
         max_keys=max_keys,
@@ -123,7 +118,7 @@ def reconcile(
     if deployment:
         result.districts = fan_out(deployment, numbers, names, max_keys)
     else:
-        result.districts = [in_process(n, names, max_keys) for n in numbers]
+        result.districts = [reconcile_here(n, names, max_keys)[1] for n in numbers]
     result.completed_at = datetime.now(UTC)
     publish_summary(result)
     if result.errors:
@@ -143,17 +138,18 @@ def publish_summary(result: StateReconciliation) -> None:
     )
 
 
-def run_link(run_id: str) -> str:
-    """The UI address of a flow run (relative when no UI URL is known: the UI resolves it)."""
+def run_link(run_path: str) -> str:
+    """The UI address of a run (``task-run/<id>``, ``flow-run/<id>``; relative when no UI
+    URL is known: the UI resolves it)."""
     base = (PREFECT_UI_URL.value() or "").rstrip("/")
-    return f"{base}/runs/flow-run/{run_id}"
+    return f"{base}/runs/{run_path}"
 
 
-def district_deployment() -> Any | None:
-    """The ``reconcile-district`` deployment when a Prefect server has it; else None."""
+def batch_deployment() -> Any | None:
+    """The ``reconcile-districts`` deployment when a Prefect server has it; else None."""
     if not PREFECT_API_URL.value():
         return None
-    name = get_settings().reconcile_district_deployment
+    name = get_settings().reconcile_batch_deployment
     try:
         with api_client(StoreUnavailable, "the deployments") as client:
             deployment = client.read_deployment_by_name(name)
@@ -165,8 +161,8 @@ def district_deployment() -> Any | None:
         )
         return None
     if getattr(deployment.status, "value", deployment.status) == "NOT_READY":
-        # Prefect marks a deployment NOT_READY when no worker or runner has polled for
-        # it lately: its runs would wait for nobody, so the night runs here instead.
+        # Prefect marks a deployment NOT_READY when no worker or runner has polled for it
+        # lately: its runs would wait for nobody, so the night runs here instead.
         get_run_logger().warning(
             "Deployment %s is not ready (no worker or flows.serve has polled for it "
             "lately): the districts run in this process, one after another",
@@ -176,93 +172,115 @@ def district_deployment() -> Any | None:
     return deployment
 
 
-def in_process(district: int, names: list[str], max_keys: int) -> DistrictSummary:
-    """One district as a subflow of this run; its figures from its artifact."""
+def reconcile_here(
+    number: int, names: list[str], max_keys: int
+) -> tuple[DistrictReconciliation | None, DistrictSummary]:
+    """One district as a task run of this flow run, then its View History table; its
+    figures (None when the task broke) and its line of the state-wide summary."""
     started = time.monotonic()
-    state = reconcile_district(
-        district=district, objects=names, max_keys=max_keys, return_state=True
-    )
-    run_id = str(state.state_details.flow_run_id)
+    state = reconcile_district_task(number, names, max_keys, return_state=True)
     seconds = time.monotonic() - started
-    return read_district(district, run_id, state.type.value, state.message, seconds)
+    run_id = str(state.state_details.task_run_id)
+    value = state.result(raise_on_failure=False)
+    if not isinstance(value, DistrictReconciliation):
+        why = first_line(value) if value else state.message or "no result"
+        error = f"run {state.type.value.lower()}: {why}"
+        return None, DistrictSummary(
+            number, district_name(number), error=error, run_id=run_id, seconds=seconds
+        )
+    if any(o.sync_run_id for o in value.objects):
+        show_syncs_in_history(number)
+    return value, value.summary(run_id, seconds)
 
 
-def fan_out(deployment: Any, numbers: list[int], names: list[str], max_keys: int):
-    """One ``reconcile-district`` run per district on the work pool, at most the
-    deployment's concurrency limit in flight (no run waits on Prefect's slot back-off).
+def fan_out(
+    deployment: Any, numbers: list[int], names: list[str], max_keys: int
+) -> list[DistrictSummary]:
+    """The districts in batches, one ``reconcile-districts`` run per batch on the work
+    pool, at most the deployment's concurrency limit in flight (no run waits on Prefect's
+    slot back-off).
 
     A run no worker starts within ``reconcile_start_timeout_s``, or still going after
-    ``reconcile_district_timeout_s``, is cancelled and its district reported in error, so a
-    stopped worker or a hung district never holds the night forever."""
+    ``reconcile_district_timeout_s`` per district of its batch, is cancelled and its
+    unfinished districts reported in error, so a stopped worker or a hung district never
+    holds the night forever."""
     logger = get_run_logger()
     settings = get_settings()
-    limit = deployment_limit(deployment) or len(numbers)
-    waiting = list(numbers)
-    running: dict[UUID, tuple[int, float]] = {}
+    limit = deployment_limit(deployment) or max(len(numbers), 1)
+    waiting = district_batches(numbers, limit, settings.reconcile_districts_per_run)
+    if waiting:
+        logger.info(
+            "%s runs of up to %s districts, %s at once", len(waiting), len(waiting[0]), limit
+        )
+    running: dict[UUID, tuple[list[int], float]] = {}
     done: dict[int, DistrictSummary] = {}
     while waiting or running:
         while waiting and len(running) < limit:
-            number = waiting.pop(0)
-            running[start_district(number, names, max_keys)] = (number, time.monotonic())
+            batch = waiting.pop(0)
+            running[start_batch(batch, names, max_keys)] = (batch, time.monotonic())
         time.sleep(POLL_S)
         for run in read_runs(list(running)):
-            number, started = running[run.id]
+            batch, started = running[run.id]
             seconds = time.monotonic() - started
             state = run.state
             if state is not None and state.type.value in TERMINAL:
-                done[number] = read_district(
-                    number, str(run.id), state.type.value, state.message, seconds
-                )
-            elif why := overdue(run, seconds, settings):
+                why = first_line(state.message) if state.message else "no result"
+                why = f"run {state.type.value.lower()}: {why}"
+            elif why := overdue(run, seconds, len(batch), settings):
                 cancel_run(run)
-                done[number] = DistrictSummary(
-                    number, district_name(number), error=why, run_id=str(run.id), seconds=seconds
-                )
             else:
                 continue
+            done.update(read_batch(batch, run.id, why))
             running.pop(run.id)
             logger.info(
-                "District %s: %s in %.1f s (%s left)",
-                number,
-                done[number].error or state.type.value,
+                "%s: %s in %.1f s (%s districts left)",
+                batch_run_name(batch),
+                "completed" if state is not None and state.type.value == "COMPLETED" else why,
                 seconds,
-                len(waiting) + len(running),
+                sum(len(b) for b in waiting) + sum(len(b) for b, _ in running.values()),
             )
     return [done[n] for n in numbers]
 
 
-def start_district(number: int, names: list[str], max_keys: int) -> UUID:
-    """Schedule one district's run on the work pool (returns at once)."""
+def start_batch(batch: list[int], names: list[str], max_keys: int) -> UUID:
+    """Schedule one batch's run on the work pool (returns at once)."""
     from prefect.deployments import run_deployment
 
     run = run_deployment(
-        get_settings().reconcile_district_deployment,
-        parameters={"district": number, "objects": names, "max_keys": max_keys},
+        get_settings().reconcile_batch_deployment,
+        parameters={"districts": batch, "objects": names, "max_keys": max_keys},
         timeout=0,
         as_subflow=True,
-        flow_run_name=f"reconcile district {number}",
+        flow_run_name=batch_run_name(batch),
     )
     return run.id
 
 
-def overdue(run: Any, seconds: float, settings: Any) -> str | None:
-    """Why a district's run is given up on, or None while it may still finish."""
+def batch_run_name(batch: list[int]) -> str:
+    if len(batch) == 1:
+        return f"reconcile district {batch[0]}"
+    return f"reconcile districts {batch[0]}-{batch[-1]} ({len(batch)})"
+
+
+def overdue(run: Any, seconds: float, districts: int, settings: Any) -> str | None:
+    """Why a batch's run is given up on, or None while it may still finish."""
     if run.start_time is None and seconds > settings.reconcile_start_timeout_s:
         return (
             f"not started within {settings.reconcile_start_timeout_s:.0f} s: no worker "
             "picked the run up (is a worker running for the deployment's work pool, or "
             "python -m flows.serve?); the run was cancelled"
         )
-    if seconds > settings.reconcile_district_timeout_s:
+    allowed = settings.reconcile_district_timeout_s * max(districts, 1)
+    if seconds > allowed:
         return (
-            f"still running after {settings.reconcile_district_timeout_s:.0f} s "
-            "(SELECTIVE_SYNC_RECONCILE_DISTRICT_TIMEOUT_S); the run was cancelled"
+            f"still running after {allowed:.0f} s ({districts} districts, "
+            "SELECTIVE_SYNC_RECONCILE_DISTRICT_TIMEOUT_S each); the run was cancelled"
         )
     return None
 
 
 def cancel_run(run: Any) -> None:
-    """Cancel a district's run: at once if it never started, else through its worker."""
+    """Cancel a batch's run: at once if it never started, else through its worker."""
     from prefect.states import Cancelled, Cancelling
 
     state = Cancelled() if run.start_time is None else Cancelling()
@@ -285,58 +303,62 @@ def read_runs(run_ids: list[UUID]) -> list[Any]:
         )
 
 
-def read_district(
-    number: int, run_id: str, state: str, message: str | None, seconds: float
-) -> DistrictSummary:
-    """A district's summary from its run's table; a run that left none is its error."""
+def read_batch(batch: list[int], run_id: UUID, why: str) -> dict[int, DistrictSummary]:
+    """Each district's line from the table its task run left in the batch's run (one read);
+    a district with none (its run ended, or was cancelled, before it) has ``why``."""
     with api_client(StoreUnavailable, "the reconciliation results") as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[district_key(number)]),
-                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)]),
+        artifacts = read_all_artifacts(
+            client,
+            ArtifactFilter(
+                key=ArtifactFilterKey(any_=[district_key(n) for n in batch]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
             ),
-            limit=1,
         )
-    if artifacts:
-        import json
-
-        data = artifacts[0].data
+    found: dict[int, DistrictSummary] = {}
+    for artifact in artifacts:
+        data = artifact.data
         rows = json.loads(data) if isinstance(data, str) else data
         try:
-            return summary_from_table(rows, run_id, seconds)
+            line = summary_from_table(rows, str(artifact.task_run_id or run_id))
         except (ValueError, KeyError, TypeError):
-            pass
-    why = first_line(message) if message else "no result"
-    return DistrictSummary(
-        number,
-        district_name(number),
-        error=f"run {state.lower()}: {why}",
-        run_id=run_id,
-        seconds=seconds,
-    )
+            continue
+        if artifact.task_run_id is None:
+            line.run_kind = "flow-run"
+        found[line.number] = line
+    for number in batch:
+        if number not in found:
+            found[number] = DistrictSummary(
+                number,
+                district_name(number),
+                error=why if "cancelled" in why else f"{why} (before this district was done)",
+                run_id=str(run_id),
+                run_kind="flow-run",
+            )
+    return found
 
 
 def district_name(number: int) -> str:
     return next((d.name for d in configured_districts(get_settings()) if d.number == number), "")
 
 
-# ---------------------------------------------------------------- one district (child)
+# ---------------------------------------------------------------- a batch of districts
 
 
-def _district_run_name() -> str:
-    return f"reconcile district {flow_run.get_parameters().get('district')}"
+def _batch_run_name() -> str:
+    return batch_run_name(list(flow_run.get_parameters().get("districts") or []) or [0])
 
 
-@flow(name="reconcile-district", flow_run_name=_district_run_name, validate_parameters=True)
-def reconcile_district(
-    district: Annotated[int, title("District")],
+@flow(name="reconcile-districts", flow_run_name=_batch_run_name, validate_parameters=True)
+def reconcile_districts(
+    districts: Annotated[list[int], title("Districts")],
     objects: Annotated[list[ObjectName], NoneAsEmpty, title("Objects")] = (),
     max_keys: Annotated[int, Field(ge=1), title("Most keys per object")] = DEFAULT_MAX_KEYS,
-) -> DistrictReconciliation:
-    """Reconcile one district: verify, selective-sync what differs, verify again.
+) -> list[DistrictReconciliation]:
+    """Reconcile these districts, one after another: verify, selective-sync what differs,
+    store the Verification Summary after.
 
     Args:
-        district: District number.
+        districts: District numbers.
         objects: Objects to reconcile (empty: every object in the registry, parents first).
         max_keys: At most this many keys are re-sent per object; the rest wait for the
             next run.
@@ -344,118 +366,24 @@ def reconcile_district(
     settings = get_settings()
     check_max_keys(max_keys)
     names = objects_in_order(objects or None)
-    config = resolve_district(settings, district)
-    authorise_reconciliation([config.number], "flow:reconcile-district")
-    result = DistrictReconciliation(config.number, config.name)
-    try:
-        with district_lock(
-            settings.resolved_state_url,
-            config.number,
-            settings.district_lock_timeout_s,
-            holder=f"the reconciliation of district {config.number}",
-            exclusive=True,
-        ):
-            reconcile_objects(result, names, max_keys)
-    except Exception as exc:  # the lock could not be had, or the state is unreachable
-        result.error = first_line(exc)
-    if any(o.sync_run_id for o in result.objects):
-        show_syncs_in_history(config.number)
-    thresholds = AlertThresholds.from_settings(settings)
-    emit_drift_event(reconcile_event(result, thresholds), return_state=True)
-    create_table_artifact(
-        key=district_key(config.number),
-        table=district_table(result),
-        description=(
-            f"Reconciliation of district {config.number} {md_escape(config.name)}: "
-            f"{sum(o.sent for o in result.objects):,} keys sent"
-        ),
-    )
-    errors = ([result.error] if result.error else []) + [
-        f"{o.object}: {o.error}" for o in result.objects if o.error
-    ]
+    numbers = [resolve_district(settings, n).number for n in dict.fromkeys(districts)]
+    authorise_reconciliation(numbers, "flow:reconcile-districts")
+    done = [reconcile_here(n, names, max_keys) for n in numbers]
+    errors = [f"district {line.number}: {line.error}" for _, line in done if line.error]
     if errors:
         raise ReconcileIncomplete(
-            f"district {config.number} was not fully reconciled: " + "; ".join(errors)
+            f"{len(errors)} of {len(numbers)} districts not fully reconciled: " + "; ".join(errors)
         )
-    return result
-
-
-def reconcile_objects(district: DistrictReconciliation, names: list[str], max_keys: int) -> None:
-    """Verify the district's objects, sync each one's differing keys, then run the
-    Verification Summary once, so the stored summary (and its reports) show the district
-    after the syncs."""
-    logger = get_run_logger()
-    number = district.district_number
-    settings = get_settings()
-    try:
-        check_databases(resolve_district(settings, number).url, settings.resolved_state_url)
-        futures = [verify_object_task.submit(name, number) for name in names]
-        verifications = [f.result() for f in futures]
-    except Exception as exc:
-        district.error = f"verification failed: {first_line(exc)}"
-        logger.error("District %s: %s", number, district.error)
-        return
-    for verification in verifications:
-        plan = plan_object(verification, max_keys)
-        entry = ObjectReconciliation(plan, (verification.distinct, verification.errors))
-        district.objects.append(entry)
-        if plan.leftover:
-            logger.warning(
-                "District %s %s: %s keys differ, sending %s; %s left over for the next run",
-                number,
-                plan.object,
-                plan.differing,
-                len(plan.keys),
-                plan.leftover,
-            )
-        if plan.keys:
-            sync_object(entry, number)
-        logger.info(
-            "District %s %s: %s sent, %s succeeded, %s failed",
-            number,
-            plan.object,
-            entry.sent,
-            entry.succeeded,
-            entry.failed,
-        )
-    district.overall_accuracy_before = accuracy(
-        sum(o.counts_before[0] for o in district.objects),
-        sum(o.counts_before[1] for o in district.objects),
-    )
-    verify_after(district)
-
-
-def verify_after(district: DistrictReconciliation) -> None:
-    """The district's Verification Summary after the syncs (stored, with its reports);
-    each object's figures after. A failure leaves only the after figures missing."""
-    state = verification_summary(
-        district=district.district_number,
-        objects=[o.object for o in district.objects],
-        requested_by=REQUESTER,
-        return_state=True,
-    )
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):
-        # The syncs stand; only the after figures are missing until the next verification.
-        get_run_logger().warning(
-            "District %s: the verification after the syncs failed: %s",
-            district.district_number,
-            summary,
-        )
-        return
-    after = {v.object: v for v in summary.objects}
-    for entry in district.objects:
-        verification = after.get(entry.object)
-        if verification is not None:
-            entry.counts_after = (verification.distinct, verification.errors)
+    return [figures for figures, _ in done if figures is not None]
 
 
 def show_syncs_in_history(district: int) -> None:
-    """Rewrite the district's View History table once for all of this run's syncs (they
-    leave it to this run: see ``flows.sync_request.nightly_subflow``); best effort, the
-    next write catches up."""
+    """Rewrite the district's View History table once for all its syncs of the night
+    (best effort, the next write catches up). The clean-up after runs deleted outside the
+    history is left to the writes that follow a person's request: the nightly's syncs have
+    no runs, and the scan reads every history artifact of the district."""
     try:
-        refresh_table(district)
+        refresh_table(district, clean=False)
     except Exception as exc:
         get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
 
@@ -471,23 +399,3 @@ def authorise_reconciliation(districts: list[int], entry_point: str) -> None:
         error = RightsError(f"scheduled reconciliation cannot run: {exc}")
         error.refusal = getattr(exc, "refusal", None)
         raise error from exc
-
-
-def sync_object(entry: ObjectReconciliation, district: int) -> None:
-    """Run one selective sync (a history entry of its own) for the planned keys."""
-    state = selective_sync(
-        object=entry.object,
-        ids=entry.plan.keys,
-        requested_by=REQUESTER,
-        district=district,
-        check_dependencies=True,
-        return_state=True,
-    )
-    run_id = state.state_details.flow_run_id
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, BaseException):
-        entry.sync_run_id = str(run_id) if run_id else None
-        entry.error = str(outcome) or type(outcome).__name__
-        get_run_logger().error("District %s %s: %s", district, entry.object, entry.error)
-        return
-    entry.record(outcome, str(run_id) if run_id else None)

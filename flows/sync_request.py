@@ -9,10 +9,9 @@ import re
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
@@ -29,7 +28,6 @@ from selective_sync.history.codec import outcome_line, request_status
 from selective_sync.ledger import Heartbeat, mark_ended
 from selective_sync.locks import district_lock
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
-from selective_sync.reconcile import REQUESTER as RECONCILER
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.rights import Actor, Right, authorise
 from selective_sync.settings import Settings, get_settings, resolve_district
@@ -77,22 +75,12 @@ def refresh_history(flow, flow_run, state) -> None:
             flow_run_logger(run, flow).warning(
                 "The ledger could not record the run's end: %s", first_line(exc)
             )
-    if nightly_subflow(run):
-        return
     try:
         refresh_table(district_or_default(district))
     except Exception as exc:  # the run's outcome stands; the next write catches up
         flow_run_logger(run, flow).warning(
             "The View History table was not updated: %s", first_line(exc)
         )
-
-
-def nightly_subflow(run: Any) -> bool:
-    """A sync the nightly's district run started as its subflow: that run rewrites the
-    View History table once, after all its syncs, instead of every sync at its start and
-    at its end (each rewrite reads the ledger and the table's artifacts: about 8 API calls)."""
-    requester = (run.parameters or {}).get("requested_by")
-    return requester == RECONCILER and run.parent_task_run_id is not None
 
 
 HISTORY_HOOKS = [refresh_history]
@@ -187,18 +175,13 @@ def selective_sync(
                 f"nothing was written: {first_line(opened.message or 'unknown error')}"
             )
         )
-    nightly = nightly_subflow(FlowRunContext.get().flow_run)
     noun = "key" if len(keys) == 1 else "keys"
     logger.info("%s %s of %s requested by %s", len(keys), noun, spec.name, requested_by)
 
-    # The nightly's syncs batch their keys (fewer task runs a night); a person's sync shows
-    # one task run per key up to the limit.
-    task_limit = settings.reconcile_per_key_task_limit if nightly else settings.per_key_task_limit
-    # The nightly's district run rewrites the table after its syncs. A request waiting for
-    # the district's lock is in progress too.
-    in_progress = None if nightly else InProgressRow(config.number, run_id)
-    if in_progress:
-        in_progress.start()
+    task_limit = settings.per_key_task_limit
+    # A request waiting for the district's lock is in progress too.
+    in_progress = InProgressRow(config.number, run_id)
+    in_progress.start()
     with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
             settings,
@@ -210,8 +193,7 @@ def selective_sync(
             run_id,
             task_limit,
         )
-    if in_progress:
-        in_progress.cancel()
+    in_progress.cancel()
     result = SyncResult(
         object=spec.name,
         district_number=config.number,

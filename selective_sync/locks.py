@@ -9,8 +9,8 @@ no Prefect server (a plain CLI run takes it too):
 
 Each is held by an open connection (or file descriptor) and released when it closes, so a
 process that dies, even by SIGKILL, never leaves a stale lock behind. The lock is
-re-entrant within one flow: ``reconcile-district`` holds it and the selective syncs it runs
-as subflows enter it again instead of waiting for themselves.
+re-entrant within one context: a district's reconciliation (``reconcile_run``) holds it and
+the selective syncs it runs enter it again instead of waiting for themselves.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ NAMESPACE = 0x5E1EC7  # first key of PostgreSQL's two-key advisory locks: "selec
 POLL_S = 0.25
 MARIADB_SLOTS = 16  # selective syncs of one district that may run at once on MariaDB
 
-# The locks this flow (and the subflows it runs, which share its context) holds already.
+# The locks this context (a flow, a district's reconciliation and the syncs it runs) holds.
 _held: ContextVar[frozenset[tuple[str, int]]] = ContextVar("district_locks", default=frozenset())
 
 

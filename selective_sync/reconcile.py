@@ -1,10 +1,11 @@
 """Scheduled reconciliation, the plain part: which keys to re-sync, and what happened.
 
-The ``reconcile`` flow verifies every object of a district, asks :func:`plan_object` which
-keys to re-sync (missing at the state, then mismatched, capped at ``max_keys``), runs one
-selective sync per object as ``scheduled reconciliation``; each district's run reports its
-objects as a table (:func:`district_table`) and the parent one line per district
-(:func:`summary_from_table`, :func:`state_markdown`). Nothing here knows Prefect.
+A district's night (``reconcile_run``) verifies every object, asks :func:`plan_object`
+which keys to re-sync (missing at the state, then mismatched, capped at ``max_keys``) and
+runs one selective sync per object as ``scheduled reconciliation``; each district reports
+its objects as a table (:func:`district_table`), read back as one line of the state-wide
+summary (:func:`summary_from_table`, :func:`state_markdown`); the districts go to the work
+pool in batches (:func:`district_batches`). Nothing here knows Prefect.
 
 Keys *missing at the district* are never planned: the district is the source of truth and
 a sync of a key the district does not have changes nothing (it would only be reported as
@@ -13,6 +14,7 @@ not found). They are counted so the report says how many need a person to look a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +29,15 @@ REQUESTER = "scheduled reconciliation"
 """The user name reconciliation syncs are requested by; it needs the W right."""
 
 DEFAULT_MAX_KEYS = 1000
+
+RUNS_PER_SLOT = 3
+"""Runs on the work pool per run that goes at once, when the batch size is left to the
+nightly: fewer means fewer process starts, more means a more even end of the night."""
+
+MIN_PER_RUN = 10
+"""Districts a run takes at least (but the last), when there are enough for every slot: a
+run's process start (2-3 CPU-s) is then a small part of its work (about 1 CPU-s a
+district)."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +127,17 @@ class DistrictReconciliation:
     def leftover(self) -> int:
         return sum(o.leftover for o in self.objects)
 
+    @property
+    def errors(self) -> list[str]:
+        """Why the district, or one of its objects, was not fully reconciled."""
+        return ([self.error] if self.error else []) + [
+            f"{o.object}: {o.error}" for o in self.objects if o.error
+        ]
+
     def summary(self, run_id: str | None = None, seconds: float | None = None) -> DistrictSummary:
         """This district's line of the state-wide summary."""
         before = [o.counts_before for o in self.objects]
         after = [o.counts_after or o.counts_before for o in self.objects]
-        errors = [f"{o.object}: {o.error}" for o in self.objects if o.error]
         return DistrictSummary(
             number=self.district_number,
             name=self.district_name,
@@ -130,7 +147,7 @@ class DistrictReconciliation:
             succeeded=sum(o.succeeded for o in self.objects),
             failed=sum(o.failed for o in self.objects),
             leftover=self.leftover,
-            error="; ".join(([self.error] if self.error else []) + errors) or None,
+            error="; ".join(self.errors) or None,
             run_id=run_id,
             seconds=seconds,
         )
@@ -142,7 +159,8 @@ def _add(counts: list[tuple[int, int]]) -> tuple[int, int]:
 
 @dataclass
 class DistrictSummary:
-    """One district in the state-wide reconciliation: its totals and its child run."""
+    """One district in the state-wide reconciliation: its totals and its run (the task run
+    that reconciled it; the flow run of its batch when it never got one)."""
 
     number: int
     name: str
@@ -155,6 +173,13 @@ class DistrictSummary:
     error: str | None = None
     run_id: str | None = None
     seconds: float | None = None
+    run_kind: str = "task-run"
+    """What ``run_id`` names in Prefect: "task-run" or "flow-run"."""
+
+    @property
+    def run_path(self) -> str | None:
+        """The run's page under the UI's ``/runs/``, e.g. ``task-run/<id>``."""
+        return f"{self.run_kind}/{self.run_id}" if self.run_id else None
 
     @property
     def accuracy_before(self) -> str:
@@ -203,6 +228,19 @@ def check_max_keys(max_keys: int) -> int:
     return max_keys
 
 
+def district_batches(numbers: Sequence[int], slots: int, per_run: int = 0) -> list[list[int]]:
+    """The districts as the nightly's runs on the work pool take them: ``per_run`` each, or
+    (0) about ``RUNS_PER_SLOT`` runs for each of the ``slots`` runs that go at once, so the
+    workers share the night evenly while each run's process start is paid once a batch,
+    and at least ``MIN_PER_RUN`` districts a run while every slot still gets one."""
+    if isinstance(per_run, bool) or not isinstance(per_run, int) or per_run < 0:
+        raise BadInput(f"districts per run must be a whole number of at least 0, got {per_run!r}")
+    slots = max(int(slots), 1)
+    even = math.ceil(len(numbers) / (RUNS_PER_SLOT * slots))
+    size = per_run or max(1, even, min(MIN_PER_RUN, math.ceil(len(numbers) / slots)))
+    return [list(numbers[i : i + size]) for i in range(0, len(numbers), size)]
+
+
 def objects_in_order(names: Iterable[str] | None = None) -> list[str]:
     """The objects to reconcile (default: all), each after its parent object.
 
@@ -244,6 +282,11 @@ def plan_object(verification: ObjectVerification, max_keys: int) -> ObjectPlan:
 # ---------------------------------------------------------------- one district's table
 
 DISTRICT_TABLE_FORMAT = 1
+
+
+def district_key(district: int) -> str:
+    """Artifact key of a district's reconciliation table."""
+    return f"reconcile-district-{int(district)}"
 
 
 def district_table(district: DistrictReconciliation) -> list[dict]:
@@ -321,7 +364,8 @@ def summary_from_table(
 
 def state_markdown(result: StateReconciliation, run_link: Callable[[str], str]) -> str:
     """The parent run's artifact: a narrow table, one line per district, with a link to
-    each district's own run (which holds the per-object table); failed districts first."""
+    each district's own run (which holds the per-object table; ``run_link`` makes a UI
+    address of a ``DistrictSummary.run_path``); failed districts first."""
     lines = [
         "# Scheduled reconciliation of every district",
         "",
@@ -339,7 +383,7 @@ def state_markdown(result: StateReconciliation, run_link: Callable[[str], str]) 
     ]
     ordered = sorted(result.districts, key=lambda d: (d.error is None, d.number))
     for d in ordered:
-        run = f"[{'failed: ' if d.error else ''}run]({run_link(d.run_id)})" if d.run_id else ""
+        run = f"[{'failed: ' if d.error else ''}run]({run_link(d.run_path)})" if d.run_path else ""
         if d.error:
             run = f"{run} {md_escape(d.error[:200])}".strip()
         lines.append(

@@ -69,24 +69,37 @@ class Settings(BaseSettings):
             "same district to finish before it gives up."
         ),
     )
-    reconcile_district_deployment: str = Field(
-        default="reconcile-district/reconcile-one-district",
-        description="The deployment the nightly runs once per district on the work pool.",
+    reconcile_batch_deployment: str = Field(
+        default="reconcile-districts/reconcile-some-districts",
+        description=(
+            "The deployment the nightly runs on the work pool, each run reconciling a batch "
+            "of districts one after another."
+        ),
+    )
+    reconcile_districts_per_run: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Districts in one of the nightly's runs on the work pool; 0: about a third of "
+            "each worker's share of the night (a run's process start is paid once per "
+            "batch, and the workers still share the night evenly)."
+        ),
     )
     reconcile_start_timeout_s: float = Field(
         default=600.0,
         gt=0,
         description=(
-            "How long the nightly waits for a worker to start a district's run; a run not "
-            "started by then is cancelled and the district reported in error."
+            "How long the nightly waits for a worker to start one of its runs; a run not "
+            "started by then is cancelled and its districts reported in error."
         ),
     )
     reconcile_district_timeout_s: float = Field(
         default=4 * 3600.0,
         gt=0,
         description=(
-            "How long one district's run may take on the work pool before the nightly "
-            "cancels it and reports the district in error."
+            "How long one district may take on the work pool (a run of several districts "
+            "gets this much per district) before the nightly cancels the run and reports "
+            "its unfinished districts in error."
         ),
     )
     sqlite_busy_timeout_s: float = Field(
@@ -110,15 +123,6 @@ class Settings(BaseSettings):
         default=200,
         gt=0,
         description="Up to this many keys get one task run each; above it keys are batched.",
-    )
-    reconcile_per_key_task_limit: int = Field(
-        default=0,
-        ge=0,
-        description=(
-            "The same limit for the nightly reconciliation's syncs; 0 batches all their "
-            "keys (a state's night then makes a few task runs per object, not one per key). "
-            "Every key's outcome is in the Sync History and the ledger either way."
-        ),
     )
     retry_attempts: int = Field(
         default=4,

@@ -12,6 +12,12 @@ from selective_sync.alerts import DriftEvent
 @task(name="emit_drift_event", task_run_name="emit-{drift.event}", cache_policy=NO_CACHE)
 def emit_drift_event(drift: DriftEvent) -> str | None:
     """Emit the district's drift event; returns its id (None when events are off)."""
+    return emit_drift(drift)
+
+
+def emit_drift(drift: DriftEvent) -> str | None:
+    """Emit ``drift`` from the current flow or task run (no task run of its own); returns
+    the event's id, None when events are off."""
     logger = get_run_logger()
     event = emit_event(event=drift.event, resource=drift.resource, payload=drift.payload)
     if event is None:

@@ -16,6 +16,7 @@ from selective_sync.models import DistrictVerification, ObjectVerification
 from selective_sync.registry import get_object
 from selective_sync.settings import get_settings, resolve_district
 from selective_sync.verification.codec import (
+    IssueChunk,
     encode_summary,
     issues_key,
     merge_rows,
@@ -66,6 +67,29 @@ def store_summary(
     rows, chunks = encode_summary(summary, run_id)
     with DatabaseSummaryStore(get_settings()).engine() as engine:
         store_encoded(engine, district, rows, chunks)
+    merged = show_summary(summary, rows, chunks, previous)
+    logger.info(
+        "Stored the Verification Summary of district %s: %s objects verified, %s issue rows "
+        "in %s chunks (largest %s bytes)",
+        district,
+        len(rows),
+        sum(c.rows for c in chunks),
+        len(chunks),
+        max((c.size_bytes for c in chunks), default=0),
+    )
+    return merged
+
+
+def show_summary(
+    summary: DistrictVerification,
+    rows: list[dict[str, Any]],
+    chunks: list[IssueChunk],
+    previous: list[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """Show a stored summary (``rows``, ``chunks``: its encoding) as the UI's artifacts: the
+    record issues, then the summary table (``previous`` with this run's objects in place);
+    returns the table's rows. Called inside a flow or task run."""
+    district = summary.district_number
     # Issues first: a summary row never refers to issues that are not stored yet.
     for chunk in chunks:
         create_table_artifact(
@@ -78,15 +102,6 @@ def store_summary(
         key=summary_key(district),
         table=merged,
         description=summary_description(summary.district_name, district, merged),
-    )
-    logger.info(
-        "Stored the Verification Summary of district %s: %s objects verified, %s issue rows "
-        "in %s chunks (largest %s bytes)",
-        district,
-        len(rows),
-        sum(c.rows for c in chunks),
-        len(chunks),
-        max((c.size_bytes for c in chunks), default=0),
     )
     return merged
 

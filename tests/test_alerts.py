@@ -141,12 +141,13 @@ def read_events(name: str, district: int = 275) -> list[dict]:
 
 
 def wait_for_event(name: str, run_id: str, timeout: float = 60) -> dict:
-    """The ``name`` event emitted by flow run ``run_id`` (events are persisted async)."""
+    """The ``name`` event emitted by flow or task run ``run_id`` (events are persisted
+    async)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in read_events(name):
             related = {r["prefect.resource.id"] for r in event.get("related", [])}
-            if f"prefect.flow-run.{run_id}" in related:
+            if {f"prefect.flow-run.{run_id}", f"prefect.task-run.{run_id}"} & related:
                 return event
         time.sleep(0.5)
     pytest.fail(f"no {name} event of run {run_id}")
@@ -173,7 +174,7 @@ def test_verification_and_reconcile_runs_emit_their_events(demo, admin, monkeypa
     assert refused
     state = reconcile(districts=[275], objects=["Enrollment"], max_keys=2000, return_state=True)
     result = state.result(raise_on_failure=False)
-    (district,) = result.districts  # each district is a run of its own: it emits the event
+    (district,) = result.districts  # each district is a task run: it emits the event
     failed = district.failed
     assert failed >= 1
     event = wait_for_event(RECONCILE_ALERT, district.run_id)
@@ -181,3 +182,8 @@ def test_verification_and_reconcile_runs_emit_their_events(demo, admin, monkeypa
     assert payload["keys_failed"] == failed and payload["crossed"] == ["failed_keys"]
     assert payload["keys_sent"] == district.sent
     assert f"{failed:,} keys are left failing" in payload["message"]
+    # The Verification Summary the night stored after its syncs alerts as a run of the
+    # summary does, against the summary stored before.
+    summary = wait_for_event(VERIFICATION_ALERT, district.run_id)["payload"]
+    assert summary["previous_accuracy"] == enrollment["accuracy"]
+    assert summary["errors"] < enrollment["errors"] and summary["change_points"] > 0

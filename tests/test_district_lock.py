@@ -120,14 +120,15 @@ def test_the_lock_is_reentrant_within_one_flow(tmp_path):
 @pytest.mark.usefixtures("prefect_api")
 def test_a_manual_sync_and_the_reconciliation_of_its_district_never_overlap(demo, admin):
     """Both started at once on the demo district: whichever gets the lock first writes
-    first; the other's writes all come after (task-run times from the Prefect API)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-
-    from flows.reconcile import reconcile_district
+    first; the other's writes all come after (each key's row in the ledger is written in
+    the key's own transaction: its time is the write's)."""
+    from flows.reconcile import reconcile_districts
     from flows.sync_request import selective_sync
+    from selective_sync.history.ledger import ledger_history
+    from selective_sync.ledger import read_keys
     from selective_sync.reconcile import REQUESTER
     from selective_sync.rights import ALL_DISTRICTS, RightsStore
+    from selective_sync.settings import get_settings
 
     with RightsStore.from_settings() as store:
         store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
@@ -135,8 +136,8 @@ def test_a_manual_sync_and_the_reconciliation_of_its_district_never_overlap(demo
     states = {}
 
     def nightly():
-        states["nightly"] = reconcile_district(
-            district=275, objects=["PersonIdentity"], max_keys=1000, return_state=True
+        states["nightly"] = reconcile_districts(
+            districts=[275], objects=["PersonIdentity"], max_keys=1000, return_state=True
         )
 
     def by_hand():
@@ -152,25 +153,14 @@ def test_a_manual_sync_and_the_reconciliation_of_its_district_never_overlap(demo
     assert states["manual"].is_completed(), states["manual"]
     assert states["nightly"].is_completed(), states["nightly"]
 
-    def sync_tasks(client, flow_run_id):
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}), limit=200
-        )
-        writes = [r for r in runs if r.name.startswith(("sync-", "verify-"))]
-        return min(r.start_time for r in writes), max(r.end_time for r in writes)
+    def writes(run_ids):
+        with ledger_history(get_settings()) as history:
+            times = [k.recorded_at for run in run_ids for k in read_keys(history.engine, run)]
+        assert times, run_ids
+        return min(times), max(times)
 
-    with get_client(sync_client=True) as client:
-        manual = sync_tasks(client, states["manual"].state_details.flow_run_id)
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(
-                    any_=[states["nightly"].state_details.flow_run_id]
-                )
-            )
-        )
-        night_syncs = [c for c in children if "ids" in (c.parameters or {})]
-        assert night_syncs, children
-        night = [sync_tasks(client, c.id) for c in night_syncs]
-    night_window = (min(w[0] for w in night), max(w[1] for w in night))
+    manual = writes([str(states["manual"].state_details.flow_run_id)])
+    (district,) = states["nightly"].result()
+    night_window = writes([o.sync_run_id for o in district.objects if o.sync_run_id])
     # The two windows are disjoint: one ran entirely before the other.
     assert manual[1] <= night_window[0] or night_window[1] <= manual[0], (manual, night_window)

@@ -39,14 +39,20 @@ def table_rows(district: int = 275) -> list[dict]:
     assert artifact is not None and artifact.type == "markdown"
     assert artifact.flow_run_id is None  # the district's, not a run's
     rows = []
-    for line in artifact.data.splitlines():
-        match = RUN_LINK.search(line)
-        if not line.startswith("| ") or not match:
+    lines = artifact.data.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|---")) + 1
+    for line in lines[start:]:
+        if not line.startswith("| "):
+            break
+        if line.startswith("| (no requests)"):
             continue
+        match = RUN_LINK.search(line)
         cells = line[2:-2].split(" | ")
         rows.append(
             {
-                "run_id": match["id"],
+                # None for a request with no run page (marked "(CLI)" or "(nightly)").
+                "run_id": match["id"] if match else None,
+                "run": cells[6],
                 "user": cells[1],
                 "status": cells[2],
                 "object": cells[3],
@@ -92,7 +98,12 @@ def assert_table_is_history(user: str, reports_dir) -> list[dict]:
     from selective_sync.reports.storage import LinkSigner
 
     rows, entries = table_rows(), listed(user)
-    assert [r["run_id"] for r in rows] == [e.run_id for e in entries]
+    assert [r["run_id"] for r in rows] == [e.run_id if e.flow_run else None for e in entries]
+    for row, entry in zip(rows, entries, strict=True):
+        if not entry.flow_run:
+            mark = "nightly" if entry.origin == "nightly" else "CLI"
+            assert row["run"] == f"{entry.run_name} ({mark})"
+            row["run_id"] = entry.run_id
     for row, entry in zip(rows, entries, strict=True):
         assert (row["status"], row["records"], row["user"], row["object"]) == (
             entry.status,
@@ -312,16 +323,17 @@ def _settled_table_writes(since: datetime, expected: int) -> int:
 
 
 def test_the_nightly_writes_the_table_once_after_its_syncs(demo, admin):
-    """The district's run rewrites the table once for all its syncs (each sync of a person
-    writes it at its start and at its end); the table is then the history, syncs Complete."""
-    from flows.reconcile import reconcile_district
+    """The district's night rewrites the table once for all its syncs (each sync of a
+    person writes it at its start and at its end); the table is then the history, the
+    nightly's syncs Complete and marked as the nightly's (they have no run page)."""
+    from flows.reconcile import reconcile_districts
     from selective_sync.reconcile import REQUESTER
 
     with RightsStore.from_settings() as store:
         store.grant(admin, REQUESTER, "W", district=ALL_DISTRICTS)
     since = datetime.now(UTC)
-    district = reconcile_district(
-        district=275, objects=["PersonIdentity", "Enrollment"], max_keys=3
+    (district,) = reconcile_districts(
+        districts=[275], objects=["PersonIdentity", "Enrollment"], max_keys=3
     )
     runs = [o.sync_run_id for o in district.objects]
     assert len(runs) == 2 and all(runs)
@@ -329,6 +341,7 @@ def test_the_nightly_writes_the_table_once_after_its_syncs(demo, admin):
     by_id = {r["run_id"]: r for r in rows}
     assert all(by_id[run]["status"] == "Complete" for run in runs), rows
     assert {by_id[run]["user"] for run in runs} == {REQUESTER}
+    assert all(by_id[run]["run"].endswith(" (nightly)") for run in runs), rows
     assert _settled_table_writes(since, 1) == 1
 
     # A person's sync writes it itself: once when it ends, and (only a request still running

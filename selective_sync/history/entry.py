@@ -87,7 +87,10 @@ class HistoryEntry:
     failure: str | None = None
     progress: float | None = None
     flow_run: bool = True
-    """False for a request the command line ran itself: no Prefect run shows it."""
+    """False for a request the command line or the nightly ran itself: no Prefect run of
+    its own shows it."""
+    origin: str | None = None
+    """Where a request with no flow run came from: ``cli`` or ``nightly`` (the ledger's)."""
 
     @property
     def short_id(self) -> str:

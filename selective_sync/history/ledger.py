@@ -140,6 +140,7 @@ class LedgerHistory:
             failure=failure,
             progress=progress,
             flow_run=request.has_flow_run,
+            origin=request.origin,
         )
 
     def status(self, request: LedgerRequest) -> tuple[RequestStatus, str | None]:

@@ -37,6 +37,10 @@ def table_key(district: int) -> str:
     return f"sync-history-{district}"
 
 
+ORIGIN_MARKS = {"cli": "CLI", "nightly": "nightly"}
+"""How the table marks a request with no run page of its own, by its ledger origin."""
+
+
 def table_description(district: int, district_name: str | None) -> str:
     name = f" {md_escape(district_name)}" if district_name else ""
     return f"Sync History of district {district}{name}: every request, newest first"
@@ -62,6 +66,7 @@ def table_row(entry: HistoryEntry, links: RowLinks) -> str:
     reports = " · ".join(
         link for link in (_link("PDF", links.pdf), _link("DOCX", links.docx)) if link
     )
+    mark = ORIGIN_MARKS.get(entry.origin or "", "CLI")
     cells = (
         md_escape(format_timestamp(entry.requested_at)),
         md_escape(entry.requested_by),
@@ -70,7 +75,7 @@ def table_row(entry: HistoryEntry, links: RowLinks) -> str:
         md_escape(keys_cell(entry.keys)),
         md_escape(entry.records),
         _link(entry.run_name or entry.short_id, links.run)
-        or f"{md_escape(entry.run_name or entry.short_id)} (CLI)",
+        or f"{md_escape(entry.run_name or entry.short_id)} ({mark})",
         reports or "-",
     )
     return "| " + " | ".join(cells) + " |"
@@ -105,8 +110,10 @@ def history_table_markdown(
     if any(links[e.run_id].run is None for e in entries):
         lines += [
             "",
-            "A request marked (CLI) was run with the command line: it has no run page; "
-            "`selective-sync history show RUN` shows its per-key outcomes.",
+            "A request marked (CLI) was run with the command line, one marked (nightly) by "
+            "the nightly reconciliation within its district's run: it has no run page of its "
+            "own; `selective-sync history show RUN` shows its per-key outcomes, "
+            "`selective-sync report RUN` makes its report.",
         ]
     if more:
         lines += [

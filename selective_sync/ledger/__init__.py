@@ -6,12 +6,14 @@ the ledger says exactly which keys a request wrote; a request's row (``requests`
 opened when the request starts and closed when it ends, with a heartbeat that tells a
 live request from a dead one. The tables are part of the state schema
 (``selective_sync.schema``, migrations ``state_0002`` and ``state_0003``, which adds
-``origin``: a request the command line ran itself has no Prefect flow run).
+``origin``: a request the command line ran itself, or the nightly reconciliation ran inside
+a district's reconciliation, has no Prefect flow run of its own).
 """
 
 from .recorder import KeyRecorder, RecordedKey
 from .requests import (
     CLI_ORIGIN,
+    NIGHTLY_ORIGIN,
     Heartbeat,
     LedgerRequest,
     delete_request,
@@ -31,6 +33,7 @@ __all__ = [
     "CLI_ORIGIN",
     "Heartbeat",
     "KeyRecorder",
+    "NIGHTLY_ORIGIN",
     "delete_request",
     "find_requests",
     "keys_done",

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 CLI_ORIGIN = "cli"
 """``sync_request.origin`` of a request the command line ran itself (no Prefect run)."""
 
+NIGHTLY_ORIGIN = "nightly"
+"""``sync_request.origin`` of a sync the nightly reconciliation ran inside a district's
+reconciliation (no Prefect run of its own)."""
+
 
 @dataclass(frozen=True)
 class LedgerRequest:
@@ -45,12 +49,13 @@ class LedgerRequest:
     pid: int | None
     heartbeat_at: datetime | None
     origin: str | None = None
-    """None for a run of the ``selective-sync`` flow; ``CLI_ORIGIN`` for the CLI's own."""
+    """None for a run of the ``selective-sync`` flow; ``CLI_ORIGIN`` for the CLI's own,
+    ``NIGHTLY_ORIGIN`` for a sync of the nightly reconciliation."""
 
     @property
     def has_flow_run(self) -> bool:
         """Whether a Prefect flow run holds this request (its artifacts, its state)."""
-        return self.origin != CLI_ORIGIN
+        return self.origin is None
 
 
 def _naive(moment: datetime) -> datetime:
@@ -76,7 +81,8 @@ def open_request(
     origin: str | None = None,
 ) -> None:
     """Record a request as In Progress, with its keys and the process that runs it
-    (``origin``: None for a flow run, ``CLI_ORIGIN`` for the command line's own run)."""
+    (``origin``: None for a flow run, ``CLI_ORIGIN`` for the command line's own run,
+    ``NIGHTLY_ORIGIN`` for the nightly reconciliation's)."""
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(

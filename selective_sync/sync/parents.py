@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +19,24 @@ from .retry import Exhausted, Retrier
 from .writer import Finish, KeyWriter, WriteResult
 
 log = logging.getLogger(__name__)
+
+
+def parent_label(name: str, key: int) -> str:
+    """How an outcome names a parent synced first (``parents_synced``): "PersonIdentity 12"."""
+    return f"{name} {key}"
+
+
+def parents_written(outcomes: Iterable[KeyOutcome]) -> dict[str, set[int]]:
+    """The parents the outcomes say were synced first, by object."""
+    found: dict[str, set[int]] = defaultdict(set)
+    for outcome in outcomes:
+        for label in outcome.parents_synced:
+            name, _, key = label.rpartition(" ")
+            try:
+                found[name].add(int(key))
+            except ValueError:  # not a label of parent_label's
+                continue
+    return dict(found)
 
 
 @dataclass
@@ -129,7 +148,7 @@ class KeySyncer:
             finally:
                 self.in_progress.discard((spec.name, key))
             self.parents[(pspec.name, pkey)] = outcome
-        return f"{pspec.name} {pkey}", (pspec.name, pkey), outcome
+        return parent_label(pspec.name, pkey), (pspec.name, pkey), outcome
 
     def _attempt(
         self,

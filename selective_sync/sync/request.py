@@ -11,6 +11,11 @@ as in the flow. The request gets a run id of its own (a UUID, marked ``CLI_ORIGI
 ledger: no Prefect run exists) and a run name like the flow's, so the Sync History,
 ``selective-sync report RUN`` and the View History table (rewritten from the ledger) show
 it as any other request. Reports are made on request, not here.
+
+The nightly reconciliation runs its syncs through the same steps (:func:`run_keys`, marked
+``NIGHTLY_ORIGIN``), on the engines, settings and authorisation its district's run
+resolved once, with the district's whole-object verification standing for the one before
+the sync (``selective_sync.reconcile_run``).
 """
 
 from __future__ import annotations
@@ -102,7 +107,6 @@ def run_request(
     request came from in a refusal's record.
     """
     settings = settings or get_settings()
-    requested_at = datetime.now(UTC)
     spec = get_object(request.object)
     config = resolve_district(settings, request.district)
     count = count_id_tokens(request.ids)
@@ -116,72 +120,129 @@ def run_request(
     )
     keys = parse_ids(request.ids)
     check_databases(config.url, settings.resolved_state_url)
+    with open_engines(config.url, settings.resolved_state_url) as engines:
+        done = run_keys(
+            request,
+            keys,
+            spec,
+            config,
+            settings,
+            engines,
+            origin=CLI_ORIGIN,
+            on_progress=on_progress,
+        )
+    if done.failure is not None:
+        raise RequestFailed(done.failure)
+    return done.result
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """How a request run by :func:`run_keys` ended (its record is in the ledger)."""
+
+    run_id: str
+    result: SyncResult
+    status: RequestStatus
+    after: ObjectVerification | None
+    """The verification of the request's keys after the sync (None: a dry run, or it failed)."""
+    unverified: str | None = None
+    """Why the verification after the sync could not run (None when it ran)."""
+
+    @property
+    def failure(self) -> str | None:
+        """Why the request could not be processed, as its run would fail; None if it was."""
+        if self.unverified is not None:
+            return (
+                "the request could not be processed: the after-sync verification could not "
+                f"read the databases after retries ({self.unverified}); records "
+                f"{self.result.succeeded}/{self.result.total} succeeded but were not verified "
+                "afterwards; every key's outcome is in the Sync History"
+            )
+        if self.status == RequestStatus.FAILED:
+            return (
+                "the request could not be processed: every key failed on a database fault "
+                f"({self.result.keys[0].reason})"
+            )
+        return None
+
+
+def run_keys(
+    request: SyncRequest,
+    keys: list[int],
+    spec: ObjectSpec,
+    config: DistrictConfig,
+    settings: Settings,
+    engines: tuple[Engine, Engine],
+    *,
+    origin: str,
+    before: ObjectVerification | None = None,
+    on_progress: Progress | None = None,
+) -> RequestOutcome:
+    """Run an authorised request whose IDs are parsed (``keys``) on ``engines`` (district,
+    state): open it in the ledger (as ``origin``), verify its keys, sync them, verify them
+    again, close it. ``before``, a verification of the object already made that covers the
+    keys (the nightly's whole-object one), stands for the verification before the sync: the
+    keys are not read twice.
+
+    Raises RequestFailed when the request cannot be recorded (nothing written) or a database
+    fault stops it midway (each key written is in the ledger); a request that ran to its
+    end returns its outcome, ``failure`` saying whether it could be processed.
+    """
+    district_engine, state_engine = engines
+    requested_at = datetime.now(UTC)
     policy = RetryPolicy.from_settings(settings)
     run_id = str(uuid4())
-    with _engines(config.url, settings.resolved_state_url) as (district_engine, state_engine):
-        try:
-            _retrying(
-                policy,
-                lambda: open_request(
-                    state_engine,
-                    run_id=run_id,
-                    run_name=run_name(request),
-                    district=config.number,
-                    object_name=spec.name,
-                    requested_by=request.requested_by,
-                    requested_at=requested_at,
-                    check_dependencies=request.check_dependencies,
-                    dry_run=request.dry_run,
-                    keys=keys,
-                    origin=CLI_ORIGIN,
-                ),
-            )
-        except Exception as exc:
+    try:
+        retrying(
+            policy,
+            lambda: open_request(
+                state_engine,
+                run_id=run_id,
+                run_name=run_name(request),
+                district=config.number,
+                object_name=spec.name,
+                requested_by=request.requested_by,
+                requested_at=requested_at,
+                check_dependencies=request.check_dependencies,
+                dry_run=request.dry_run,
+                keys=keys,
+                origin=origin,
+            ),
+        )
+    except Exception as exc:
+        raise RequestFailed(
+            "the request could not be recorded in the state database's ledger, so "
+            f"nothing was written: {first_line(exc)}"
+        ) from exc
+    log.info("%s keys of %s requested by %s", len(keys), spec.name, request.requested_by)
+    work = _Work(settings, policy, config, spec, keys, request, run_id, on_progress, before)
+    try:
+        with _alive(settings, run_id), _write_lock(settings, config.number, request.dry_run):
+            outcomes, after, unverified = work.verify_sync_verify(district_engine, state_engine)
+    except BaseException as exc:
+        _end_unfinished(state_engine, run_id, exc)
+        if isinstance(exc, SQLAlchemyError):
+            # A database fault the retries did not outlast: one plain line, as the
+            # flow's failed run says it; each key written is in the ledger.
             raise RequestFailed(
-                "the request could not be recorded in the state database's ledger, so "
-                f"nothing was written: {first_line(exc)}"
+                f"the request could not be processed: {first_line(exc)}; every key "
+                "written before the fault is in the Sync History"
             ) from exc
-        log.info("%s keys of %s requested by %s", len(keys), spec.name, request.requested_by)
-        work = _Work(settings, policy, config, spec, keys, request, run_id, on_progress)
-        try:
-            with _alive(settings, run_id), _write_lock(settings, config.number, request.dry_run):
-                outcomes, unverified = work.verify_sync_verify(district_engine, state_engine)
-        except BaseException as exc:
-            _end_unfinished(state_engine, run_id, exc)
-            if isinstance(exc, SQLAlchemyError):
-                # A database fault the retries did not outlast: one plain line, as the
-                # flow's failed run says it; each key written is in the ledger.
-                raise RequestFailed(
-                    f"the request could not be processed: {first_line(exc)}; every key "
-                    "written before the fault is in the Sync History"
-                ) from exc
-            raise
-        result = SyncResult(
-            object=spec.name,
-            district_number=config.number,
-            district_name=config.name,
-            requested_by=request.requested_by,
-            requested_at=requested_at,
-            completed_at=datetime.now(UTC),
-            check_dependencies=request.check_dependencies,
-            dry_run=request.dry_run,
-            keys=[outcomes[k] for k in keys],
-        )
-        status = RequestStatus.FAILED if unverified is not None else request_status(result)
-        _close(state_engine, policy, run_id, result, status, unverified)
-    if unverified is not None:
-        raise RequestFailed(
-            "the request could not be processed: the after-sync verification could not "
-            f"read the databases after retries ({unverified}); records "
-            f"{result.succeeded}/{result.total} succeeded but were not verified afterwards; "
-            "every key's outcome is in the Sync History"
-        )
-    if status == RequestStatus.FAILED:
-        raise RequestFailed(
-            f"the request could not be processed: every key failed on a database fault "
-            f"({result.keys[0].reason})"
-        )
-    return result
+        raise
+    result = SyncResult(
+        object=spec.name,
+        district_number=config.number,
+        district_name=config.name,
+        requested_by=request.requested_by,
+        requested_at=requested_at,
+        completed_at=datetime.now(UTC),
+        check_dependencies=request.check_dependencies,
+        dry_run=request.dry_run,
+        keys=[outcomes[k] for k in keys],
+    )
+    status = RequestStatus.FAILED if unverified is not None else request_status(result)
+    _close(state_engine, policy, run_id, result, status, unverified)
+    return RequestOutcome(run_id, result, status, after, unverified)
 
 
 @dataclass
@@ -196,33 +257,36 @@ class _Work:
     request: SyncRequest
     run_id: str
     on_progress: Progress | None
+    before: ObjectVerification | None = None
 
     def verify_sync_verify(
         self, district_engine: Engine, state_engine: Engine
-    ) -> tuple[dict[int, KeyOutcome], str | None]:
-        """The outcomes, and why the verification after could not run (None when it ran)."""
-        before = self.verify(district_engine, state_engine)
+    ) -> tuple[dict[int, KeyOutcome], ObjectVerification | None, str | None]:
+        """The outcomes, the verification after (None for a dry run or when it failed), and
+        why it could not run (None when it ran)."""
+        before = self.before or self.verify(district_engine, state_engine)
+        wanted = set(self.keys)
         log.info(
             "Before: %s missing at state, %s mismatched, %s missing at district",
-            len(before.missing_at_state),
-            len(before.mismatched),
-            len(before.missing_at_district),
+            sum(1 for k in before.missing_at_state if k in wanted),
+            sum(1 for k in before.mismatched if k in wanted),
+            sum(1 for k in before.missing_at_district if k in wanted),
         )
         outcomes = self.sync(district_engine, state_engine)
         if self.request.dry_run:
-            return outcomes, None
+            return outcomes, None, None
         try:
             after = self.verify(district_engine, state_engine)
         except Exception as exc:
             # The outcomes stay as the sync left them: the history says which keys were
             # written before the fault.
             log.error("The after-sync verification failed: %s", first_line(exc))
-            return outcomes, first_line(exc)
+            return outcomes, None, first_line(exc)
         apply_after_verification(outcomes, after)
-        return outcomes, None
+        return outcomes, after, None
 
     def verify(self, district_engine: Engine, state_engine: Engine) -> ObjectVerification:
-        return _retrying(
+        return retrying(
             self.policy,
             lambda: verify_object(
                 district_engine,
@@ -288,9 +352,10 @@ class _Work:
                     into[key] = failure_outcome(key, exc, attempts)
 
 
-def _retrying(policy: RetryPolicy, work: Callable[[], T]) -> T:
+def retrying(policy: RetryPolicy, work: Callable[[], T]) -> T:
     """``work()``, tried again on a transient fault within ``policy``'s budget (the
-    reads and ledger writes around the keys, which the flow's tasks retry the same way)."""
+    reads and ledger writes around the keys, which the flow's tasks retry the same way;
+    the nightly's verifications too)."""
     attempt = 0
     while True:
         attempt += 1
@@ -305,7 +370,8 @@ def _retrying(policy: RetryPolicy, work: Callable[[], T]) -> T:
 
 
 @contextmanager
-def _engines(district_url: str, state_url: str) -> Iterator[tuple[Engine, Engine]]:
+def open_engines(district_url: str, state_url: str) -> Iterator[tuple[Engine, Engine]]:
+    """Engines on the district and the state database for a request (or a district's night)."""
     district, state = make_engine(district_url), make_engine(state_url)
     try:
         yield district, state
@@ -350,7 +416,7 @@ def _close(
     """Close the request in the ledger; a failure is logged (every key written is in the
     ledger already with its rows; the heartbeat's silence ends the request for readers)."""
     try:
-        _retrying(
+        retrying(
             policy,
             lambda: finish_request(
                 engine,

@@ -6,8 +6,10 @@ It owns the engine (``engine``: each side digests every key's whole object in it
 for keys that differ), the SQL normalisation the registry declares (``normalise``), the codec
 between typed results and the stored summary's artifact rows, with the accuracy trend
 (``codec``), the stored summary's record in the state database (``records``, read and
-written through ``store.DatabaseSummaryStore`` by the CLI and the flows alike), and the
-plain-data forms used by ``summary --json`` and the artifacts (``format``).
+written through ``store.DatabaseSummaryStore`` by the CLI and the flows alike), the
+plain-data forms used by ``summary --json`` and the artifacts (``format``), and a whole
+verification brought up to date by a later one of some keys (``recheck``: the nightly's
+summary after its syncs).
 """
 
 from selective_sync.verification.engine import verify_district, verify_object

@@ -446,9 +446,10 @@ def verify_object(
         keys_requested=None if key_list is None else len(key_list),
     )
     log.info(
-        "verified %s for district %s: %d at district, %d at state, %d errors, %.2f%% in %.2fs",
+        "verified %s for district %s (%s): %d at district, %d at state, %d errors, %.2f%% in %.2fs",
         spec.name,
         district_number,
+        "every key" if key_list is None else f"{len(key_list)} keys asked",
         result.at_district,
         result.at_state,
         result.errors,

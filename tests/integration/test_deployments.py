@@ -21,7 +21,7 @@ DEPLOYMENTS = {
     SYNC,
     "verification-summary/verify-district",
     "reconcile/reconcile-nightly",
-    "reconcile-district/reconcile-one-district",
+    "reconcile-districts/reconcile-some-districts",
     "delete-history-entry/delete-entry",
     "clear-sync-history/clear-district-history",
     "find-ids/find-ids-by-filter",
@@ -303,27 +303,32 @@ def test_reconcile_leaves_every_synced_key_clean(worker, deployed: Server, demo_
     run_id = response.json()["id"]
     assert_completed(deployed, deployed.wait(run_id, timeout=240))
 
-    # The nightly fans out: one reconcile-district run per district, on the work pool.
-    (district_run,) = deployed.flow_runs({"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
-    assert district_run["parameters"]["district"] == 275
-    assert district_run["deployment_id"] == deployed.deployment_id(
-        "reconcile-district/reconcile-one-district"
+    # The nightly fans out: its districts in batches, each a reconcile-districts run on the
+    # work pool (here one batch of one district).
+    (batch_run,) = deployed.flow_runs({"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+    assert batch_run["parameters"]["districts"] == [275]
+    assert batch_run["deployment_id"] == deployed.deployment_id(
+        "reconcile-districts/reconcile-some-districts"
     )
-    assert_completed(deployed, district_run)
-    children = deployed.flow_runs(
-        {"flow_runs": {"parent_flow_run_id": {"any_": [district_run["id"]]}}}
+    assert_completed(deployed, batch_run)
+    # Its district is a task run, its syncs no flow runs of their own: Sync History
+    # entries in the ledger (origin "nightly"), one per object with keys to send.
+    assert not deployed.flow_runs(
+        {"flow_runs": {"parent_flow_run_id": {"any_": [batch_run["id"]]}}}
     )
-    syncs = {c["parameters"]["object"]: c for c in children if "ids" in c["parameters"]}
+    (table,) = deployed.artifacts([batch_run["id"]], key={"any_": ["reconcile-district-275"]})
+    assert table["task_run_id"]
+    rows = {r["object"]: r for r in json.loads(table["data"])}
+    syncs = {name: row["sync_run"] for name, row in rows.items() if row["sync_run"]}
     assert set(syncs) == {n for n in names if differing[n]}
-    for name, child in syncs.items():
-        params = child["parameters"]
-        assert params["requested_by"] == "scheduled reconciliation"
-        assert params["check_dependencies"] is True
-        assert len(params["ids"]) == min(differing[name], max_keys)
-        assert child["state"]["type"] == "COMPLETED"
-        assert_history(deployed, child["id"], demo_data.dir)
-        got = outcomes(deployed, child["id"])
-        assert set(got) == set(params["ids"])
+    for name, sync_run in syncs.items():
+        request, got = ledger_entry(demo_data.dir, sync_run)
+        assert request.requested_by == "scheduled reconciliation" and request.origin == "nightly"
+        assert request.check_dependencies and request.status.value == "Complete"
+        assert len(request.keys) == min(differing[name], max_keys) == rows[name]["sent"]
+        assert set(got) == set(request.keys)
+        # No report rendered on the night's path (made when someone asks).
+        assert not list((demo_data.dir / "reports" / "sync").glob(f"{sync_run}.*"))
         good = [k for k, o in got.items() if o in SUCCEEDED]
         assert good, got
         after = verify_keys(demo_data.dir, name, good)
@@ -338,8 +343,39 @@ def test_reconcile_leaves_every_synced_key_clean(worker, deployed: Server, demo_
     (summary,) = deployed.artifacts([run_id], key={"any_": ["reconcile-summary"]})
     leftover = sum(max(0, d - max_keys) for d in differing.values())
     assert f"left over: **{leftover:,}**" in summary["data"]
-    assert f"/runs/flow-run/{district_run['id']}" in summary["data"]
-    # The district's Verification Summary ran once, after the syncs, and stored its results.
-    summaries = [c for c in children if "ids" not in c["parameters"]]
-    assert len(summaries) == 1, summaries
-    assert all(s["state"]["type"] == "COMPLETED" for s in summaries)
+    assert f"/runs/task-run/{table['task_run_id']}" in summary["data"]
+    # The district's Verification Summary after the syncs is stored (no summary run): it
+    # is what verifying every object now finds.
+    stored = stored_summary(demo_data.dir)
+    for name in names:
+        now = verify_keys(demo_data.dir, name)
+        assert (stored[name]["errors"], stored[name]["distinct"]) == (now.errors, now.distinct)
+
+
+def ledger_entry(data_dir, run_id: str):
+    """The request ``run_id`` in the demo's ledger, and its keys' outcomes."""
+    from selective_sync.db import make_engine
+    from selective_sync.ledger import read_keys, read_request
+    from selective_sync.settings import sqlite_url
+
+    engine = make_engine(sqlite_url(data_dir / "state.db"))
+    try:
+        request = read_request(engine, run_id)
+        return request, {
+            k.key: k.outcome for k in read_keys(engine, run_id) if k.object == request.object
+        }
+    finally:
+        engine.dispose()
+
+
+def stored_summary(data_dir) -> dict[str, dict]:
+    """The demo district's current stored Verification Summary rows, by object."""
+    from selective_sync.db import make_engine
+    from selective_sync.settings import sqlite_url
+    from selective_sync.verification.records import current_rows
+
+    engine = make_engine(sqlite_url(data_dir / "state.db"))
+    try:
+        return {r["object"]: r for r in current_rows(engine, [275])[275]}
+    finally:
+        engine.dispose()

@@ -16,7 +16,6 @@ import time
 
 import pytest
 import tally
-from prefect.client.orchestration import get_client
 
 from flows.history_store import get_entry
 from selective_sync.models import Outcome
@@ -123,7 +122,7 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     """The nightly and a person's sync of the same district and keys, started together: the
     district's lock (selective_sync.locks) makes one wait for the other, so their writes
     never interleave, and both end right."""
-    from flows.reconcile import reconcile_district
+    from flows.reconcile import reconcile_districts
     from selective_sync.rights import ALL_DISTRICTS, RightsStore
 
     dbs = module_stack.enter_context(demo_databases("mariadb", tmp_path / "data"))
@@ -143,8 +142,8 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     # Rows held at the state keep whichever run gets the district's lock first writing; the
     # other must wait for the lock, not for the rows.
     nightly = Background(
-        lambda: reconcile_district(
-            district=275, objects=[OBJECT], max_keys=1000, return_state=True
+        lambda: reconcile_districts(
+            districts=[275], objects=[OBJECT], max_keys=1000, return_state=True
         ),
         "reconcile",
     )
@@ -165,27 +164,27 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     assert 0 < waiting <= WRITERS, f"{waiting} syncs waited on the rows: both runs were writing"
     tally.add("faults_tried")
 
-    with get_client(sync_client=True) as client:
-        assert by_hand.is_completed(), by_hand
-        mine = {k.key: k for k in by_hand.result().keys}
-        assert not {k: o.reason for k, o in mine.items() if o.outcome not in SUCCEEDED}
-        assert_entry(by_hand.state_details.flow_run_id, list(reversed(manual)), OBJECT, ADMIN)
+    assert by_hand.is_completed(), by_hand
+    mine = {k.key: k for k in by_hand.result().keys}
+    assert not {k: o.reason for k, o in mine.items() if o.outcome not in SUCCEEDED}
+    assert_entry(by_hand.state_details.flow_run_id, list(reversed(manual)), OBJECT, ADMIN)
 
-        assert night.is_completed(), night
-        (entry,) = night.result().objects
-        assert entry.sync_run_id and not entry.error, entry
-        child = client.read_flow_run(entry.sync_run_id)
-        hand_window = write_window(client, by_hand.state_details.flow_run_id)
-        child_window = write_window(client, child.id)
+    assert night.is_completed(), night
+    (district,) = night.result()
+    (entry,) = district.objects
+    assert entry.sync_run_id and not entry.error, entry
+    # The nightly's sync is a Sync History entry of its own (in the ledger, no flow run).
+    hand_window = write_window(str(by_hand.state_details.flow_run_id))
+    child_window = write_window(entry.sync_run_id)
     # One after the other: a run waits for the lock before its first verification, so the
-    # later run's first task starts after the earlier run's last task ended.
+    # later run's first write comes after the earlier run's last.
     first, second = sorted([hand_window, child_window])
     assert first[1] <= second[0], (hand_window, child_window)
-    sent = child.parameters["ids"]
+    sent = entry.plan.keys
     if child_window < hand_window:
         assert set(sent) >= set(involved) - set(manual)  # every seeded difference was sent
-    assert_entry(child.id, sent, OBJECT, REQUESTER)
-    nightly_outcomes = get_entry(str(child.id), user=ADMIN).outcomes
+    assert_entry(entry.sync_run_id, sent, OBJECT, REQUESTER)
+    nightly_outcomes = get_entry(entry.sync_run_id, user=ADMIN).outcomes
     wrong = {k.key: k.reason for k in nightly_outcomes if k.outcome not in SUCCEEDED}
     # Only the state's refusals may fail (an unmapped code), never a lock or a deadlock.
     assert set(wrong) <= refused, wrong
@@ -199,16 +198,17 @@ def test_reconciliation_beside_a_manual_sync(tmp_path, monkeypatch, other_distri
     tally.add("runs_survived", 2)
 
 
-def write_window(client, flow_run_id):
-    """(first start, last end) of a selective sync's verify and sync tasks: the part of the
-    run that holds the district's lock."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+def write_window(run_id: str):
+    """(first, last) time a request recorded a key in the ledger (each key's row is
+    written in the key's transaction): its writes, which hold the district's lock."""
+    from selective_sync.history.ledger import ledger_history
+    from selective_sync.ledger import read_keys
+    from selective_sync.settings import get_settings
 
-    runs = client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
-    )
-    work = [r for r in runs if r.name.startswith(("verify-", "sync-", "sync-batch"))]
-    return min(r.start_time for r in work), max(r.end_time for r in work)
+    with ledger_history(get_settings()) as history:
+        times = [k.recorded_at for k in read_keys(history.engine, run_id)]
+    assert times, run_id
+    return min(times), max(times)
 
 
 @pytest.mark.parametrize("kind", SERVERS)

@@ -507,7 +507,7 @@ def test_a_reader_of_one_district_lists_no_other_districts_entries(world):
 def test_reconcile_requester_without_w_on_a_district_is_refused(world, rights):
     """The nightly runs as its fixed requester, which needs W on every district it
     reconciles: W on 275 alone reconciles 275 and is refused 312, changing nothing."""
-    from flows.reconcile import reconcile, reconcile_district
+    from flows.reconcile import reconcile, reconcile_districts
     from selective_sync.reconcile import REQUESTER
     from selective_sync.rights import RightsStore
 
@@ -520,7 +520,7 @@ def test_reconcile_requester_without_w_on_a_district_is_refused(world, rights):
     before = snapshot(world)
     for flow, parameters, entry_point in (
         (reconcile, {"districts": [OTHER]}, "flow:reconcile"),
-        (reconcile_district, {"district": OTHER}, "flow:reconcile-district"),
+        (reconcile_districts, {"districts": [OTHER]}, "flow:reconcile-districts"),
     ):
         refused_before = refusals_of(world.rights_url)
         _, state, result = run_flow(flow, max_keys=5, **parameters)

@@ -126,3 +126,11 @@ class ServerRequired(SelectiveSyncError):
 
 class StartupFailed(SelectiveSyncError):
     """A part of the tool did not come up; everything already started is stopped."""
+
+
+class ReportNotReady(SelectiveSyncError):
+    """A report cannot be made (yet): no such request, or it has not finished."""
+
+
+class ReportFailed(SelectiveSyncError):
+    """A report could not be rendered or stored."""

@@ -86,7 +86,8 @@ def write_sync_report(entry, fmt: str, output: Path) -> None:
     import shutil
 
     from ..reports import render_report, sync_report_from_result
-    from ..reports.on_demand import ReportFailed, ReportNotReady, SyncReports
+    from ..errors import ReportFailed, ReportNotReady
+    from ..reports.on_demand import SyncReports
     from ..reports.storage import StoredReport
 
     try:

@@ -31,12 +31,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import make_engine
-from ..errors import BadInput, DatabaseUnavailable, SelectiveSyncError
+from ..errors import (
+    BadInput,
+    DatabaseUnavailable,
+    ReportFailed,
+    ReportNotReady,
+    SelectiveSyncError,
+)
 from ..ledger import read_request
 from ..rights import ALL_DISTRICTS, Right, RightsStore
 from ..settings import Settings, get_settings
 from ..text import first_line
-from .on_demand import ReportFailed, ReportNotReady, SyncReports
+from .on_demand import SyncReports
 from .storage import LinkSigner, ReportStorage, StoredReport, parse_url_path
 
 log = logging.getLogger(__name__)

@@ -64,14 +64,22 @@ def progress_of(client, run_id) -> float:
 
 
 def flow_run_process(runner_pid: int, run_id) -> psutil.Process | None:
-    """The runner's child process executing ``run_id`` (PREFECT__FLOW_RUN_ID in its env)."""
+    """The runner's descendant executing ``run_id``: the one with PREFECT__FLOW_RUN_ID in
+    its environment (a run started cold), or else the one child of the runner's forkserver
+    (flows/warm_start.py: a forked child's new environment is not in /proc, and this test
+    has one run at a time)."""
+    forked = []
     for child in psutil.Process(runner_pid).children(recursive=True):
         try:
             if child.environ().get("PREFECT__FLOW_RUN_ID") == str(run_id):
                 return child
+            parent = child.parent()
+            if parent is not None and "forkserver" in " ".join(parent.cmdline()):
+                forked.append(child)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return None
+    assert len(forked) <= 1, f"more than one forked run process: {forked}"
+    return forked[0] if forked else None
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -93,6 +93,14 @@ def cli_in_process(*args: str) -> CliResult:
         for m, c in patched_err:
             m.err_console = c
         common.console, common.err_console, sys.argv = saved
+        # A command module first imported during the run (the CLI imports them lazily)
+        # took the patched consoles by name: give it the real ones back, or its later
+        # output goes into this run's buffers.
+        for m in list(sys.modules.values()):
+            if getattr(m, "console", None) is console:
+                m.console = saved[0]
+            if getattr(m, "err_console", None) is err_console:
+                m.err_console = saved[1]
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

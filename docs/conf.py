@@ -41,3 +41,4 @@ html_show_sourcelink = False
 
 nitpicky = True
 suppress_warnings: list[str] = []
+smartquotes = False

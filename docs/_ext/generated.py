@@ -27,7 +27,8 @@ from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(os.environ.get("SELECTIVE_SYNC_DOCS_REPO") or Path(__file__).resolve().parents[2])
+"""The checkout the pages describe (a copy of docs/ elsewhere names it in this variable)."""
 OUT = REPO / "docs" / "_generated"
 
 
@@ -92,7 +93,7 @@ def settings_page() -> str:
     lines += [
         "",
         "(districts-file-fields)=",
-        "### The fields of a district",
+        "## The fields of a district",
         "",
         "Each entry of `SELECTIVE_SYNC_DISTRICTS` or of a districts file:",
         "",
@@ -408,6 +409,44 @@ def _value(value: object) -> str:
     return code(repr(value))
 
 
+# ---------------------------------------------------------------- packages
+
+
+LAYERS = (
+    ("flows", "Prefect flows (the deployments' entrypoints) and the Prefect side of the stores"),
+    ("tasks", "thin Prefect tasks: each opens its engines, calls one core function"),
+    ("selective_sync", "the plain-Python core: never imports Prefect, flows or tasks"),
+)
+
+
+def packages_page() -> str:
+    """Each layer's modules and packages with the first sentence of their docstrings."""
+    lines: list[str] = []
+    for layer, what in LAYERS:
+        lines += [f"### `{layer}/`: {what}", "", "| module | what it is |", "|---|---|"]
+        root = REPO / layer
+        for path in sorted(root.rglob("*.py")):
+            relative = path.relative_to(REPO)
+            if "migrations" in relative.parts[:-1] and relative.parent.name != "migrations":
+                continue  # the migration scripts themselves
+            if "migrations" in relative.parts[:-1] and path.name != "__init__.py":
+                continue
+            if path.name == "__init__.py" and path.parent == root:
+                continue
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            name = str(relative.parent) + "/" if path.name == "__init__.py" else str(relative)
+            lines.append(f"| `{name}` | {cell(_first_sentence(doc))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _first_sentence(doc: str) -> str:
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    if ". " in paragraph:
+        paragraph = paragraph[: paragraph.index(". ") + 1]
+    return paragraph
+
+
 # ---------------------------------------------------------------- Sphinx
 
 
@@ -417,6 +456,9 @@ GENERATED: dict[str, list[str]] = {}
 
 def generate(app=None) -> dict[str, list[str]]:
     """Write every fragment; returns the names the pages hold (commands, deployments)."""
+    global OUT
+    if app is not None:
+        OUT = Path(app.srcdir) / "_generated"
     cli_text, commands = cli_page()
     deployments_text, deployments = deployments_page()
     write("settings.md", settings_page())
@@ -424,6 +466,7 @@ def generate(app=None) -> dict[str, list[str]]:
     write("registry.md", registry_page())
     write("deployments.md", deployments_text)
     write("normalisation.md", normalisation_page())
+    write("packages.md", packages_page())
     GENERATED.update(commands=commands, deployments=deployments)
     return GENERATED
 

@@ -73,10 +73,7 @@ def settings_page() -> str:
 
     from selective_sync.settings import ENV_PREFIX, DistrictConfig, Settings
 
-    lines = [
-        "| variable | type | default | meaning |",
-        "|---|---|---|---|",
-    ]
+    lines: list[str] = []
     for name, field in Settings.model_fields.items():
         env = ENV_PREFIX + name.upper()
         if field.default_factory is not None:
@@ -85,11 +82,15 @@ def settings_page() -> str:
             default = "(required)"
         else:
             default = field.default
-        default_text = "none" if default is None else code(shown(default))
-        kind = cell(_type_text(field.annotation))
         if not field.description:
             logger.warning("setting %s has no description (Field(description=...))", env)
-        lines.append(f"| {code(env)} | {kind} | {default_text} | {cell(field.description)} |")
+        lines += [
+            f"{code(env)}",
+            f": {' '.join((field.description or '').split())}",
+            "",
+            f"  default: {_env_value(default)}; type: {code(_type_text(field.annotation))}",
+            "",
+        ]
     lines += [
         "",
         "(districts-file-fields)=",
@@ -113,6 +114,21 @@ def settings_page() -> str:
             logger.warning("district field %s is not described in docs/_ext/generated.py", name)
         lines.append(f"| `{name}` | {kind} | {default} | {cell(doc.get(name, ''))} |")
     return "\n".join(lines) + "\n"
+
+
+def _env_value(value: object) -> str:
+    """A default as it would be written in the environment."""
+    import json
+
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return code(str(value).lower())
+    if isinstance(value, str | Path):
+        return code(shown(Path(value)) if isinstance(value, Path) else value)
+    if isinstance(value, list | dict):
+        return code(json.dumps(value))
+    return code(value)
 
 
 def _type_text(annotation: object) -> str:

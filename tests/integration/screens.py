@@ -13,7 +13,7 @@ DOCS_IMAGES = REPO / "docs" / "images"
 
 GUIDE = {
     "v2-04-form-filled": "sync-form.png",
-    "v2-05-run": "sync-run.png",
+    "v2-05-run-artifacts": "sync-run.png",
     "v2-07-history": "sync-history.png",
 }
 """Screens of the browser test (by their name in bench/out/ui/) -> the guide's image."""

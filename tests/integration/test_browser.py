@@ -322,6 +322,10 @@ def test_the_v2_form_runs_a_sync_and_its_history_row_shows_the_records(page, too
     page.goto(f"{tool.base}/v2/runs/flow-run/{run['id']}")
     page.get_by_text(run["name"]).first.wait_for()
     shot(page, "v2-05-run")
+    # The run's Artifacts tab: the request, every key's outcome, the report links.
+    page.get_by_text("Artifacts", exact=True).first.click()
+    page.get_by_text("sync-outcomes-275").first.wait_for()
+    shot(page, "v2-05-run-artifacts")
 
     open_history(page, tool.base)
     row = history_row(page, requester=ADMIN, run_name=run["name"])

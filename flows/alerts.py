@@ -117,7 +117,7 @@ def find_block(client: SyncPrefectClient, name: str) -> tuple[UUID, str]:
         what = "is not a notification block" if found else "does not exist on the server"
         raise BadInput(
             f"block {name!r} {what}: make one first (e.g. an email or webhook block in the "
-            "Prefect UI, Blocks page, or in Python; see the README's Drift alerts section)"
+            "Prefect UI, Blocks page, or in Python; see docs/operating/index.md, Alerts)"
         )
     if len(notifying) > 1:
         names = ", ".join(sorted(f"{d.block_type.slug}/{d.name}" for d in notifying))

@@ -51,8 +51,16 @@ class Settings(BaseSettings):
     state_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the state database (default: demo)."
     )
-    district_number: int = Field(default=DEMO_DISTRICT_NUMBER, gt=0)
-    district_name: str = Field(default=DEMO_DISTRICT_NAME, min_length=1)
+    district_number: int = Field(
+        default=DEMO_DISTRICT_NUMBER,
+        gt=0,
+        description="Number of the district served by default (when a command names none).",
+    )
+    district_name: str = Field(
+        default=DEMO_DISTRICT_NAME,
+        min_length=1,
+        description="Name of that district (used with SELECTIVE_SYNC_DISTRICT_URL).",
+    )
     districts: list[DistrictConfig] = Field(
         default_factory=list,
         description='More districts, as JSON: [{"number": 276, "name": "...", "url": ...}].',
@@ -108,7 +116,10 @@ class Settings(BaseSettings):
     verify_chunk_rows: int = Field(
         default=20_000, gt=0, description="Rows fetched per round trip while verifying."
     )
-    task_runner: Literal["thread", "dask"] = "thread"
+    task_runner: Literal["thread", "dask"] = Field(
+        default="thread",
+        description="Where a sync's per-key tasks run: thread (in the flow's process) or dask.",
+    )
     max_workers: int = Field(default=8, gt=0, description="Bound on concurrent sync tasks.")
     ledger_heartbeat_s: float = Field(
         default=15.0,
@@ -118,7 +129,13 @@ class Settings(BaseSettings):
             "for three intervals is shown as Crashed."
         ),
     )
-    dask_address: str | None = None
+    dask_address: str | None = Field(
+        default=None,
+        description=(
+            "Address of the Dask scheduler (tcp://host:8786) for task_runner dask; none: "
+            "a local Dask cluster of MAX_WORKERS workers."
+        ),
+    )
     per_key_task_limit: int = Field(
         default=200,
         gt=0,

@@ -2,7 +2,7 @@
 
 Tests add to it (``tally.add("faults_tried")``); the totals are printed in pytest's terminal
 summary and written to ``$SELECTIVE_SYNC_TALLY_FILE`` (default ``bench/out/reliability.json``)
-so the README's reliability table can be filled from a real run.
+so the reliability table of docs/reliability.md can be filled from a real run.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ it with the database credentials in its environment can do anything anyway (read
 the databases, the rights store included). The rights checks it makes, for the district each
 command touches, protect against mistakes (the wrong district, a delete meant for someone
 else) and give the audit trail: every change of rights and every refusal is recorded with
-the user it acted as. The web entry points do not trust a typed name (see the README).
+the user it acted as. The web entry points do not trust a typed name (see the trust model
+in docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ served, the report server), then Debian's Chromium driven by Playwright through 
 (Prefect 3.9's default) and once through the V1 UI: the Selective Sync form filled by its
 labels, the run, and the request's row in the district's Sync History.
 
-Screenshots go to bench/out/ui/ (not committed) so a person can look at the screens.
+Screenshots go to bench/out/ui/ (not committed) so a person can look at the screens; the
+ones the guide shows (the form, the run, View History, a report's first page) are written to
+docs/images/ as well (``screens.py``), so they are retaken whenever the UI changes.
 In CI (``CI=true``) a missing browser or Playwright is a failure, never a skip.
 """
 
@@ -21,7 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .harness import ADMIN, BIN, REPO, Proc, clean_env, fixable, free_port, start, verify_keys
+from .harness import ADMIN, BIN, Proc, clean_env, fixable, free_port, start, verify_keys
+from .screens import SHOTS, report_page, shot
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,7 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = REPO / "bench" / "out" / "ui"
 SYNC = "selective-sync/sync-records"
 ABSENT = 999_999_999
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -161,11 +163,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-def shot(page, name: str) -> None:
-    page.wait_for_timeout(500)  # let the last render settle
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 # ---------------------------------------------------------------- the history row
@@ -325,11 +322,21 @@ def test_the_v2_form_runs_a_sync_and_its_history_row_shows_the_records(page, too
     page.goto(f"{tool.base}/v2/runs/flow-run/{run['id']}")
     page.get_by_text(run["name"]).first.wait_for()
     shot(page, "v2-05-run")
+    # The run's Artifacts tab: the request, every key's outcome, the report links.
+    page.get_by_text("Artifacts", exact=True).first.click()
+    page.get_by_text("sync-outcomes-275").first.wait_for()
+    shot(page, "v2-05-run-artifacts")
 
     open_history(page, tool.base)
     row = history_row(page, requester=ADMIN, run_name=run["name"])
     shot(page, "v2-07-history")
     assert row["Records"] == "2/3", row
+
+    # The row's PDF link: the report server makes the report on first open.
+    link = page.locator("tr", has_text=run["name"]).get_by_role("link", name="PDF").first
+    pdf = httpx.get(link.get_attribute("href"), timeout=120)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF"), pdf.text[:300]
+    assert report_page(pdf.content).stat().st_size > 10_000
 
 
 def test_the_v1_form_runs_a_dry_run(page, tool, demo_data):

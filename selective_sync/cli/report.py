@@ -85,8 +85,8 @@ def write_sync_report(entry, fmt: str, output: Path) -> None:
     not finished yet, a report folder this user cannot write)."""
     import shutil
 
-    from ..reports import render_report, sync_report_from_result
     from ..errors import ReportFailed, ReportNotReady
+    from ..reports import render_report, sync_report_from_result
     from ..reports.on_demand import SyncReports
     from ..reports.storage import StoredReport
 

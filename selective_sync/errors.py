@@ -126,3 +126,12 @@ class ServerRequired(SelectiveSyncError):
 
 class StartupFailed(SelectiveSyncError):
     """A part of the tool did not come up; everything already started is stopped."""
+
+
+class IdentityError(SelectiveSyncError):
+    """A request whose identity is refused: ``status`` 401 (none, or forged from outside
+    the sign-in proxy) or 400 (a malformed identity header)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -56,8 +56,12 @@ def render(
 ) -> str:
     """nginx.conf: each upstream behind ``auth_basic``, identity headers set by nginx."""
     servers = "\n".join(_server(u, secret, htpasswd_file) for u in upstreams)
+    # Started by root (a container), nginx's workers would switch to www-data, which may
+    # not read the private files here: they stay root's. Otherwise they run as whoever
+    # started nginx, and the directive is not needed.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
     return f"""# Written by selective-sync ui; rewritten at each start (the secret changes).
-worker_processes 1;
+{user}worker_processes 1;
 daemon off;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;

@@ -604,11 +604,35 @@ class TestSignIn:
         finally:
             context.close()
 
+    def test_the_district_user_is_refused_clearing_the_history_naming_the_right(
+        self, browser, signed_in
+    ):
+        user = "district275"
+        deployment = signed_in.deployment_id("clear-sync-history/clear-district-history")
+        known = signed_in.known(deployment)
+        context, page = self._page(browser, signed_in, user)
+        try:
+            page.goto(f"{signed_in.base}/v2/deployments/deployment/{deployment}/run")
+            page.locator("form label").filter(has_text=re.compile(r"^\s*District")).first.wait_for()
+            labels = page.locator("form label").all_inner_texts()
+            assert not [label for label in labels if "Requested by" in label], labels
+            page.get_by_role("button", name="Submit").click()
+            run = signed_in.wait(signed_in.new_run(deployment, known)["id"])
+            message = run["state"]["message"] or ""
+            assert run["state"]["type"] == "FAILED", run["state"]
+            assert f"user '{user}' lacks the D right" in message and "275" in message, message
+            assert run["name"] == f"Clear Sync History 275 by {user}", run["name"]
+            page.goto(f"{signed_in.base}/v2/runs/flow-run/{run['id']}")
+            page.get_by_text("lacks the D right").first.wait_for()
+            shot(page, "signin-04-refused-clear")
+        finally:
+            context.close()
+
     def test_the_state_administrator_signs_in_and_sees_the_deployments(self, browser, signed_in):
         context, page = self._page(browser, signed_in, "state-admin")
         try:
             page.goto(f"{signed_in.base}/v2/deployments")
             page.get_by_text("clear-district-history").first.wait_for()
-            shot(page, "signin-04-state-admin")
+            shot(page, "signin-05-state-admin")
         finally:
             context.close()

@@ -57,8 +57,8 @@ DELETE_ARTIFACT = re.compile(rf"^/api/artifacts/({_UUID})/?$")
 # What a person without D on all districts may send besides GET: reads that Prefect's UI
 # posts (filters, counts, pages, histories, schema checks) and starting/cancelling runs.
 READS = re.compile(
-    r"^/api/(.*/)?(filter|count|paginate|history|lineage|latest|next_runs|validate)/?$"
-    r"|^/api/ui/"
+    r"^/api/(.*/)?(filter|count|paginate|history|lineage|latest|next_runs|validate|lateness)/?$"
+    r"|^/api/ui/|^/api/events/count-by/"
     r"|^/api/flow_runs/[0-9a-fA-F-]{36}/(set_state|resume|input/filter)/?$"
 )
 

@@ -487,6 +487,16 @@ class SignedIn:
                 time.sleep(0.5)
 
 
+def report_link(signed_in: SignedIn, run_id: str, fmt: str) -> str:
+    """The URL of a run's report (a link artifact's data is ``[text](url)``)."""
+    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}, "type": {"any_": ["markdown"]}}}
+    with signed_in.http() as client:
+        for artifact in client.post("/artifacts/filter", json=body).json():
+            if (artifact.get("key") or "").startswith(f"sync-report-{fmt}"):
+                return artifact["data"].rsplit("(", 1)[1].rstrip(")")
+    pytest.fail(f"run {run_id} has no {fmt} report link")
+
+
 def _need_nginx() -> None:
     from selective_sync.identity.nginx import NGINX
 
@@ -583,6 +593,15 @@ class TestSignIn:
             page.goto(f"{signed_in.base}/v2/runs/flow-run/{run['id']}")
             page.get_by_text(run["name"]).first.wait_for()
             shot(page, "signin-02-run-district-user")
+
+            # The run's PDF report, through the sign-in (the link's address is nginx's).
+            pdf = report_link(signed_in, run["id"], "pdf")
+            assert pdf.startswith(signed_in.reports), pdf
+            assert httpx.get(pdf, timeout=30).status_code == 401
+            password = signed_in.passwords[user]
+            report = httpx.get(pdf, auth=(user, password), timeout=120)
+            assert report.status_code == 200, report.text
+            assert report.content.startswith(b"%PDF")
 
             # District 312: this installation serves 275 only (one per district), so the
             # district user's run is refused, saying why.

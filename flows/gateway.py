@@ -18,7 +18,8 @@ An ASGI layer (``Gateway``) outside Prefect's app (and its ``RetryBusy`` retry l
   anyone else, or a ``requested_by`` parameter naming anyone else, is refused 403 (a
   client must never believe it acted as someone it is not); a ``requested_by`` naming the
   person is removed (the stamp says it). Editing a run's tags (``PATCH``) follows the
-  same rule.
+  same rule, and a person without D on all districts may edit, cancel or retry (set its
+  state) only the runs stamped with their name: a retried run acts as its stamp again.
 * Deleting a flow run or artifact (``DELETE /api/flow_runs/{id}``, ``/api/artifacts/{id}``)
   needs D on the run's district (its ``district`` parameter); a refusal is recorded in the
   refusal audit and nothing is deleted.
@@ -52,6 +53,7 @@ _UUID = r"[0-9a-fA-F-]{36}"
 CREATE_FROM_DEPLOYMENT = re.compile(rf"^/api/deployments/({_UUID})/create_flow_run/?$")
 CREATE_RUN = re.compile(r"^/api/flow_runs/?$")
 PATCH_RUN = re.compile(rf"^/api/flow_runs/({_UUID})/?$")
+RUN_STATE = re.compile(rf"^/api/flow_runs/({_UUID})/(set_state|resume)/?$")
 DELETE_RUN = re.compile(rf"^/api/flow_runs/({_UUID})/?$")
 DELETE_ARTIFACT = re.compile(rf"^/api/artifacts/({_UUID})/?$")
 # What a person without D on all districts may send besides GET: reads that Prefect's UI
@@ -59,7 +61,7 @@ DELETE_ARTIFACT = re.compile(rf"^/api/artifacts/({_UUID})/?$")
 READS = re.compile(
     r"^/api/(.*/)?(filter|count|paginate|history|lineage|latest|next_runs|validate|lateness)/?$"
     r"|^/api/ui/|^/api/events/count-by/"
-    r"|^/api/flow_runs/[0-9a-fA-F-]{36}/(set_state|resume|input/filter)/?$"
+    r"|^/api/flow_runs/[0-9a-fA-F-]{36}/input/filter/?$"
 )
 
 
@@ -115,6 +117,9 @@ class Gateway:
         try:
             if method == "POST" and (CREATE_FROM_DEPLOYMENT.match(path) or CREATE_RUN.match(path)):
                 body = _stamped(body, actor.name)
+            elif method == "POST" and (match := RUN_STATE.match(path)):
+                # Retrying a run runs it again as its stamp: only its own user may.
+                await self._own_run_or_admin(actor, match.group(1), body)
             elif method == "PATCH" and PATCH_RUN.match(path):
                 body = _stamped(body, actor.name, only_if_tags=True)
                 await self._own_run_or_admin(actor, PATCH_RUN.match(path).group(1), body)
@@ -159,7 +164,9 @@ class Gateway:
         if run is None:
             return
         if stamp_tag(actor.name) not in (run.get("tags") or []):
-            raise _Refused(403, f"{actor.name} may edit only the runs they started")
+            raise _Refused(
+                403, f"{actor.name} may edit, cancel or retry only the runs they started"
+            )
 
     async def _read(self, path: str) -> dict[str, Any] | None:
         response = await self.inner.get(path)

@@ -264,6 +264,13 @@ def test_a_run_a_person_creates_is_stamped_with_them(inst, deployment):
     assert response.status_code == 201, response.text
     run = response.json()
     assert f"acting-user:{DISTRICT_USER}" in run["tags"] and "mine" in run["tags"]
+    # Their own run they may cancel.
+    with inst.as_user(DISTRICT_USER) as client:
+        cancel = client.post(
+            f"/flow_runs/{run['id']}/set_state",
+            json={"state": {"type": "CANCELLED"}, "force": True},
+        )
+    assert cancel.status_code == 201, cancel.text
     # A run created without a deployment is stamped too.
     with inst.as_service() as client:
         flow_id = client.get("/flows/name/gateway-probe").json()["id"]
@@ -315,8 +322,13 @@ def test_a_person_may_not_restamp_a_run_nor_change_prefects_configuration(inst, 
         mine = client.patch(f"/flow_runs/{run['id']}", json={"tags": ["x"]})
         variable = client.post("/variables/", json={"name": "gw_probe", "value": "1"})
         pause = client.patch(f"/deployments/{deployment}", json={"paused": True})
+        retry = client.post(
+            f"/flow_runs/{run['id']}/set_state",
+            json={"state": {"type": "CANCELLED"}, "force": True},
+        )
     assert restamp.status_code == 403 and "claims to act as" in restamp.json()["detail"]
     assert mine.status_code == 403 and "only the runs they started" in mine.json()["detail"]
+    assert retry.status_code == 403 and "only the runs they started" in retry.json()["detail"]
     assert variable.status_code == 403 and "needs D on all districts" in variable.json()["detail"]
     assert pause.status_code == 403
     with inst.as_user(STATE_ADMIN) as client:
@@ -463,3 +475,33 @@ def test_nginx_signs_in_and_the_headers_a_client_sends_never_pass(inst, deployme
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- websockets
+
+
+def test_a_websocket_needs_the_token_in_prefects_handshake_or_the_proxy(inst):
+    """Prefect's event subscribers send the token in their first message, not a header."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    url = inst.api.replace("http://", "ws://") + "/events/out"
+
+    async def handshake(token: str, headers: dict | None = None) -> str:
+        async with connect(url, subprotocols=["prefect"], additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            try:
+                return json.loads(await asyncio.wait_for(ws.recv(), 10))["type"]
+            except ConnectionClosed as closed:
+                return f"closed {closed.rcvd.code if closed.rcvd else ''}"
+
+    assert asyncio.run(handshake(inst.token)) == "auth_success"
+    assert asyncio.run(handshake("guessed")) == "closed 1008"
+    # The proxy's headers admit the browser (the token in the message is then not needed).
+    signed_in = {USER_HEADER: STATE_ADMIN, SECRET_HEADER: inst.secret}
+    assert asyncio.run(handshake("", signed_in)) == "auth_success"
+    forged = {USER_HEADER: STATE_ADMIN, SECRET_HEADER: "guessed"}
+    with pytest.raises(InvalidStatus):
+        asyncio.run(handshake(inst.token, forged))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import anyio
@@ -48,6 +49,9 @@ from selective_sync.settings import Settings, configured_districts, get_settings
 
 log = logging.getLogger("selective_sync.gateway")
 ENTRY_POINT = "prefect-api"
+# A person's grants are read again after this long: the UI sends bursts of requests, and a
+# revoked right takes effect within it.
+GRANTS_FOR_S = 1.0
 OPEN = {"/api/health", "/api/ready"}
 _UUID = r"[0-9a-fA-F-]{36}"
 CREATE_FROM_DEPLOYMENT = re.compile(rf"^/api/deployments/({_UUID})/create_flow_run/?$")
@@ -76,6 +80,7 @@ class Gateway:
         self.served = [d.number for d in configured_districts(settings)]
         self.default = self.served[0] if self.served else ALL_DISTRICTS
         self.rights = RightsStore.from_settings(settings)
+        self._actors: dict[str, tuple[float, Actor]] = {}
         self.inner = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gateway"
         )
@@ -96,7 +101,7 @@ class Gateway:
         if identity.service:
             return await self.app(scope, receive, send)
         try:
-            actor = await anyio.to_thread.run_sync(self.rights.actor, identity.user, ENTRY_POINT)
+            actor = await self._actor(identity.user)
             refusal = admission_refusal(actor, self.served)
         except SelectiveSyncError as exc:
             log.error("rights check failed: %s", exc)
@@ -106,6 +111,18 @@ class Gateway:
         if kind != "http":
             return await self.app(scope, receive, send)
         return await self._person(scope, receive, send, actor)
+
+    async def _actor(self, user: str) -> Actor:
+        """The person with their grants, read at most every GRANTS_FOR_S seconds."""
+        now = time.monotonic()
+        cached = self._actors.get(user)
+        if cached is not None and now - cached[0] < GRANTS_FOR_S:
+            return cached[1]
+        actor = await anyio.to_thread.run_sync(self.rights.actor, user, ENTRY_POINT)
+        if len(self._actors) > 1000:
+            self._actors.clear()
+        self._actors[user] = (now, actor)
+        return actor
 
     # ---- a signed-in person's HTTP request
 

@@ -112,6 +112,8 @@ def ui(
     if proxy is not None:
         os.environ.update(proxy.own_env())
         port, reports_port = proxy.prefect_port, proxy.reports_port
+    else:
+        os.environ["SELECTIVE_SYNC_SIGN_IN"] = "off"
     inner_host = proxy.host if proxy is not None else host
     settings = get_settings()
     home = settings.data_dir / "prefect"

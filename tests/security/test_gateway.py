@@ -396,6 +396,16 @@ def test_a_district_user_is_admitted_only_by_an_installation_of_their_district(i
     assert ui.status_code == 403
     with both.as_user(STATE_ADMIN) as client:
         assert client.post("/flow_runs/filter", json={}).status_code == 200
+    # A grant on 312 admits them (read again within a second); its revocation refuses.
+    with RightsStore.from_settings(both.settings()) as store:
+        store.grant(STATE_ADMIN, DISTRICT_USER, "R", district=312)
+        time.sleep(1.1)
+        with both.as_user(DISTRICT_USER) as client:
+            assert client.post("/flow_runs/filter", json={}).status_code == 200
+        store.revoke(STATE_ADMIN, DISTRICT_USER, district=312)
+        time.sleep(1.1)
+        with both.as_user(DISTRICT_USER) as client:
+            assert client.post("/flow_runs/filter", json={}).status_code == 403
 
 
 # ---------------------------------------------------------------- the report server

@@ -128,6 +128,14 @@ class StartupFailed(SelectiveSyncError):
     """A part of the tool did not come up; everything already started is stopped."""
 
 
+class ReportNotReady(SelectiveSyncError):
+    """The report cannot be made (yet): no such request, or it has not finished."""
+
+
+class ReportFailed(SelectiveSyncError):
+    """The report could not be rendered or stored."""
+
+
 class IdentityError(SelectiveSyncError):
     """A request whose identity is refused: ``status`` 401 (none, or forged from outside
     the sign-in proxy) or 400 (a malformed identity header)."""

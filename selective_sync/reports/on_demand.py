@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import make_engine
-from ..errors import BadInput, SelectiveSyncError, StoreUnavailable
+from ..errors import BadInput, ReportFailed, ReportNotReady, StoreUnavailable
 from ..history.entry import HistoryEntry
 from ..history.ledger import LedgerHistory
 from ..settings import Settings, configured_districts, get_settings
@@ -27,14 +27,6 @@ from .model import sync_report_from_result
 from .storage import ReportStorage, StoredReport
 
 log = logging.getLogger(__name__)
-
-
-class ReportNotReady(SelectiveSyncError):
-    """The report cannot be made (yet): no such request, or it has not finished."""
-
-
-class ReportFailed(SelectiveSyncError):
-    """The report could not be rendered or stored."""
 
 
 def how_to_build(run_id: str, fmt: str) -> str:

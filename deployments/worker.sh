@@ -4,6 +4,7 @@
 #
 #   export PREFECT_API_URL=http://prefect.example.org:4200/api
 #   export SELECTIVE_SYNC_DISTRICT_URL=...  SELECTIVE_SYNC_STATE_URL=...   # secrets: env only
+#   export SELECTIVE_SYNC_SERVICE_TOKEN_FILE=/run/secrets/selective-sync-token  # sign-in on
 #   deployments/worker.sh [extra `prefect worker start` options, e.g. --limit 4]
 #
 # Runs `python -m flows.worker` (Prefect's process worker with warm run starts) with the
@@ -24,6 +25,16 @@ if [[ -z "${PREFECT_API_URL:-}" ]] && ! "$PREFECT" config view 2>/dev/null | gre
   exit 2
 fi
 
+# With sign-in (SELECTIVE_SYNC_SIGN_IN=proxy on the Prefect server) the API answers the
+# sign-in proxy and the service token only. The token comes from a secret file (systemd's
+# LoadCredential, a Kubernetes secret, a vault agent), never from code or prefect.yaml;
+# Prefect's client sends it on every request and on its websockets.
+if [[ -n "${SELECTIVE_SYNC_SERVICE_TOKEN_FILE:-}" && -z "${PREFECT_API_AUTH_STRING:-}" ]]; then
+  PREFECT_API_AUTH_STRING="$(<"$SELECTIVE_SYNC_SERVICE_TOKEN_FILE")"
+  export PREFECT_API_AUTH_STRING
+  # The flow runs then act as the signed-in user the gateway stamped on each run.
+  export SELECTIVE_SYNC_SIGN_IN="${SELECTIVE_SYNC_SIGN_IN:-proxy}"
+fi
 # Heartbeats of every flow run, for the zombie automation (python -m flows.zombies).
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-60}"
 # Look for scheduled runs every second (Prefect's default, 10 s, is up to 10 s between a

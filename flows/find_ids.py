@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BeforeValidator, Field
 
-from flows.acting import acting_user
+from flows.acting import acting_user, display_user
 from flows.forms import (
     DistrictNumber,
     OptionalDate,
@@ -66,12 +66,12 @@ def _run_name() -> str:
     """E.g. "Find PersonIdentity IDs by alice"."""
     params = flow_run.get_parameters()
     obj = params.get("object") or FindObject.PersonIdentity
-    return f"Find {getattr(obj, 'value', obj)} IDs by {params.get('requested_by')}"
+    return f"Find {getattr(obj, 'value', obj)} IDs by {display_user(params)}"
 
 
 @flow(name="find-ids", flow_run_name=_run_name, validate_parameters=True)
 def find_ids(
-    requested_by: Annotated[str, title("Requested by")],
+    requested_by: Annotated[OptionalText, title("Requested by")] = "",
     object: Annotated[FindObject, title("Object")] = FindObject.PersonIdentity,
     first_name: Annotated[OptionalText, title("First name")] = "",
     last_name: Annotated[OptionalText, title("Last name")] = "",

@@ -8,8 +8,8 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.acting import acting_user
-from flows.forms import DistrictNumber, district_or_default, title
+from flows.acting import acting_user, display_user
+from flows.forms import DistrictNumber, OptionalText, district_or_default, title
 from flows.history_store import clear, delete_entry
 from selective_sync.rights import authorise
 from selective_sync.settings import get_settings, resolve_district
@@ -18,7 +18,7 @@ from selective_sync.settings import get_settings, resolve_district
 def _delete_run_name() -> str:
     """E.g. "Delete history entry 3f2a9c1e by alice"."""
     params = flow_run.get_parameters()
-    return f"Delete history entry {params.get('run_id')} by {params.get('requested_by')}"
+    return f"Delete history entry {params.get('run_id')} by {display_user(params)}"
 
 
 def _clear_run_name() -> str:
@@ -28,13 +28,13 @@ def _clear_run_name() -> str:
     # The flow itself reports a bad district; naming the run must not fail on it.
     with contextlib.suppress(Exception):
         number = resolve_district(get_settings(), district_or_default(number)).number
-    return f"Clear Sync History {number} by {params.get('requested_by')}"
+    return f"Clear Sync History {number} by {display_user(params)}"
 
 
 @flow(name="delete-history-entry", flow_run_name=_delete_run_name, validate_parameters=True)
 def delete_history_entry(
     run_id: Annotated[str, title("Run")],
-    requested_by: Annotated[str, title("Requested by")],
+    requested_by: Annotated[OptionalText, title("Requested by")] = "",
 ) -> str:
     """Delete one Sync History entry: its artifacts and its selective-sync run.
 
@@ -59,7 +59,7 @@ def delete_history_entry(
 
 @flow(name="clear-sync-history", flow_run_name=_clear_run_name, validate_parameters=True)
 def clear_history(
-    requested_by: Annotated[str, title("Requested by")],
+    requested_by: Annotated[OptionalText, title("Requested by")] = "",
     district: Annotated[DistrictNumber, title("District")] = 0,
 ) -> int:
     """Delete every finished Sync History entry of one district.

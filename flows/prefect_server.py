@@ -135,10 +135,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app() -> App:
-    """Prefect's server app (API, UI, services), as ``prefect server start`` makes it."""
+    """Prefect's server app (API, UI, services), as ``prefect server start`` makes it,
+    behind the sign-in gateway when ``SELECTIVE_SYNC_SIGN_IN=proxy`` (flows/gateway.py)."""
     from prefect.server.api.server import create_app as prefect_app
 
-    return RetryBusy(prefect_app(final=True))
+    from flows.gateway import wrap
+
+    return wrap(RetryBusy(prefect_app(final=True)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,7 @@ from prefect.runner import Runner
 from prefect.schedules import Cron, Interval, Schedule
 
 from flows import warm_start
+from selective_sync.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
@@ -64,7 +65,19 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
+    if get_settings().sign_in == "proxy":
+        for deployment in deployments:
+            without_requested_by(deployment)
     return deployments
+
+
+def without_requested_by(deployment: RunnerDeployment) -> None:
+    """With sign-in, the forms lose *Requested by*: the run acts as the signed-in user the
+    gateway stamps on it (flows/gateway.py), whatever a parameter would say."""
+    schema = deployment._parameter_openapi_schema
+    schema.properties.pop("requested_by", None)
+    if schema.required:
+        schema.required = [name for name in schema.required if name != "requested_by"]
 
 
 def _flow(entrypoint: str) -> Flow:

@@ -18,8 +18,8 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
-from flows.acting import acting_user
-from flows.forms import DistrictNumber, IdsText, district_or_default, title
+from flows.acting import acting_user, display_user
+from flows.forms import DistrictNumber, IdsText, OptionalText, district_or_default, title
 from flows.history_store import refresh_table
 from flows.runner import ConfiguredTaskRunner
 from selective_sync.db import make_engine
@@ -53,7 +53,7 @@ def _run_name() -> str:
     params = flow_run.get_parameters()
     obj = params.get("object")
     obj = getattr(obj, "value", obj)
-    name = f"{obj} x{count_id_tokens(params.get('ids'))} by {params.get('requested_by')}"
+    name = f"{obj} x{count_id_tokens(params.get('ids'))} by {display_user(params)}"
     return f"{name} (dry run)" if params.get("dry_run") else name
 
 
@@ -125,7 +125,7 @@ def selective_sync(
     object: Annotated[ObjectName, title("Object")],
     # One text box in the form; a list of whole numbers (API, reconcile) becomes that text.
     ids: Annotated[IdsText, title("IDs")],
-    requested_by: Annotated[str, title("Requested by")],
+    requested_by: Annotated[OptionalText, title("Requested by")] = "",
     district: Annotated[DistrictNumber, title("District")] = 0,
     check_dependencies: Annotated[bool, title("Check dependencies")] = False,
     dry_run: Annotated[bool, title("Dry run")] = False,

@@ -16,7 +16,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from flows.acting import acting_user
+from flows.acting import acting_user, display_user
 from flows.forms import DistrictNumber, NoneAsEmpty, OptionalText, district_or_default, title
 from flows.verification_store import import_artifacts, stored_rows
 from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
@@ -41,7 +41,7 @@ STATE_ASKED = "the state's Verification Summary (every district)"
 def _run_name() -> str:
     """E.g. "Verification Summary 275 by alice" (the district resolved when 0 or None)."""
     params = flow_run.get_parameters()
-    by = params.get("requested_by")
+    by = display_user(params)
     suffix = f" by {by}" if by else ""
     if params.get("all_districts"):
         return f"Verification Summary all districts{suffix}"

@@ -3,7 +3,8 @@
 # a virtual environment with the project and its test tools (Playwright for the browser
 # test), the system libraries WeasyPrint needs for PDF reports, and Debian's Chromium for
 # the browser test (Playwright drives /usr/bin/chromium; `playwright install` is never
-# needed). Safe to run again; it only installs what is missing.
+# needed), and Debian's nginx, the sign-in proxy `selective-sync ui` runs in front of the
+# Prefect UI and the report server. Safe to run again; it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ PYTHON=${PYTHON:-python3}
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for pkg in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
-    fonts-noto-cjk fonts-noto-color-emoji chromium; do
+    fonts-noto-cjk fonts-noto-color-emoji chromium nginx; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then

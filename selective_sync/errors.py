@@ -129,8 +129,17 @@ class StartupFailed(SelectiveSyncError):
 
 
 class ReportNotReady(SelectiveSyncError):
-    """A report cannot be made (yet): no such request, or it has not finished."""
+    """The report cannot be made (yet): no such request, or it has not finished."""
 
 
 class ReportFailed(SelectiveSyncError):
-    """A report could not be rendered or stored."""
+    """The report could not be rendered or stored."""
+
+
+class IdentityError(SelectiveSyncError):
+    """A request whose identity is refused: ``status`` 401 (none, or forged from outside
+    the sign-in proxy) or 400 (a malformed identity header)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -180,6 +180,32 @@ class Settings(BaseSettings):
         ),
     )
 
+    sign_in: Literal["off", "proxy"] = Field(
+        default="off",
+        description=(
+            "off: the flows act as the name a run gives (requested_by; the CLI, the embedded "
+            "default, tests). proxy: people sign in through the authenticating proxy, the "
+            "Prefect server's gateway stamps each run they create with their name, and the "
+            "flows act as that stamp only (selective-sync ui sets it)."
+        ),
+    )
+    proxy_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The secret the sign-in proxy sends with each request (its header "
+            "X-Selective-Sync-Proxy-Secret); the servers believe its user header only "
+            "beside it."
+        ),
+    )
+    service_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The token programs (served deployments, workers, the CLI) present to the "
+            "Prefect server's gateway: give them the same value as PREFECT_API_AUTH_STRING "
+            "(or PREFECT_API_KEY)."
+        ),
+    )
+
     alert_below_percent: float | None = Field(
         default=99.0,
         ge=0,

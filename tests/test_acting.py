@@ -70,3 +70,46 @@ def test_a_run_the_schedule_made_acts_as_the_scheduled_reconciliation_user():
     # A person's run of the same deployment must say who they are.
     state = run_flow(probe, flow_run=manual, parameters={"claimed": ""}, return_type="state")
     assert state.is_failed() and "user name is empty" in state.message
+
+
+# ---------------------------------------------------------------- sign-in on: the stamp
+
+
+@flow(name="acting-user-parent")
+def parent_passes(claimed: str = "") -> str:
+    return probe(claimed)
+
+
+def test_with_sign_in_the_stamp_is_the_acting_user_whatever_the_run_claims(monkeypatch):
+    from prefect import tags
+
+    monkeypatch.setenv("SELECTIVE_SYNC_SIGN_IN", "proxy")
+    with tags("acting-user:carol"):
+        assert probe("mallory") == "carol"
+        assert probe("") == "carol"
+
+
+def test_with_sign_in_a_run_without_a_stamp_is_refused_even_if_it_names_someone(monkeypatch):
+    monkeypatch.setenv("SELECTIVE_SYNC_SIGN_IN", "proxy")
+    with pytest.raises(BadInput, match="this run has no signed-in user"):
+        probe("alice")
+
+
+def test_with_sign_in_two_stamps_are_refused(monkeypatch):
+    from prefect import tags
+
+    monkeypatch.setenv("SELECTIVE_SYNC_SIGN_IN", "proxy")
+    with (
+        tags("acting-user:carol", "acting-user:dave"),
+        pytest.raises(BadInput, match="more than one"),
+    ):
+        probe("")
+
+
+def test_with_sign_in_a_subflow_acts_as_the_user_its_authorised_parent_passes(monkeypatch):
+    from prefect import tags
+
+    monkeypatch.setenv("SELECTIVE_SYNC_SIGN_IN", "proxy")
+    # The parent is stamped; its subflow (made by the parent's code) gets the name passed.
+    with tags("acting-user:carol"):
+        assert parent_passes("carol") == "carol"

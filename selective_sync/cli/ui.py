@@ -5,7 +5,15 @@ It starts, on loopback, a Prefect server with its own home under the data direct
 SQLite database was too busy for), a process serving every deployment
 (``python -m flows.serve``) and the report server (in this process, as
 ``selective-sync reports serve``), waits until all three answer, and prints the address to
-open. Ctrl-C or SIGTERM stops everything. The core never imports Prefect or the flows: both
+open. Ctrl-C or SIGTERM stops everything.
+
+With sign-in (the default), nginx (Debian's package) listens on ``--port`` and
+``--reports-port`` and asks for a user name and password; the Prefect server and the report
+server listen on loopback ports of their own and answer nginx (its secret, the user it
+signed in) and the service token only (``flows.gateway``, ``selective_sync.identity``).
+Two demo users are made: a state administrator and a district-275 user; their passwords
+are printed. ``--no-sign-in`` starts the tool as before: no sign-in, the *Requested by*
+field says who acts. The core never imports Prefect or the flows: both
 are started as child processes by module name.
 """
 
@@ -79,6 +87,13 @@ def ui(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback by default).")
     ] = "127.0.0.1",
+    sign_in: Annotated[
+        bool,
+        typer.Option(
+            "--sign-in/--no-sign-in",
+            help="Put nginx's sign-in in front (demo users printed); off: no sign-in.",
+        ),
+    ] = True,
 ) -> None:
     """Start the tool (Prefect server and UI, every deployment, reports) until Ctrl-C."""
     from ..reports.server import make_server
@@ -90,9 +105,16 @@ def ui(
     ensure_port_free(host, reports_port, "--reports-port")
     base = f"http://{_url_host(host)}:{port}"
     reports_url = f"http://{_url_host(host)}:{reports_port}"
-    env = child_env(base, reports_url)
+    proxy = SignIn.prepare(host, port, reports_port) if sign_in else None
+    env = child_env(base, reports_url, proxy)
     # The reports are served by this process; their links must point at it.
     os.environ["SELECTIVE_SYNC_REPORTS_BASE_URL"] = reports_url
+    if proxy is not None:
+        os.environ.update(proxy.own_env())
+        port, reports_port = proxy.prefect_port, proxy.reports_port
+    else:
+        os.environ["SELECTIVE_SYNC_SIGN_IN"] = "off"
+    inner_host = proxy.host if proxy is not None else host
     settings = get_settings()
     home = settings.data_dir / "prefect"
     home.mkdir(parents=True, exist_ok=True)
@@ -100,26 +122,32 @@ def ui(
 
     stopping = threading.Event()
     children: list[Child] = []
-    reports = make_server(host, reports_port, settings)
+    users = proxy.demo_users(settings) if proxy is not None else []
+    reports = make_server(inner_host, reports_port, settings)
     with _stop_on_signals(stopping):
         try:
             threading.Thread(target=reports.serve_forever, daemon=True).start()
-            console.print(Text(f"starting the Prefect server on {base} (home {home})"))
-            children.append(start_child("prefect-server", server_args(host, port), env, home))
-            health = f"{base}/api/health"
+            internal = f"http://{_url_host(inner_host)}:{port}"
+            console.print(Text(f"starting the Prefect server on {internal} (home {home})"))
+            children.append(start_child("prefect-server", server_args(inner_host, port), env, home))
+            health = f"{internal}/api/health"
             wait_for("the Prefect server", lambda: _answers(health), children, stopping)
             console.print(Text("serving every deployment (python -m flows.serve)"))
             children.append(start_child("flows-serve", serve_args(), env, home))
             expected = expected_deployments()
             wait_for(
                 "the served deployments",
-                lambda: deployments_registered(base, expected),
+                lambda: deployments_registered(internal, expected),
                 children,
                 stopping,
             )
+            if proxy is not None:
+                console.print(Text(f"starting nginx's sign-in on {base} and {reports_url}"))
+                children.append(start_child("nginx", proxy.nginx(settings, users), env, home))
             wait_for("the report server", lambda: _answers(reports_url, any_status=True), children)
-            refresh_ui(f"{base}/api")  # the CLI's requests into each View History table
-            print_ready(base, reports_url, settings.data_dir)
+            wait_for("the UI", lambda: _answers(base, any_status=True), children)
+            refresh_ui(f"{internal}/api")  # the CLI's requests into each View History table
+            print_ready(base, reports_url, settings.data_dir, internal, users)
             while not stopping.is_set():
                 _check_alive(children)
                 stopping.wait(1.0)
@@ -147,8 +175,9 @@ def ensure_port_free(host: str, port: int, option: str) -> None:
             ) from None
 
 
-def child_env(base: str, reports_url: str) -> dict[str, str]:
-    """This environment plus the API URL the UI is told and the report links' base."""
+def child_env(base: str, reports_url: str, proxy: SignIn | None = None) -> dict[str, str]:
+    """This environment plus the API URL the UI is told and the report links' base (and,
+    with sign-in, the secret, the token and the servers' own loopback address)."""
     env = dict(os.environ)
     env.update(
         # Set before the server starts: the UI calls the API at the address it is told,
@@ -165,6 +194,12 @@ def child_env(base: str, reports_url: str) -> dict[str, str]:
         # Server and flows are this one installation: no version check per process.
         PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED="false",
     )
+    if proxy is not None:
+        env.update(proxy.own_env())
+        # The served deployments reach the server directly, with the service token.
+        env["PREFECT_API_URL"] = f"{proxy.internal}/api"
+    else:
+        env["SELECTIVE_SYNC_SIGN_IN"] = "off"
     return env
 
 
@@ -206,8 +241,10 @@ def expected_deployments() -> int:
 
 
 def deployments_registered(base: str, expected: int) -> bool:
+    token = os.environ.get("PREFECT_API_AUTH_STRING")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.post(f"{base}/api/deployments/count", json={}, timeout=5)
+        response = httpx.post(f"{base}/api/deployments/count", json={}, headers=headers, timeout=5)
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and int(response.json()) >= expected
@@ -231,21 +268,126 @@ def wait_for(
         time.sleep(0.3)
 
 
-def print_ready(base: str, reports_url: str, data_dir: Path) -> None:
+def print_ready(
+    base: str, reports_url: str, data_dir: Path, internal: str, users: list | None = None
+) -> None:
     lines = [
         "",
         "Selective Sync is ready. Open in a browser:",
         f"    {base}/",
         "  The Selective Sync form: Deployments > sync-records > Run > Custom run.",
         f"  Reports (the links in the runs' artifacts): {reports_url}",
-        "  For the CLI in another shell:",
-        f"    export PREFECT_API_URL={base}/api",
-        f"    export SELECTIVE_SYNC_DATA_DIR={data_dir}",
-        "  Ctrl-C stops everything.",
     ]
+    if users:
+        lines.append("  Sign in as (user name / password):")
+        lines += [f"    {u.name} / {u.password}   ({u.rights} on {u.scope})" for u in users]
+        token = data_dir / "sign-in" / "service-token"
+        lines += [
+            "  For the CLI in another shell (it acts as your OS user, not a signed-in one):",
+            f"    export PREFECT_API_URL={internal}/api",
+            f"    export PREFECT_API_AUTH_STRING=$(cat {token})",
+        ]
+    else:
+        lines += ["  For the CLI in another shell:", f"    export PREFECT_API_URL={base}/api"]
+    lines += [f"    export SELECTIVE_SYNC_DATA_DIR={data_dir}", "  Ctrl-C stops everything."]
     for line in lines:
         # Never wrapped: the URLs and export lines are copied as printed.
         console.print(Text(line), soft_wrap=True)
+
+
+@dataclass
+class SignIn:
+    """The sign-in of one start: nginx on the public ports, the servers on loopback ports
+    of their own, a fresh proxy secret and service token."""
+
+    host: str
+    public_host: str
+    public_port: int
+    public_reports_port: int
+    prefect_port: int
+    reports_port: int
+    secret: str
+    token: str
+
+    @classmethod
+    def prepare(cls, host: str, port: int, reports_port: int) -> SignIn:
+        from ..identity import new_secret
+        from ..identity.nginx import NGINX
+
+        if not Path(NGINX).exists():
+            raise BadInput(
+                f"{NGINX} is missing: the sign-in needs Debian's nginx (scripts/bootstrap.sh, "
+                "or apt-get install nginx); or start without sign-in: selective-sync ui "
+                "--no-sign-in"
+            )
+        inner = "127.0.0.1" if ":" not in host else "::1"
+        return cls(
+            inner,
+            host,
+            port,
+            reports_port,
+            free_port(inner),
+            free_port(inner),
+            new_secret(),
+            new_secret(),
+        )
+
+    @property
+    def internal(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.prefect_port}"
+
+    def own_env(self) -> dict[str, str]:
+        return {
+            "SELECTIVE_SYNC_SIGN_IN": "proxy",
+            "SELECTIVE_SYNC_PROXY_SECRET": self.secret,
+            "SELECTIVE_SYNC_SERVICE_TOKEN": self.token,
+            # What Prefect's client sends (Basic of it, on HTTP and the events websocket).
+            "PREFECT_API_AUTH_STRING": self.token,
+        }
+
+    def demo_users(self, settings) -> list:
+        """The two demo users with their rights granted (audited); the token written for
+        the operator's CLI."""
+        from ..identity.users import demo_users, grant_demo_rights
+        from ..rights import RightsStore
+
+        folder = settings.data_dir / "sign-in"
+        users = demo_users(folder)
+        with RightsStore.from_settings(settings) as store:
+            grant_demo_rights(store, users)
+        _write_private(folder / "service-token", self.token + "\n")
+        return users
+
+    def nginx(self, settings, users: list) -> list[str]:
+        """Write nginx's configuration (this start's secret, the users' password hashes);
+        the command that runs it."""
+        from ..identity.nginx import Upstream, nginx_args, write_config
+
+        root = settings.data_dir / "sign-in" / "nginx"
+        upstreams = [
+            Upstream(self.public_host, self.public_port, self.internal),
+            Upstream(
+                self.public_host,
+                self.public_reports_port,
+                f"http://{_url_host(self.host)}:{self.reports_port}",
+            ),
+        ]
+        conf = write_config(root, upstreams, self.secret, {u.name: u.password for u in users})
+        return nginx_args(conf, root)
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on now (for a server behind the sign-in)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def _check_alive(children: list[Child]) -> None:

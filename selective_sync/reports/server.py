@@ -12,9 +12,15 @@ ledger records for a sync run's report (a run the ledger does not know needs R o
 districts). A refusal is recorded in the refusal audit. Any other path is 404 before
 anything is read.
 
-Trust model: the server cannot know who clicked (the Prefect UI passes on no identity), so
-a link is a capability of the user it was issued to: whoever holds the URL may fetch that
-one file for as long as that user holds R on its district. Plain HTTP, loopback by default.
+Trust model, sign-in off (the default): the server cannot know who clicked (the Prefect UI
+passes on no identity), so a link is a capability of the user it was issued to: whoever
+holds the URL may fetch that one file for as long as that user holds R on its district.
+Plain HTTP, loopback by default.
+
+With sign-in through the proxy (``SELECTIVE_SYNC_SIGN_IN=proxy``) the server answers the
+sign-in proxy only: a request must carry the proxy's secret with the signed-in user's name
+(``selective_sync.identity``), else 401 (400 for a malformed name), and the *signed-in*
+user (not the link's) must hold R on the report's district.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ from ..db import make_engine
 from ..errors import (
     BadInput,
     DatabaseUnavailable,
+    IdentityError,
     ReportFailed,
     ReportNotReady,
     SelectiveSyncError,
 )
+from ..identity import signed_in_user
 from ..ledger import read_request
 from ..rights import ALL_DISTRICTS, Right, RightsStore
 from ..settings import Settings, get_settings
@@ -67,8 +75,10 @@ class ReportServer(ThreadingHTTPServer):
         rights: RightsStore,
         state_url: str | None = None,
         sync_reports: SyncReports | None = None,
+        proxy_secret: str | None = None,
     ) -> None:
         self.storage, self.signer, self.rights = storage, signer, rights
+        self.proxy_secret = proxy_secret
         self.state_url = state_url
         self._state: Engine | None = None
         self._state_lock = threading.Lock()
@@ -112,9 +122,21 @@ def make_server(
     signer = LinkSigner.from_settings(settings)
     rights = RightsStore.from_settings(settings)
     sync_reports = SyncReports(storage, settings)
+    secret = None
+    if settings.sign_in == "proxy":
+        if settings.proxy_secret is None:
+            rights.close()
+            raise BadInput("SELECTIVE_SYNC_SIGN_IN=proxy needs SELECTIVE_SYNC_PROXY_SECRET")
+        secret = settings.proxy_secret.get_secret_value()
     try:
         server = ReportServer(
-            (host, port), storage, signer, rights, settings.resolved_state_url, sync_reports
+            (host, port),
+            storage,
+            signer,
+            rights,
+            settings.resolved_state_url,
+            sync_reports,
+            proxy_secret=secret,
         )
     except OSError as exc:
         rights.close()
@@ -159,6 +181,8 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
         ref = parse_url_path(split.path)
         if ref is None:
             return self._refuse(HTTPStatus.NOT_FOUND, "no such report", with_body)
+        if self.server.proxy_secret is not None:
+            return self._serve_signed_in(ref, with_body)
         query = parse_qs(split.query, keep_blank_values=True)
         users, sigs = query.get("user", []), query.get("sig", [])
         if not users and not sigs:
@@ -173,6 +197,25 @@ class ReportRequestHandler(BaseHTTPRequestHandler):
         user, sig = users[0], sigs[0]
         if not self.server.signer.verify(ref.url_path, user, sig):
             return self._refuse(HTTPStatus.FORBIDDEN, "invalid report link signature", with_body)
+        self._serve_to(ref, user, with_body)
+
+    def _serve_signed_in(self, ref: StoredReport, with_body: bool) -> None:
+        """Behind the sign-in proxy: the user it vouches for (with its secret), or 401."""
+        headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in self.headers.items()]
+        try:
+            user = signed_in_user(headers, self.server.proxy_secret)
+        except IdentityError as exc:
+            return self._refuse(HTTPStatus(exc.status), str(exc), with_body)
+        if user is None:
+            return self._refuse(
+                HTTPStatus.UNAUTHORIZED,
+                "sign in first: open the report through the sign-in address",
+                with_body,
+            )
+        self._serve_to(ref, user, with_body)
+
+    def _serve_to(self, ref: StoredReport, user: str, with_body: bool) -> None:
+        """The report to ``user`` if they hold R on its district now (refusal audited)."""
         try:
             actor = self.server.rights.actor(user, ENTRY_POINT)
             district = self.server.district_of(ref)

@@ -338,6 +338,11 @@ class RightsStore:
                         break
         return entries
 
+    def administrators(self) -> list[str]:
+        """The users holding D on all districts (who may grant anything)."""
+        with self._begin() as conn:
+            return sorted(self._admins(conn))
+
     # ---- changing
 
     def bootstrap_admin(self, user: str) -> GrantEntry:

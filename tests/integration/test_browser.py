@@ -1,7 +1,9 @@
 """The tool as a user opens it: ``selective-sync ui`` (a real Prefect server, every deployment
 served, the report server), then Debian's Chromium driven by Playwright through the V2 UI
 (Prefect 3.9's default) and once through the V1 UI: the Selective Sync form filled by its
-labels, the run, and the request's row in the district's Sync History.
+labels, the run, and the request's row in the district's Sync History. Then (TestSignIn)
+``selective-sync ui`` with its sign-in: the browser signs in through nginx as each demo
+user, and the runs and the ledger name the signed-in user.
 
 Screenshots go to bench/out/ui/ (not committed) so a person can look at the screens; the
 ones the guide shows (the form, the run, View History, a report's first page) are written to
@@ -127,7 +129,9 @@ def tool(demo_data, tmp_path_factory) -> Iterator[Tool]:
     port, reports_port = free_port(), free_port()
     logdir = tmp_path_factory.mktemp("ui-logs")
     env = clean_env(**demo_data.env())
-    args = [str(BIN / "selective-sync"), "ui", "--port", str(port)]
+    # Without sign-in: the forms keep *Requested by* (the sign-in is tested by
+    # TestSignIn below, on an instance of its own).
+    args = [str(BIN / "selective-sync"), "ui", "--no-sign-in", "--port", str(port)]
     proc = start("ui", [*args, "--reports-port", str(reports_port)], env, logdir)
     deadline = time.monotonic() + 300
     while "Selective Sync is ready" not in proc.tail(40):
@@ -419,7 +423,8 @@ def test_every_other_form_reads_in_plain_words_too(page, tool, full_name):
 
 
 def test_ctrl_c_stops_the_server_the_deployments_and_the_reports_within_seconds(tool):
-    """Last in this module: Ctrl-C (SIGINT to ``selective-sync ui``) stops all three."""
+    """Last of the tests of ``tool``: Ctrl-C (SIGINT to ``selective-sync ui``) stops all
+    three."""
     import signal
 
     assert httpx.get(f"{tool.api}/health", timeout=5).status_code == 200
@@ -432,3 +437,228 @@ def test_ctrl_c_stops_the_server_the_deployments_and_the_reports_within_seconds(
         with pytest.raises(httpx.TransportError):
             httpx.get(url, timeout=2)
     assert "stopping" in tool.proc.tail(5), tool.proc.tail()
+
+
+# ---------------------------------------------------------------- sign-in through nginx
+
+
+@dataclass
+class SignedIn:
+    """A ``selective-sync ui`` with nginx's sign-in, the passwords and addresses it printed."""
+
+    base: str
+    reports: str
+    internal_api: str
+    token: str
+    passwords: dict[str, str]
+    proc: Proc
+    data_dir: Path
+
+    def http(self) -> httpx.Client:
+        """The API as the served deployments reach it (the service token, no nginx)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.internal_api, headers=headers, timeout=30)
+
+    def deployment_id(self, full_name: str) -> str:
+        with self.http() as client:
+            response = client.get(f"/deployments/name/{full_name}")
+            response.raise_for_status()
+            return response.json()["id"]
+
+    def new_run(self, deployment_id: str, known: set[str], timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        body = {"deployments": {"id": {"any_": [deployment_id]}}}
+        with self.http() as client:
+            while time.monotonic() < deadline:
+                runs = client.post("/flow_runs/filter", json=body).raise_for_status().json()
+                fresh = [r for r in runs if r["id"] not in known]
+                if fresh:
+                    return fresh[0]
+                time.sleep(0.5)
+        pytest.fail(f"the form created no run within {timeout}s\n{self.proc.tail()}")
+
+    def known(self, deployment_id: str) -> set[str]:
+        body = {"deployments": {"id": {"any_": [deployment_id]}}}
+        with self.http() as client:
+            return {r["id"] for r in client.post("/flow_runs/filter", json=body).json()}
+
+    def wait(self, run_id: str, timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.http() as client:
+            while True:
+                run = client.get(f"/flow_runs/{run_id}").json()
+                if (run.get("state") or {}).get("type") in TERMINAL:
+                    return run
+                if time.monotonic() > deadline:
+                    pytest.fail(f"run {run_id} not finished after {timeout}s\n{self.proc.tail()}")
+                time.sleep(0.5)
+
+
+def report_link(signed_in: SignedIn, run_id: str, fmt: str) -> str:
+    """The URL of a run's report (a link artifact's data is ``[text](url)``)."""
+    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}, "type": {"any_": ["markdown"]}}}
+    with signed_in.http() as client:
+        for artifact in client.post("/artifacts/filter", json=body).json():
+            if (artifact.get("key") or "").startswith(f"sync-report-{fmt}"):
+                return artifact["data"].rsplit("(", 1)[1].rstrip(")")
+    pytest.fail(f"run {run_id} has no {fmt} report link")
+
+
+def _need_nginx() -> None:
+    from selective_sync.identity.nginx import NGINX
+
+    if Path(NGINX).exists():
+        return
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{NGINX} is missing in CI (scripts/bootstrap.sh installs it)")
+    pytest.skip(f"{NGINX} is missing (apt-get install nginx; scripts/bootstrap.sh)")
+
+
+class TestSignIn:
+    """``selective-sync ui`` as it starts by default: nginx asks who you are."""
+
+    @pytest.fixture(scope="class")
+    def signed_in(self, demo_template, tmp_path_factory) -> Iterator[SignedIn]:
+        _need_nginx()
+        directory = tmp_path_factory.mktemp("signed-in") / "data"
+        shutil.copytree(demo_template, directory)
+        port, reports_port = free_port(), free_port()
+        logdir = tmp_path_factory.mktemp("ui-sign-in-logs")
+        env = clean_env(SELECTIVE_SYNC_DATA_DIR=str(directory))
+        args = [str(BIN / "selective-sync"), "ui", "--port", str(port)]
+        proc = start("ui", [*args, "--reports-port", str(reports_port)], env, logdir)
+        deadline = time.monotonic() + 300
+        while "Selective Sync is ready" not in proc.tail(40):
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                proc.stop()
+                pytest.fail(f"selective-sync ui did not get ready:\n{proc.tail()}")
+            time.sleep(0.5)
+        printed = proc.tail(40)
+        base = f"http://127.0.0.1:{port}"
+        assert f"{base}/" in printed, printed
+        passwords = dict(re.findall(r"^\s+(state-admin|district275) / (\S+)", printed, re.M))
+        assert set(passwords) == {"state-admin", "district275"}, printed
+        internal = re.search(r"export PREFECT_API_URL=(\S+)", printed).group(1)
+        assert internal != f"{base}/api", printed  # the CLI reaches the server directly
+        token = (directory / "sign-in" / "service-token").read_text().strip()
+        yield SignedIn(
+            base, f"http://127.0.0.1:{reports_port}", internal, token, passwords, proc, directory
+        )
+        proc.stop(timeout=30)
+
+    def _page(self, browser, signed_in: SignedIn, user: str):
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1000},
+            http_credentials={"username": user, "password": signed_in.passwords[user]},
+        )
+        context.set_default_timeout(60_000)
+        return context, context.new_page()
+
+    def test_nothing_answers_without_signing_in(self, signed_in):
+        for url in (f"{signed_in.base}/", f"{signed_in.base}/api/flows/", signed_in.reports):
+            response = httpx.get(url, timeout=10)
+            assert response.status_code == 401, (url, response.status_code)
+        wrong = ("district275", "not-the-password")
+        assert httpx.get(f"{signed_in.base}/", auth=wrong, timeout=10).status_code == 401
+        # Past nginx, the servers answer its secret or the service token only.
+        assert httpx.post(f"{signed_in.internal_api}/flows/filter", json={}).status_code == 401
+
+    def test_the_district_user_syncs_275_and_the_run_and_ledger_name_them(
+        self, browser, signed_in, demo_data
+    ):
+        from selective_sync.db import make_engine
+        from selective_sync.ledger import read_request
+        from selective_sync.settings import sqlite_url
+
+        user = "district275"
+        keys = fixable(demo_data.manifest, "PersonIdentity", ["mismatched"])[:2]
+        assert verify_keys(signed_in.data_dir, "PersonIdentity", keys).errors == len(keys)
+        deployment = signed_in.deployment_id(SYNC)
+        known = signed_in.known(deployment)
+        context, page = self._page(browser, signed_in, user)
+        try:
+            page.goto(f"{signed_in.base}/v2/deployments/deployment/{deployment}/run")
+            page.get_by_text("Dry run (Optional)").wait_for()
+            labels = page.locator("form label").all_inner_texts()
+            # Who acts is the signed-in user: the form does not ask.
+            assert not [label for label in labels if "Requested by" in label], labels
+            shot(page, "signin-01-form-district-user")
+            choose(page, "Object", "PersonIdentity", "v2")
+            fill(page, "IDs", f"{keys[0]}, {keys[1]}")
+            page.get_by_role("button", name="Submit").click()
+            run = signed_in.wait(signed_in.new_run(deployment, known)["id"])
+            assert run["state"]["type"] == "COMPLETED", (run["state"], signed_in.proc.tail())
+            assert f"acting-user:{user}" in run["tags"], run["tags"]
+            assert run["name"] == f"PersonIdentity x2 by {user}", run["name"]
+            assert "requested_by" not in run["parameters"], run["parameters"]
+            assert verify_keys(signed_in.data_dir, "PersonIdentity", keys).errors == 0
+            state = make_engine(sqlite_url(signed_in.data_dir / "state.db"))
+            try:
+                assert read_request(state, run["id"]).requested_by == user
+            finally:
+                state.dispose()
+            page.goto(f"{signed_in.base}/v2/runs/flow-run/{run['id']}")
+            page.get_by_text(run["name"]).first.wait_for()
+            shot(page, "signin-02-run-district-user")
+
+            # The run's PDF report, through the sign-in (the link's address is nginx's).
+            pdf = report_link(signed_in, run["id"], "pdf")
+            assert pdf.startswith(signed_in.reports), pdf
+            assert httpx.get(pdf, timeout=30).status_code == 401
+            password = signed_in.passwords[user]
+            report = httpx.get(pdf, auth=(user, password), timeout=120)
+            assert report.status_code == 200, report.text
+            assert report.content.startswith(b"%PDF")
+
+            # District 312: this installation serves 275 only (one per district), so the
+            # district user's run is refused, saying why.
+            known = signed_in.known(deployment)
+            page.goto(f"{signed_in.base}/v2/deployments/deployment/{deployment}/run")
+            page.get_by_text("Dry run (Optional)").wait_for()
+            choose(page, "Object", "PersonIdentity", "v2")
+            fill(page, "IDs", str(keys[0]))
+            fill(page, "District", "312")
+            page.get_by_role("button", name="Submit").click()
+            refused = signed_in.wait(signed_in.new_run(deployment, known)["id"])
+            assert refused["state"]["type"] == "FAILED", refused["state"]
+            message = refused["state"]["message"] or ""
+            assert "district 312 is not configured here" in message, message
+            assert f"acting-user:{user}" in refused["tags"]
+            page.goto(f"{signed_in.base}/v2/runs/flow-run/{refused['id']}")
+            page.get_by_text("312").first.wait_for()
+            shot(page, "signin-03-refused-312")
+        finally:
+            context.close()
+
+    def test_the_district_user_is_refused_clearing_the_history_naming_the_right(
+        self, browser, signed_in
+    ):
+        user = "district275"
+        deployment = signed_in.deployment_id("clear-sync-history/clear-district-history")
+        known = signed_in.known(deployment)
+        context, page = self._page(browser, signed_in, user)
+        try:
+            page.goto(f"{signed_in.base}/v2/deployments/deployment/{deployment}/run")
+            page.locator("form label").filter(has_text=re.compile(r"^\s*District")).first.wait_for()
+            labels = page.locator("form label").all_inner_texts()
+            assert not [label for label in labels if "Requested by" in label], labels
+            page.get_by_role("button", name="Submit").click()
+            run = signed_in.wait(signed_in.new_run(deployment, known)["id"])
+            message = run["state"]["message"] or ""
+            assert run["state"]["type"] == "FAILED", run["state"]
+            assert f"user '{user}' lacks the D right" in message and "275" in message, message
+            assert run["name"] == f"Clear Sync History 275 by {user}", run["name"]
+            page.goto(f"{signed_in.base}/v2/runs/flow-run/{run['id']}")
+            page.get_by_text("lacks the D right").first.wait_for()
+            shot(page, "signin-04-refused-clear")
+        finally:
+            context.close()
+
+    def test_the_state_administrator_signs_in_and_sees_the_deployments(self, browser, signed_in):
+        context, page = self._page(browser, signed_in, "state-admin")
+        try:
+            page.goto(f"{signed_in.base}/v2/deployments")
+            page.get_by_text("clear-district-history").first.wait_for()
+            shot(page, "signin-05-state-admin")
+        finally:
+            context.close()

@@ -33,7 +33,9 @@ def acting_user(claimed: str | None = None) -> str:
             raise BadInput(f"this run carries more than one acting user: {sorted(set(stamped))}")
         if stamped:
             return normalize_user(stamped[0], "the run's acting-user stamp")
-        if not _scheduled(run) and getattr(run, "parent_task_run_id", None) is None:
+        if _scheduled(run):  # whatever name the deployment's parameters carry
+            return REQUESTER
+        if getattr(run, "parent_task_run_id", None) is None:
             raise BadInput(
                 "this run has no signed-in user: with sign-in on, start it through the "
                 f"sign-in address; only scheduled runs act without one (as {REQUESTER!r})"

@@ -43,4 +43,5 @@ echo "# The same tool in the Prefect UI, on this demo: one command starts a Pref
 echo "# every deployment and the report server (Ctrl-C stops them all); the syncs above are"
 echo "# in the district's View History table as soon as it has started:"
 printf '%s$ SELECTIVE_SYNC_DATA_DIR=%s .venv/bin/selective-sync ui%s\n' "$bold" "$SELECTIVE_SYNC_DATA_DIR" "$plain"
-echo "# then open http://127.0.0.1:4200/ > Deployments > sync-records > Run > Custom run."
+echo "# It prints two demo users and their passwords: open http://127.0.0.1:4200/, sign in,"
+echo "# then Deployments > sync-records > Run > Custom run."

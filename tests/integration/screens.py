@@ -15,6 +15,7 @@ GUIDE = {
     "v2-04-form-filled": "sync-form.png",
     "v2-05-run-artifacts": "sync-run.png",
     "v2-07-history": "sync-history.png",
+    "signin-01-form-district-user": "sync-form-signed-in.png",
 }
 """Screens of the browser test (by their name in bench/out/ui/) -> the guide's image."""
 

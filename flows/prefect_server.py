@@ -36,9 +36,10 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BUSY = 503  # what Prefect answers for a retryable database error (server.py)
 # Run again for up to this long (a burst of 100 Submits with runs writing beside them kept
-# a request busy through five retries, 1.5 s), pausing 0.05 s, then twice as long each
-# time up to 1 s, with jitter so that requests refused together do not retry together.
-RETRY_FOR_S = 15.0
+# a request busy through five retries, 1.5 s, and once past 15 s), pausing 0.05 s, then
+# twice as long each time up to 1 s, with jitter so that requests refused together do not
+# retry together. A Submit that waits is better than one that fails.
+RETRY_FOR_S = 30.0
 PAUSE_S = 0.05
 MAX_PAUSE_S = 1.0
 log = logging.getLogger("selective_sync.prefect_server")
@@ -75,7 +76,25 @@ class RetryBusy:
             )
             await asyncio.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, self.max_pause_s)
-        await self.app(_fresh(scope), _replay(body, receive), send)
+        await self._last(_fresh(scope), _replay(body, receive), send)
+
+    async def _last(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The last attempt, answered whatever it is. An error raised after its answer was
+        sent is logged here: raised to uvicorn, it closes the connection, and the client's
+        next request on that kept-alive connection is reset (seen in a burst of 100)."""
+        answered = False
+
+        async def track(message: Message) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, track)
+        except Exception:
+            if not answered:
+                raise
+            log.exception("%s %s failed after it was answered", scope.get("method"), scope["path"])
 
     async def _attempt(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Run the request once; True when it was answered 503 (and nothing was sent)."""

@@ -103,3 +103,38 @@ def test_other_answers_are_not_retried(method, path, status):
     response = send(app, method, path, {"x": 1} if method == "POST" else None)
     assert response.status_code == status
     assert len(calls) == 1
+
+
+def test_a_connection_stays_open_after_a_503_past_the_retry_time():
+    """Through a real uvicorn: an error Starlette raises again after the 503 was sent used
+    to reach uvicorn, which then closed the connection, and the client's next request on it
+    was reset. Now the next request on the same connection is answered."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    calls: list[bytes] = []
+    app = prefect_like_app(busy_times=10_000, calls=calls)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(100):
+                try:
+                    client.get("/api/none")
+                    break
+                except httpx.ConnectError:
+                    threading.Event().wait(0.05)
+            first = client.post("/api/deployments/abc/create_flow_run", json={"parameters": {}})
+            assert first.status_code == 503
+            second = client.post("/api/conflict", json={"x": 1})  # the same connection
+            assert second.status_code == 409
+            assert second.extensions["network_stream"] is first.extensions["network_stream"]
+    finally:
+        server.should_exit = True
+        thread.join(10)

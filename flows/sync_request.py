@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import itertools
 import re
@@ -25,8 +24,7 @@ from flows.runner import ConfiguredTaskRunner
 from selective_sync.db import make_engine
 from selective_sync.errors import BatchAborted, RequestFailed, SelectiveSyncError
 from selective_sync.history.codec import outcome_line, request_status
-from selective_sync.ledger import Heartbeat, mark_ended
-from selective_sync.locks import district_lock
+from selective_sync.ledger import mark_ended
 from selective_sync.models import KeyOutcome, RequestStatus, SyncResult
 from selective_sync.registry import ObjectName, get_object
 from selective_sync.rights import Actor, Right, authorise
@@ -34,6 +32,7 @@ from selective_sync.settings import Settings, get_settings, resolve_district
 from selective_sync.sync import is_transient, parse_ids
 from selective_sync.sync.fanout import plan_jobs, writers_in_flight
 from selective_sync.sync.outcomes import apply_after_verification, failure_outcome
+from selective_sync.sync.request import district_write_lock, request_alive
 from selective_sync.text import first_line
 from tasks.history import publish_history, start_progress, update_progress
 from tasks.ledger import finish_request_task, open_request_task
@@ -96,17 +95,6 @@ def end_in_ledger(run_id: str, status: RequestStatus, message: str | None) -> No
     engine = make_engine(get_settings().resolved_state_url)
     try:
         mark_ended(engine, run_id, status, first_line(message) if message else None)
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
-def alive(settings: Settings, run_id: str):
-    """The request's heartbeat in the ledger while it runs (its own engine: a thread)."""
-    engine = make_engine(settings.resolved_state_url)
-    try:
-        with Heartbeat(engine, run_id, settings.ledger_heartbeat_s):
-            yield
     finally:
         engine.dispose()
 
@@ -182,7 +170,7 @@ def selective_sync(
     # A request waiting for the district's lock is in progress too.
     in_progress = InProgressRow(config.number, run_id)
     in_progress.start()
-    with alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
+    with request_alive(settings, run_id), district_write_lock(settings, config.number, dry_run):
         outcomes, unverified = verify_sync_verify(
             settings,
             spec.name,
@@ -294,20 +282,6 @@ def show_in_progress(district: int) -> None:
         refresh_table(district)
     except Exception as exc:  # the sync matters more than the table; its end rewrites it
         get_run_logger().warning("The View History table was not updated: %s", first_line(exc))
-
-
-def district_write_lock(settings: Settings, district: int, dry_run: bool):
-    """The district's lock (``selective_sync.locks``) around a sync that writes: a sync and
-    the district's nightly reconciliation never overlap. A dry run writes nothing: no lock."""
-    if dry_run:
-        return contextlib.nullcontext()
-    return district_lock(
-        settings.resolved_state_url,
-        district,
-        settings.district_lock_timeout_s,
-        holder=f"the selective sync of district {district}",
-        exclusive=False,
-    )
 
 
 def verify_sync_verify(

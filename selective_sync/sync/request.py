@@ -217,7 +217,10 @@ def run_keys(
     log.info("%s keys of %s requested by %s", len(keys), spec.name, request.requested_by)
     work = _Work(settings, policy, config, spec, keys, request, run_id, on_progress, before)
     try:
-        with _alive(settings, run_id), _write_lock(settings, config.number, request.dry_run):
+        with (
+            request_alive(settings, run_id),
+            district_write_lock(settings, config.number, request.dry_run),
+        ):
             outcomes, after, unverified = work.verify_sync_verify(district_engine, state_engine)
     except BaseException as exc:
         _end_unfinished(state_engine, run_id, exc)
@@ -381,7 +384,7 @@ def open_engines(district_url: str, state_url: str) -> Iterator[tuple[Engine, En
 
 
 @contextmanager
-def _alive(settings: Settings, run_id: str) -> Iterator[None]:
+def request_alive(settings: Settings, run_id: str) -> Iterator[None]:
     """The request's heartbeat in the ledger while it runs (its own engine: a thread)."""
     engine = make_engine(settings.resolved_state_url)
     try:
@@ -391,7 +394,7 @@ def _alive(settings: Settings, run_id: str) -> Iterator[None]:
         engine.dispose()
 
 
-def _write_lock(settings: Settings, district: int, dry_run: bool):
+def district_write_lock(settings: Settings, district: int, dry_run: bool):
     """The district's lock around a sync that writes (shared: syncs may overlap; the
     district's reconciliation takes it exclusive). A dry run writes nothing: no lock."""
     if dry_run:

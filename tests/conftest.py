@@ -127,6 +127,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.servers)
 
 
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker sends its tally to the controller, which prints it."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        import tally
+
+        output["tally"] = tally.totals()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller adds each worker's tally (pytest-xdist's hook)."""
+    import tally
+
+    tally.merge(getattr(node, "workeroutput", {}).get("tally", {}))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print what the reliability and security suites tried (tests/tally.py)."""
     import tally

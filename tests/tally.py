@@ -54,3 +54,9 @@ def write_file() -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(totals(), indent=2) + "\n")
     return path
+
+
+def merge(counts: dict[str, int]) -> None:
+    """Add the totals a pytest-xdist worker sent at its end to this process's."""
+    for name, n in counts.items():
+        add(name, n)

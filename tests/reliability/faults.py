@@ -237,24 +237,38 @@ class Deadlock(RowLocks):
     row: each waits on the other. The database must pick a victim, and this session is
     made the costlier one to roll back (MariaDB's InnoDB sacrifices the transaction with
     fewer changed rows, so this one first writes rows of a scratch table; PostgreSQL
-    aborts the waiter whose ``deadlock_timeout`` expires first, the sync, which waited
-    first). ``close_cycle()`` returns once the sync was rolled back as the victim.
+    aborts the waiter whose ``deadlock_timeout`` expires first, and each waiter checks
+    once: the sync's sessions get 5 s, this one 60 s, so the sync is the one that finds the
+    cycle even when a loaded machine closes it more than PostgreSQL's default 1 s after the
+    sync began to wait). ``close_cycle()`` returns once the sync was rolled back as the
+    victim.
     """
 
     SCRATCH = "reliability_scratch"
+    SYNC_DEADLOCK_TIMEOUT = "5s"
+    OWN_DEADLOCK_TIMEOUT = "60s"
 
     def __init__(self, dbs, person_id: int):
         from sqlalchemy import text
 
-        if dbs.kind == "mariadb":
-            from selective_sync.db import make_engine
+        from selective_sync.db import make_engine
 
-            setup = make_engine(dbs.state_url)
-            with setup.begin() as conn:
+        setup = make_engine(dbs.state_url)
+        with setup.begin() as conn:
+            if dbs.kind == "mariadb":
                 conn.exec_driver_sql(f"CREATE TABLE {self.SCRATCH} (id INT PRIMARY KEY)")
-            setup.dispose()
+            else:
+                # Sessions opened from now on (the sync's) wait 5 s before checking.
+                name = database_name(dbs.state_url)  # sstest_<hex>: safe in DDL as-is
+                conn.exec_driver_sql(
+                    f'ALTER DATABASE "{name}" SET deadlock_timeout = '
+                    f"'{self.SYNC_DEADLOCK_TIMEOUT}'"
+                )
+        setup.dispose()
         super().__init__(dbs, [person_id])
         self.person_id = person_id
+        if dbs.kind == "postgresql":
+            self.conn.exec_driver_sql(f"SET deadlock_timeout = '{self.OWN_DEADLOCK_TIMEOUT}'")
         if dbs.kind == "mariadb":
             self.conn.execute(
                 text(f"INSERT INTO {self.SCRATCH} (id) VALUES (:i)"),

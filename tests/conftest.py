@@ -99,6 +99,19 @@ def prefect_api():
         yield
 
 
+@pytest.fixture(scope="session")
+def seed_prefect_home(tmp_path_factory):
+    """``seed_prefect_home(home)`` puts an empty, already migrated Prefect database in
+    ``home`` before a test starts a Prefect server there (tests/prefect_db.py)."""
+    from prefect_db import migrated_template, seed_home
+
+    base = tmp_path_factory.getbasetemp()
+    # pytest-xdist workers each have a folder of their own in the run's folder.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    template = migrated_template(shared)
+    return lambda home: seed_home(template, Path(home))
+
+
 # Folders whose tests are slow (real servers, kills, whole matrices): `pytest -m "not slow"`
 # leaves them out for a fast local loop; CI runs everything.
 SLOW_FOLDERS = ("integration", "matrix", "reliability", "security")

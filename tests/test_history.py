@@ -518,7 +518,9 @@ def test_cli_tables(demo, admin, three_keys, monkeypatch):
     assert run_id not in entry_ids(admin)
 
 
-def test_the_history_outlives_prefects_database(demo, admin, three_keys, tmp_path):
+def test_the_history_outlives_prefects_database(
+    demo, admin, three_keys, tmp_path, seed_prefect_home
+):
     """Prefect's database lost (here: the CLI given a new, empty one): the ledger still
     lists the request and rebuilds its report; the rebuild puts it back in the UI's table."""
     from pypdf import PdfReader
@@ -543,6 +545,7 @@ def test_the_history_outlives_prefects_database(demo, admin, three_keys, tmp_pat
     ]
     # Listing and showing read the ledger alone: no Prefect database was even created.
     assert not (home / "prefect.db").exists()
+    seed_prefect_home(home)  # an empty one, as Prefect would make (made faster)
 
     pdf = tmp_path / "again.pdf"
     built = cli(["report", run_id[:8], "--format", "pdf", "-o", str(pdf), "--user", admin], env)

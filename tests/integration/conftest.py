@@ -13,11 +13,11 @@ from .harness import ADMIN, PREFECT, DemoData, Server, clean_env, free_port, sta
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
+def server(tmp_path_factory, seed_prefect_home) -> Iterator[Server]:
     """``prefect server start`` on 127.0.0.1 and a free port, with a temporary PREFECT_HOME."""
     base = tmp_path_factory.mktemp("prefect-server")
     home, logdir = base / "home", base / "logs"
-    home.mkdir()
+    seed_prefect_home(home)
     logdir.mkdir()
     port = free_port()
     env = clean_env(PREFECT_HOME=str(home))

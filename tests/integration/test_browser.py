@@ -124,8 +124,9 @@ class Tool:
 
 
 @pytest.fixture(scope="module")
-def tool(demo_data, tmp_path_factory) -> Iterator[Tool]:
+def tool(demo_data, tmp_path_factory, seed_prefect_home) -> Iterator[Tool]:
     """``selective-sync ui`` on free ports, on a copy of the demo, until the module ends."""
+    seed_prefect_home(demo_data.dir / "prefect")  # where `ui` keeps its Prefect home
     port, reports_port = free_port(), free_port()
     logdir = tmp_path_factory.mktemp("ui-logs")
     env = clean_env(**demo_data.env())
@@ -518,10 +519,11 @@ class TestSignIn:
     """``selective-sync ui`` as it starts by default: nginx asks who you are."""
 
     @pytest.fixture(scope="class")
-    def signed_in(self, demo_template, tmp_path_factory) -> Iterator[SignedIn]:
+    def signed_in(self, demo_template, tmp_path_factory, seed_prefect_home) -> Iterator[SignedIn]:
         _need_nginx()
         directory = tmp_path_factory.mktemp("signed-in") / "data"
         shutil.copytree(demo_template, directory)
+        seed_prefect_home(directory / "prefect")
         port, reports_port = free_port(), free_port()
         logdir = tmp_path_factory.mktemp("ui-sign-in-logs")
         env = clean_env(SELECTIVE_SYNC_DATA_DIR=str(directory))

@@ -73,7 +73,7 @@ class Installation:
             return len(store.refusals(STATE_ADMIN, limit=10_000))
 
 
-def _start(tmp: Path, template: Path, serve_312: bool) -> Installation:
+def _start(tmp: Path, template: Path, serve_312: bool, seed_home) -> Installation:
     data = tmp / "data"
     shutil.copytree(template, data)
     users = demo_users(data / "sign-in")
@@ -82,7 +82,7 @@ def _start(tmp: Path, template: Path, serve_312: bool) -> Installation:
         store.grant(STATE_ADMIN, CLERK, "RWD", district=275)
     secret, token = f"secret-{uuid.uuid4()}", f"token-{uuid.uuid4()}"
     port = _free_port()
-    (tmp / "home").mkdir()
+    seed_home(tmp / "home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SELECTIVE_SYNC_"))}
     env.update(
         PREFECT_HOME=str(tmp / "home"),
@@ -149,10 +149,13 @@ def _stop(inst: Installation) -> None:
 
 
 @pytest.fixture(scope="module")
-def installations(two_district_template, tmp_path_factory) -> Iterator[dict[str, Installation]]:
+def installations(
+    two_district_template, tmp_path_factory, seed_prefect_home
+) -> Iterator[dict[str, Installation]]:
     """One installation serving 275 only, one serving 275 and 312, started side by side."""
-    one = _start(tmp_path_factory.mktemp("gw-275"), two_district_template, serve_312=False)
-    two = _start(tmp_path_factory.mktemp("gw-275-312"), two_district_template, serve_312=True)
+    template, seed = two_district_template, seed_prefect_home
+    one = _start(tmp_path_factory.mktemp("gw-275"), template, serve_312=False, seed_home=seed)
+    two = _start(tmp_path_factory.mktemp("gw-275-312"), template, serve_312=True, seed_home=seed)
     try:
         _wait(one)
         _wait(two)

@@ -165,7 +165,7 @@ def test_the_readme_is_short_and_holds_the_two_commands():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 150
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
-    assert ci == "./scripts/bootstrap.sh && .venv/bin/pytest -q"
+    assert ci == "./scripts/bootstrap.sh && .venv/bin/pytest -q -n 4 --dist loadfile"
     assert f"```bash\n{ci}\n```" in readme
     assert "```bash\n./scripts/demo.sh\n```" in readme
     assert "docs/images/sync-history.png" in readme

@@ -10,7 +10,8 @@ mode (one row each):
 - ``served``: as ``selective-sync ui`` runs it: its Prefect server
   (``python -m flows.prefect_server``) and ``python -m flows.serve``, started with the
   command lines and environment of ``selective_sync/cli/ui.py``;
-- ``worker``: as in production: ``prefect server start``, ``deployments/setup.sh`` (the
+- ``worker``: as in production (the guide's Operating page): the tool's Prefect server
+  without sign-in (``python -m flows.prefect_server``), ``deployments/setup.sh`` (the
   process work pool, every deployment of prefect.yaml) and one ``deployments/worker.sh``.
 
 In each mode the bench sends ``POST /api/deployments/{id}/create_flow_run`` (what the UI's
@@ -325,9 +326,11 @@ def worker(ctx: Context) -> Target:
         PYTHON=sys.executable,
         **ctx.extra_env,
     )
-    # The operator's own server: Prefect's, as its documentation starts it.
-    args = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    server_log = start_server(ctx, "worker", args, port, env)
+    # The server production runs (Prefect's app, SQLite's busy answers retried); plain
+    # `prefect server start` answered 503 to several of the timings' create_flow_run.
+    from selective_sync.cli.ui import server_args
+
+    server_log = start_server(ctx, "worker", server_args("127.0.0.1", port), port, env)
     for args in (
         ["bash", str(ROOT / "deployments" / "setup.sh")],
         [

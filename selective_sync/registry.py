@@ -31,8 +31,9 @@ Two rules, side by side:
 - *A sync* of a key (one a person names, or one the nightly sends because verification
   found it different) writes every carried row that is not exactly the district's
   as the state stores it (the district's value converted to the state column's type: a
-  date is a date, an integer an integer, text the district's text byte for byte), so
-  ``unchanged`` means nothing needed writing, byte for byte. A key that differed only in
+  date is a date, an integer an integer, text the district's text byte for byte; a
+  padded CHAR(n) column keeps no trailing spaces of its own), so ``unchanged`` means
+  nothing needed writing, byte for byte. A key that differed only in
   what this normalisation hides is ``synced``, and its reason says so (``NORMALISED_AWAY``:
   "changed 1 row (1 update): white space only").
 

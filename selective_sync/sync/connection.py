@@ -13,6 +13,7 @@ from selective_sync.errors import TransientFault
 from selective_sync.text import first_line
 
 from .faults import is_transient
+from .plan import Padded, padded_columns
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,17 @@ class StateConnection:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._conn: Connection | None = None
+        self._padded: Padded | None = None
+
+    def padded(self) -> Padded:
+        """The state's padded CHAR columns (``plan.padded_columns``), read once a request;
+        call it outside the key's transaction."""
+        if self._padded is None:
+            with self.guard("reading the state's column types"):
+                conn = self.get()
+                with conn.begin():
+                    self._padded = padded_columns(conn)
+        return self._padded
 
     def get(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:

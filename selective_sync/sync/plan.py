@@ -6,7 +6,9 @@ same plan drives a real sync and a dry run, so a dry run shows exactly what a sy
 The test is exact, not verification's: a row is left alone only when every copied column
 the state holds equals the district's value as the state would store it (``changed``).
 District dates are read as dates (the district's value converted to the state column's
-type); the state's are read as stored, so a date kept as text with a time differs. The
+type); the state's are read as stored, so a date kept as text with a time differs. A
+fixed-width CHAR column on a vendor that pads it (``padded_columns``) cannot hold trailing
+spaces apart from its padding, so there both sides are compared without them. The
 registry's normalisers only name what kind of difference a write repairs (``Plan.summary``:
 "white space only" when verification would have called the key equal).
 """
@@ -29,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     bindparam,
     select,
+    text,
     type_coerce,
     union_all,
 )
@@ -41,8 +44,9 @@ from ..schema import district_table, state_table
 Row = dict[str, Any]
 RowsByTable = dict[str, list[Row]]
 """One object's rows, by district table name (``person``, ``identity`` ...)."""
-
-"""Bound parameters per IN list: well under every backend's limit (SQLite 999 old)."""
+Padded = Mapping[str, frozenset[str]]
+"""The state's padded CHAR columns by state table name (``padded_columns``)."""
+NO_PADDING: Padded = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -377,9 +381,14 @@ class Plan:
 
 
 def plan_changes(
-    spec: ObjectSpec, key: int, district_rows: Mapping[str, list[Row]], state_rows: RowsByTable
+    spec: ObjectSpec,
+    key: int,
+    district_rows: Mapping[str, list[Row]],
+    state_rows: RowsByTable,
+    padded: Padded = NO_PADDING,
 ) -> Plan:
-    """The changes that make the state's rows of ``key`` equal the district's."""
+    """The changes that make the state's rows of ``key`` equal the district's (``padded``:
+    the state's padded CHAR columns, ``padded_columns``)."""
     changes: list[RowChange] = []
     upserts: dict[str, list[Row]] = {}
     deletes: dict[str, list[int]] = {}
@@ -414,7 +423,7 @@ def plan_changes(
                 changes.append(RowChange(info.name, row[id_name], "insert", cols))
                 all_hidden = False
             else:
-                differing = changed(info.columns, row, old)
+                differing = changed(info.columns, row, old, padded.get(info.state.name))
                 if not differing:
                     continue
                 cols = tuple(ColumnDiff(c, row[c], old.get(c)) for c in differing)
@@ -431,15 +440,60 @@ def plan_changes(
     return Plan(changes, upserts, deletes, before, away)
 
 
-def changed(columns: Iterable[str], district_row: Row, state_row: Row) -> list[str]:
+def changed(
+    columns: Iterable[str],
+    district_row: Row,
+    state_row: Row,
+    padded: frozenset[str] | None = None,
+) -> list[str]:
     """The columns whose state value is not exactly the district's: the sync's test.
 
     Plain ``!=`` on the values as read: the district's converted to the state column's
     type (``district_columns``: a date is a date; text and integers come as stored), the
     state's as stored (``state_columns``), so 'Ford' differs from 'Ford\\t', '' from NULL
-    and the date 2010-05-01 from the text '2010-05-01 00:00:00'.
+    and the date 2010-05-01 from the text '2010-05-01 00:00:00'. In a ``padded`` CHAR
+    column trailing spaces are the column's padding, not the value ('S4' is stored as
+    'S4' padded whatever the district's spaces): they are left out on both sides.
     """
-    return [c for c in columns if district_row[c] != state_row.get(c)]
+    if not padded:
+        return [c for c in columns if district_row[c] != state_row.get(c)]
+    return [
+        c
+        for c in columns
+        if _unpadded(district_row[c], c in padded) != _unpadded(state_row.get(c), c in padded)
+    ]
+
+
+def _unpadded(value: Any, padded: bool) -> Any:
+    return value.rstrip(" ") if padded and isinstance(value, str) else value
+
+
+_CHAR_TYPE = {"postgresql": "character", "mysql": "char", "mariadb": "char"}
+"""information_schema's name for CHAR(n) on the vendors that pad it; SQLite keeps any
+text as given, whatever the declared type."""
+_SCHEMA = {"postgresql": "current_schema()", "mysql": "DATABASE()", "mariadb": "DATABASE()"}
+
+
+def padded_columns(conn: Connection) -> Padded:
+    """The state's CHAR(n) columns where the vendor pads them (PostgreSQL keeps and returns
+    the padding, MariaDB keeps it and strips it on read): one query of information_schema.
+
+    The migrations make every text column VARCHAR; a state database whose columns were
+    made CHAR another way is still compared as it stores values, not rewritten forever."""
+    dialect = conn.dialect.name
+    if dialect not in _CHAR_TYPE:
+        return NO_PADDING
+    rows = conn.execute(
+        text(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            f"WHERE table_schema = {_SCHEMA[dialect]} AND data_type = :char"
+        ),
+        {"char": _CHAR_TYPE[dialect]},
+    ).all()
+    found: dict[str, set[str]] = {}
+    for table, column in rows:
+        found.setdefault(table, set()).add(column)
+    return {table: frozenset(columns) for table, columns in found.items()}
 
 
 @cache

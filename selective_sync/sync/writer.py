@@ -76,9 +76,10 @@ class KeyWriter:
         """
         if self.dry_run:
             return self._dry_run(spec, key, rows, assume, snapshot)
+        padded = self.state.padded()
         plan: Plan | None = None
         if snapshot is not None:
-            plan = plan_changes(spec, key, rows, snapshot)
+            plan = plan_changes(spec, key, rows, snapshot, padded)
             if not plan:
                 return WriteResult(KeyOutcome(key, Outcome.UNCHANGED, ALREADY_EQUAL))
         writing = False
@@ -94,7 +95,7 @@ class KeyWriter:
                 # appeared meanwhile.
                 with conn.begin():
                     state_rows = read_state(conn, spec, self.district_number, key, rows)
-                    plan = plan_changes(spec, key, rows, state_rows)
+                    plan = plan_changes(spec, key, rows, state_rows, padded)
                     if not plan:
                         return WriteResult(KeyOutcome(key, Outcome.UNCHANGED, ALREADY_EQUAL))
                     writing = True
@@ -181,12 +182,13 @@ class KeyWriter:
         assume: Collection[tuple[str, int]],
         snapshot: RowsByTable | None,
     ) -> WriteResult:
+        padded = self.state.padded()
         with self.state.guard(f"planning {spec.name} {key}"):
             conn = self.state.get()
             with conn.begin():
                 if snapshot is None:
                     snapshot = read_state(conn, spec, self.district_number, key, rows)
-                plan = plan_changes(spec, key, rows, snapshot)
+                plan = plan_changes(spec, key, rows, snapshot, padded)
                 if not plan:
                     return WriteResult(
                         KeyOutcome(

@@ -7,10 +7,12 @@ date is a date; SQLite stores it as 'YYYY-MM-DD' text). Every district × state 
 SQLite, PostgreSQL and MariaDB, not only the matrix's five: a date kept as text with a
 time exists only where a side is SQLite, so SQLite → server and server → SQLite matter.
 
-The state schema has no CHAR column (every text column is VARCHAR, made by the
-migrations), so the "padded" case is what a padded state ID really is there: a VARCHAR
-holding trailing spaces, which all three vendors keep and return (MariaDB's PAD SPACE
-collations even compare 'x  ' equal to 'x', but store and return the spaces).
+The migrations make every text column VARCHAR, so the first "padded" case is what a
+padded state ID really is there: a VARCHAR holding trailing spaces, which all three vendors
+keep and return (MariaDB's PAD SPACE collations even compare 'x  ' equal to 'x', but store
+and return the spaces). A state whose column was made CHAR(n) by hand, where PostgreSQL
+and MariaDB pad (SQLite keeps any text as given), is the second test: there the padding
+is how the state stores the district's value, so it is no reason to write.
 """
 
 from __future__ import annotations
@@ -378,3 +380,115 @@ def _assert_reasons(outcomes: dict[int, KeyOutcome], reasons: dict[int, str | No
                 Outcome.UNCHANGED,
                 "already identical at the state",
             ), out
+
+
+# ------------------------------------------------------------------ a padded CHAR column
+
+SERVER_STATE_PAIRS = [(d, s) for d in KINDS for s in ("postgresql", "mariadb")]
+CHAR_EQUAL, CHAR_SPACES_AT_DISTRICT, CHAR_DIFFERS, CHAR_AND_NAME = 40001, 40002, 40003, 40004
+CHAR_KEYS = [CHAR_EQUAL, CHAR_SPACES_AT_DISTRICT, CHAR_DIFFERS, CHAR_AND_NAME]
+CHAR_STATE_ID = {  # the district's state ID, and the one written at the state before
+    CHAR_EQUAL: ("1387440113", "1387440113"),
+    CHAR_SPACES_AT_DISTRICT: ("S40002  ", "S40002"),
+    CHAR_DIFFERS: ("S40003", "S49999"),
+    CHAR_AND_NAME: ("S40004 ", "S40004"),
+}
+_TO_CHAR = {
+    "postgresql": "ALTER TABLE state_person ALTER COLUMN state_id TYPE CHAR(12)",
+    "mariadb": "ALTER TABLE state_person MODIFY state_id CHAR(12)",
+}
+
+
+@pytest.fixture(params=SERVER_STATE_PAIRS, ids=[f"{d}-to-{s}" for d, s in SERVER_STATE_PAIRS])
+def char_pair(request, tmp_path):
+    """A state whose ``state_id`` is CHAR(12) (PostgreSQL keeps and returns the padding,
+    MariaDB keeps it and strips it on read), the keys' persons at both sides."""
+    district_kind, state_kind = request.param
+    with ExitStack() as stack:
+        district_url = stack.enter_context(database(district_kind, tmp_path, "district"))
+        state_url = stack.enter_context(database(state_kind, tmp_path, "state"))
+        district = make_engine(district_url, must_exist=False)
+        stack.callback(district.dispose)
+        state = make_engine(state_url, must_exist=False)
+        stack.callback(state.dispose)
+        _schemas(district, state)
+        with state.begin() as conn:
+            conn.exec_driver_sql(_TO_CHAR[state_kind])
+        persons = [{**_person(k), "state_id": CHAR_STATE_ID[k][0]} for k in CHAR_KEYS]
+        identities = [_identity(k * 10 + 1, k, f"Name{k}") for k in CHAR_KEYS]
+        with district.begin() as conn:
+            conn.execute(insert(district_table("person")), persons)
+            conn.execute(insert(district_table("identity")), identities)
+        with state.begin() as conn:
+            for number in DISTRICTS:
+                at_state = [{**p, "state_id": CHAR_STATE_ID[p["person_id"]][1]} for p in persons]
+                conn.execute(
+                    insert(state_table("person")),
+                    [{**p, "district_number": number} for p in at_state],
+                )
+                conn.execute(
+                    insert(state_table("identity")),
+                    [{**r, "district_number": number} for r in identities],
+                )
+            conn.execute(
+                text("UPDATE state_identity SET last_name = 'Other' WHERE identity_id = :i"),
+                {"i": CHAR_AND_NAME * 10 + 1},
+            )
+        yield Pair(district_kind, state_kind, state_url, district, state)
+
+
+def _char_state_ids(pair: Pair) -> dict[int, str]:
+    """Each key's state ID as the state's driver returns it (padded on PostgreSQL)."""
+    keys = ", ".join(map(str, CHAR_KEYS))
+    with pair.state.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT person_id, state_id FROM state_person WHERE district_number = {D} "
+            f"AND person_id IN ({keys})"
+        ).all()
+    return dict(rows)
+
+
+def _as_char_stores(value: str, state_kind: str) -> str:
+    """The district's value as a CHAR(12) of ``state_kind`` returns it."""
+    bare = value.rstrip(" ")
+    return bare.ljust(12) if state_kind == "postgresql" else bare
+
+
+def test_a_padded_char_column_is_compared_as_the_state_stores_it(char_pair):
+    """A CHAR column's padding is not a difference: a key whose only difference is
+    trailing spaces there is unchanged (no write, every sync), one whose CHAR value
+    differs is written, and afterwards the state holds the district's value as CHAR
+    stores it."""
+    pair = char_pair
+    district, state = pair.district, pair.state
+    assert _char_state_ids(pair)[CHAR_EQUAL] == _as_char_stores("1387440113", pair.state_kind)
+    other_before = rows_checksum(pair.state_url, OTHER)
+    reasons = {
+        CHAR_EQUAL: None,
+        CHAR_SPACES_AT_DISTRICT: None,
+        CHAR_DIFFERS: "changed 1 row (1 update)",
+        CHAR_AND_NAME: "changed 1 row (1 update)",
+    }
+
+    planned = {o.key: o for o in sync_keys(district, state, PERSON, D, CHAR_KEYS, dry_run=True)}
+    for key, reason in reasons.items():
+        assert planned[key].outcome is (Outcome.SYNCED if reason else Outcome.UNCHANGED), key
+    # The key whose name differs is written for its name only, not its state ID.
+    (name_change,) = planned[CHAR_AND_NAME].changes
+    assert [c.column for c in name_change.columns] == ["last_name"]
+
+    outcomes = {o.key: o for o in sync_keys(district, state, PERSON, D, CHAR_KEYS)}
+    _assert_reasons(outcomes, reasons)
+    have = _char_state_ids(pair)
+    for key in CHAR_KEYS:
+        assert have[key] == _as_char_stores(CHAR_STATE_ID[key][0], pair.state_kind), key
+    assert verify_object(district, state, PERSON, D, CHAR_KEYS).issues == []
+
+    # Every later sync, on both paths, finds every key identical and writes nothing.
+    after = rows_checksum(pair.state_url)
+    again = sync_keys(district, state, PERSON, D, CHAR_KEYS)
+    assert [o.outcome for o in again] == [Outcome.UNCHANGED] * len(CHAR_KEYS), again
+    for key in CHAR_KEYS:
+        assert sync_key(district, state, PERSON, D, key).outcome is Outcome.UNCHANGED, key
+    assert rows_checksum(pair.state_url) == after
+    assert rows_checksum(pair.state_url, OTHER) == other_before

@@ -20,12 +20,16 @@ from flows.forms import (
     parse_date,
     title,
 )
+from flows.refusals import refused
 from selective_sync.db import check_databases
+from selective_sync.errors import SelectiveSyncError
 from selective_sync.find import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     FindObject,
+    FindQuery,
     FindResult,
+    SummaryKeys,
     SummaryKind,
     build_query,
     summary_keys,
@@ -103,39 +107,46 @@ def find_ids(
         district: District number; 0 means the district this deployment serves.
     """
     logger = get_run_logger()
-    user = acting_user(requested_by)
-    query = build_query(
-        object,
-        first=first_name or None,
-        last=last_name or None,
-        birth_date=parse_date("Birth date", birth_date),
-        state_id=state_id or None,
-        school=school or None,
-        grade=grade or None,
-        end_year=end_year or None,
-        limit=limit,
-        from_summary=SUMMARY_CHOICES.get(from_summary),
-    )
-    config = resolve_district(get_settings(), district_or_default(district))
-    authorise(
-        user,
-        Right.R,
-        config.number,
-        entry_point="flow:find-ids",
-        asked=f"find {query.object} IDs in district {config.number}",
-    )
-    check_databases(district_url=config.url)
-    keys = None
-    if query.from_summary is not None:
-        # Imported here: the store is only needed for this option.
-        from selective_sync.verification.store import DatabaseSummaryStore
-
-        stored = DatabaseSummaryStore().load_latest_summary(config.number)
-        keys = summary_keys(stored, query.object, query.from_summary)
+    try:
+        query = build_query(
+            object,
+            first=first_name or None,
+            last=last_name or None,
+            birth_date=parse_date("Birth date", birth_date),
+            state_id=state_id or None,
+            school=school or None,
+            grade=grade or None,
+            end_year=end_year or None,
+            limit=limit,
+            from_summary=SUMMARY_CHOICES.get(from_summary),
+        )
+        config = resolve_district(get_settings(), district_or_default(district))
+        authorise(
+            acting_user(requested_by),
+            Right.R,
+            config.number,
+            entry_point="flow:find-ids",
+            asked=f"find {query.object} IDs in district {config.number}",
+        )
+        check_databases(district_url=config.url)
+        keys = stored_keys(query, config.number)
+    except SelectiveSyncError as exc:
+        return refused(exc)
     result = find_records_task(query, config.number, keys)
     logger.info("%s: %s matches, %s shown", result.heading(), result.total, len(result.records))
     publish_find_artifacts(result)
     return result
+
+
+def stored_keys(query: FindQuery, district: int) -> SummaryKeys | None:
+    """The keys of the latest stored Verification Summary the query asks for, if any."""
+    if query.from_summary is None:
+        return None
+    # Imported here: the store is only needed for this option.
+    from selective_sync.verification.store import DatabaseSummaryStore
+
+    stored = DatabaseSummaryStore().load_latest_summary(district)
+    return summary_keys(stored, query.object, query.from_summary)
 
 
 def publish_find_artifacts(result: FindResult) -> None:

@@ -11,6 +11,8 @@ from prefect.runtime import flow_run
 from flows.acting import acting_user, display_user
 from flows.forms import DistrictNumber, OptionalText, district_or_default, title
 from flows.history_store import clear, delete_entry
+from flows.refusals import refused
+from selective_sync.errors import SelectiveSyncError
 from selective_sync.rights import authorise
 from selective_sync.settings import get_settings, resolve_district
 
@@ -44,9 +46,12 @@ def delete_history_entry(
         requested_by: Who asks; needs the D right on the entry's district.
     """
     logger = get_run_logger()
-    # D is checked on the entry's district once the run is found, before anything goes.
-    actor = authorise(acting_user(requested_by), entry_point="flow:delete-history-entry")
-    entry = delete_entry(run_id, user=actor)
+    try:
+        # D is checked on the entry's district once the run is found, before anything goes.
+        actor = authorise(acting_user(requested_by), entry_point="flow:delete-history-entry")
+        entry = delete_entry(run_id, user=actor)
+    except SelectiveSyncError as exc:
+        return refused(exc)
     logger.info(
         "Deleted Sync History entry %s (%s, requested by %s) for %s",
         entry.run_id,
@@ -70,9 +75,12 @@ def clear_history(
             districts' entries are never touched.
     """
     logger = get_run_logger()
-    # D is checked on the district, once it is resolved, before anything goes.
-    actor = authorise(acting_user(requested_by), entry_point="flow:clear-sync-history")
-    result = clear(district_or_default(district), user=actor)
+    try:
+        # D is checked on the district, once it is resolved, before anything goes.
+        actor = authorise(acting_user(requested_by), entry_point="flow:clear-sync-history")
+        result = clear(district_or_default(district), user=actor)
+    except SelectiveSyncError as exc:
+        return refused(exc)
     logger.info(
         "Cleared %s Sync History entries of district %s for %s",
         len(result.deleted),

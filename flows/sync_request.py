@@ -14,12 +14,13 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 from prefect.utilities.annotations import quote
 
 from flows.acting import acting_user, display_user
 from flows.forms import DistrictNumber, IdsText, OptionalText, district_or_default, title
 from flows.history_store import refresh_table
+from flows.refusals import refused
 from flows.runner import ConfiguredTaskRunner
 from selective_sync.db import make_engine
 from selective_sync.errors import BatchAborted, RequestFailed, SelectiveSyncError
@@ -225,14 +226,6 @@ def selective_sync(
     # The runs list shows the state's name, the run page its message too; callers of the
     # flow still get the SyncResult (the state's data).
     return Completed(name=name, message=message, data=result)
-
-
-def refused(exc: SelectiveSyncError):
-    """End the run Failed with the error's one line (no traceback: it is no crash); the
-    caller of the flow still gets ``exc`` raised, or returned by ``state.result()``."""
-    line = " ".join(str(exc).split()) or type(exc).__name__  # all of it, on one line
-    get_run_logger().error("%s", line)
-    return Failed(message=line, data=exc)
 
 
 # A request shows In Progress in the View History table once it has run this long: most

@@ -18,14 +18,21 @@ from prefect.utilities.annotations import quote
 
 from flows.acting import acting_user, display_user
 from flows.forms import DistrictNumber, NoneAsEmpty, OptionalText, district_or_default, title
+from flows.refusals import refused
 from flows.verification_store import import_artifacts, stored_rows
 from selective_sync.alerts import AlertThresholds, previous_counts, verification_event
 from selective_sync.db import check_databases
 from selective_sync.errors import SelectiveSyncError, StoredSummaryError
 from selective_sync.models import DistrictVerification
 from selective_sync.registry import ObjectName, object_names
-from selective_sync.rights import ALL_DISTRICTS, Right, authorise
-from selective_sync.settings import configured_districts, get_settings, resolve_district
+from selective_sync.rights import ALL_DISTRICTS, Actor, Right, authorise
+from selective_sync.settings import (
+    DistrictConfig,
+    Settings,
+    configured_districts,
+    get_settings,
+    resolve_district,
+)
 from selective_sync.text import first_line, format_accuracy, format_timestamp
 from selective_sync.verification.codec import AccuracyTrend
 from selective_sync.verification.state import STATE_KEY, StateSummary, state_rows
@@ -82,19 +89,12 @@ def verification_summary(
     """
     logger = get_run_logger()
     settings = get_settings()
-    user = acting_user(requested_by)
-    if all_districts:
-        actor = authorise(user, Right.R, ALL_DISTRICTS, entry_point=ENTRY_POINT, asked=STATE_ASKED)
+    try:
+        actor, config = authorise_summary(settings, requested_by, district, all_districts)
+    except SelectiveSyncError as exc:
+        return refused(exc)
+    if config is None:
         return state_view(objects, actor.name, reverify)
-    config = resolve_district(settings, district_or_default(district))
-    actor = authorise(
-        user,
-        Right.R,
-        config.number,
-        entry_point=ENTRY_POINT,
-        asked=f"Verification Summary of district {config.number}",
-    )
-    check_databases(config.url, settings.resolved_state_url)
     names = list(dict.fromkeys(str(o) for o in objects)) if objects else object_names()
     futures = [verify_object_task.submit(name, config.number) for name in names]
     summary = DistrictVerification(
@@ -136,6 +136,27 @@ def verification_summary(
     )
     emit_drift_event(drift, return_state=True)  # a failure to emit never fails the run
     return summary
+
+
+def authorise_summary(
+    settings: Settings, requested_by: str, district: int, all_districts: bool
+) -> tuple[Actor, DistrictConfig | None]:
+    """The acting user, holding R on the district asked for (its databases answering), or
+    on all districts for the state's view (no district: None)."""
+    user = acting_user(requested_by)
+    if all_districts:
+        actor = authorise(user, Right.R, ALL_DISTRICTS, entry_point=ENTRY_POINT, asked=STATE_ASKED)
+        return actor, None
+    config = resolve_district(settings, district_or_default(district))
+    actor = authorise(
+        user,
+        Right.R,
+        config.number,
+        entry_point=ENTRY_POINT,
+        asked=f"Verification Summary of district {config.number}",
+    )
+    check_databases(config.url, settings.resolved_state_url)
+    return actor, config
 
 
 def latest_rows(district: int) -> list[dict] | None:

@@ -132,3 +132,20 @@ def forget_summaries(district: int = 275) -> None:
     with get_client(sync_client=True) as client:
         for artifact in stored_summary_artifacts(client, district):
             client.delete_artifact(artifact.id)
+
+
+def logs_of(run_id: str) -> list[str]:
+    """The messages of a flow run's log, as its run page shows them (the logs of runs in
+    this process sent first)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)]))
+        )
+    return [log.message for log in logs]

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import pytest
+from helpers import logs_of
 
 from selective_sync.errors import RightsError
 from selective_sync.rights import ALL_DISTRICTS, RightsStore
@@ -245,17 +246,6 @@ def _artifacts_of(run_id: str):
         )
 
 
-def _logs_of(run_id: str) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)]))
-        )
-    return [log.message for log in logs]
-
-
 @pytest.mark.parametrize("case", ["refused", "bad ids"])
 def test_a_refusal_ends_the_run_with_one_plain_line(demo, admin, case):
     from selective_sync.errors import BadInput
@@ -270,7 +260,7 @@ def test_a_refusal_ends_the_run_with_one_plain_line(demo, admin, case):
     assert state.is_failed() and isinstance(state.result(raise_on_failure=False), error)
     assert words in state.message and "\n" not in state.message
     assert "Traceback" not in state.message and "Flow run encountered" not in state.message
-    logs = _logs_of(run_id)
+    logs = logs_of(run_id)
     assert not [m for m in logs if "Traceback" in m], logs
     assert sum(words in m for m in logs) <= 2, logs  # our error line and Prefect's final state
     # Refused before it started: nothing written, not even a history entry.

@@ -468,10 +468,19 @@ def _unpadded(value: Any, padded: bool) -> Any:
     return value.rstrip(" ") if padded and isinstance(value, str) else value
 
 
-_CHAR_TYPE = {"postgresql": "character", "mysql": "char", "mariadb": "char"}
-"""information_schema's name for CHAR(n) on the vendors that pad it; SQLite keeps any
-text as given, whatever the declared type."""
-_SCHEMA = {"postgresql": "current_schema()", "mysql": "DATABASE()", "mariadb": "DATABASE()"}
+_CHAR_COLUMNS = {
+    "postgresql": (
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND data_type = 'character'"
+    ),
+    "mysql": (
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND data_type = 'char'"
+    ),
+}
+"""The CHAR(n) columns of the vendors that pad them; SQLite keeps any text as given,
+whatever the declared type."""
+_CHAR_COLUMNS["mariadb"] = _CHAR_COLUMNS["mysql"]
 
 
 def padded_columns(conn: Connection) -> Padded:
@@ -480,16 +489,10 @@ def padded_columns(conn: Connection) -> Padded:
 
     The migrations make every text column VARCHAR; a state database whose columns were
     made CHAR another way is still compared as it stores values, not rewritten forever."""
-    dialect = conn.dialect.name
-    if dialect not in _CHAR_TYPE:
+    query = _CHAR_COLUMNS.get(conn.dialect.name)
+    if query is None:
         return NO_PADDING
-    rows = conn.execute(
-        text(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            f"WHERE table_schema = {_SCHEMA[dialect]} AND data_type = :char"
-        ),
-        {"char": _CHAR_TYPE[dialect]},
-    ).all()
+    rows = conn.execute(text(query)).all()
     found: dict[str, set[str]] = {}
     for table, column in rows:
         found.setdefault(table, set()).add(column)

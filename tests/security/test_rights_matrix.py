@@ -36,7 +36,13 @@ from pathlib import Path
 
 import pytest
 import tally
-from helpers import refusals_of, rows_checksum, serve_two_districts, whole_database_checksum
+from helpers import (
+    logs_of,
+    refusals_of,
+    rows_checksum,
+    serve_two_districts,
+    whole_database_checksum,
+)
 
 from selective_sync.rights import ALL_DISTRICTS, RightsError
 from selective_sync.settings import sqlite_url
@@ -337,9 +343,10 @@ def act(action: str, user: str, target: int, world: World, entry: str, tmp_path:
         ),
     }
     if action in flow_calls:
-        _, state, result = flow_calls[action]()
+        run_id, state, result = flow_calls[action]()
         if isinstance(result, BaseException):
             assert state.is_failed()
+            assert_plain_refusal(run_id, state, result)
             raise result
         assert state.is_completed(), state
         return result
@@ -358,6 +365,16 @@ def act(action: str, user: str, target: int, world: World, entry: str, tmp_path:
         "cli-rights-grant-all": ["rights", "grant", "probe", "R", "--all-districts"],
     }[action]
     return cli_in_process(*args, "--user", user)
+
+
+def assert_plain_refusal(run_id: str, state, error: BaseException) -> None:
+    """A refused run ends with the error's line as its message, and its log (the run page)
+    holds that line and no traceback: a refusal is no crash."""
+    line = " ".join(str(error).split())
+    assert state.message == line, state.message
+    logs = logs_of(run_id)
+    assert line in logs, logs
+    assert not [m for m in logs if "Traceback" in m or "Encountered exception" in m], logs
 
 
 def is_http(action: str) -> bool:

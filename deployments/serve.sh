@@ -3,7 +3,7 @@
 # deployment of prefect.yaml (same names, parameters and schedules) and runs their
 # flow runs itself. For a small district with no worker set-up.
 #
-#   export PREFECT_API_URL=http://127.0.0.1:4200/api    # a running `prefect server start`
+#   export PREFECT_API_URL=http://127.0.0.1:4200/api    # a running python -m flows.prefect_server
 #   export SELECTIVE_SYNC_SERVICE_TOKEN_FILE=/run/secrets/selective-sync-token  # sign-in on
 #   deployments/serve.sh [--limit N]
 set -euo pipefail

@@ -27,12 +27,10 @@ from selective_sync.find import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     FindObject,
-    FindQuery,
     FindResult,
-    SummaryKeys,
     SummaryKind,
     build_query,
-    summary_keys,
+    stored_keys,
 )
 from selective_sync.models import ISSUE_LABELS
 from selective_sync.rights import Right, authorise
@@ -120,7 +118,8 @@ def find_ids(
             limit=limit,
             from_summary=SUMMARY_CHOICES.get(from_summary),
         )
-        config = resolve_district(get_settings(), district_or_default(district))
+        settings = get_settings()
+        config = resolve_district(settings, district_or_default(district))
         authorise(
             acting_user(requested_by),
             Right.R,
@@ -129,24 +128,13 @@ def find_ids(
             asked=f"find {query.object} IDs in district {config.number}",
         )
         check_databases(district_url=config.url)
-        keys = stored_keys(query, config.number)
+        keys = stored_keys(settings, query, config.number)
     except SelectiveSyncError as exc:
         return refused(exc)
     result = find_records_task(query, config.number, keys)
     logger.info("%s: %s matches, %s shown", result.heading(), result.total, len(result.records))
     publish_find_artifacts(result)
     return result
-
-
-def stored_keys(query: FindQuery, district: int) -> SummaryKeys | None:
-    """The keys of the latest stored Verification Summary the query asks for, if any."""
-    if query.from_summary is None:
-        return None
-    # Imported here: the store is only needed for this option.
-    from selective_sync.verification.store import DatabaseSummaryStore
-
-    stored = DatabaseSummaryStore().load_latest_summary(district)
-    return summary_keys(stored, query.object, query.from_summary)
 
 
 def publish_find_artifacts(result: FindResult) -> None:

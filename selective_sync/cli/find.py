@@ -58,7 +58,7 @@ def find(
     """Find district IDs by name, birth date, state ID, school, grade or end year. Needs R.
 
     R on the district searched."""
-    from ..find import build_query, find_in_district, summary_keys
+    from ..find import build_query, find_in_district, stored_keys
     from ..rights import Right, authorise
     from ..settings import get_settings, resolve_district
 
@@ -86,12 +86,7 @@ def find(
         entry_point="cli:find",
         asked=f"find {query.object} IDs in district {config.number}",
     )
-    keys = None
-    if query.from_summary is not None:
-        from ..verification.store import DatabaseSummaryStore
-
-        stored = DatabaseSummaryStore(settings).load_latest_summary(config.number)
-        keys = summary_keys(stored, query.object, query.from_summary)
+    keys = stored_keys(settings, query, config.number)
     result = find_in_district(settings, query, config.number, keys)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))

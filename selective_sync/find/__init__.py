@@ -32,7 +32,7 @@ from .query import (
     summary_keys,
 )
 from .results import EnrollmentRow, FindResult, KeyOnly, PersonRow, Record
-from .search import CHUNK_ROWS, find_in_district, find_records
+from .search import CHUNK_ROWS, find_in_district, find_records, stored_keys
 
 __all__ = [
     "CHUNK_ROWS",
@@ -55,5 +55,6 @@ __all__ = [
     "find_in_district",
     "find_records",
     "fold",
+    "stored_keys",
     "summary_keys",
 ]

@@ -19,7 +19,7 @@ from ..errors import BadInput
 from ..schema import district_table
 from ..settings import Settings
 from .names import _may_start_with, fold
-from .query import FindObject, FindQuery, SummaryKeys, SummaryKind
+from .query import FindObject, FindQuery, SummaryKeys, SummaryKind, summary_keys
 from .results import EnrollmentRow, FindResult, KeyOnly, PersonRow, Record
 
 log = logging.getLogger(__name__)
@@ -311,3 +311,15 @@ def find_in_district(
         return find_records(engine, query, config.number, keys=keys)
     finally:
         engine.dispose()
+
+
+def stored_keys(settings: Settings, query: FindQuery, district: int) -> SummaryKeys | None:
+    """The keys of the district's latest stored Verification Summary that ``query`` asks for
+    (``from_summary``), or None when it asks for none; BadInput when none is stored."""
+    if query.from_summary is None:
+        return None
+    # Imported here: the store is only needed for this option.
+    from ..verification.store import DatabaseSummaryStore
+
+    stored = DatabaseSummaryStore(settings).load_latest_summary(district)
+    return summary_keys(stored, query.object, query.from_summary)

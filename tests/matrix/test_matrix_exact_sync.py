@@ -190,19 +190,25 @@ def add_noise(state: Engine) -> None:
             )
 
 
+def new_pair(stack: ExitStack, district_kind: str, state_kind: str, folder) -> Pair:
+    """New district and state databases of these kinds, with the schemas (closed and
+    dropped by ``stack``)."""
+    district_url = stack.enter_context(database(district_kind, folder, "district"))
+    state_url = stack.enter_context(database(state_kind, folder, "state"))
+    district = make_engine(district_url, must_exist=False)
+    stack.callback(district.dispose)
+    state = make_engine(state_url, must_exist=False)
+    stack.callback(state.dispose)
+    _schemas(district, state)
+    return Pair(district_kind, state_kind, state_url, district, state)
+
+
 @pytest.fixture(params=ALL_PAIRS, ids=[f"{d}-to-{s}" for d, s in ALL_PAIRS])
 def pair(request, tmp_path):
-    district_kind, state_kind = request.param
     with ExitStack() as stack:
-        district_url = stack.enter_context(database(district_kind, tmp_path, "district"))
-        state_url = stack.enter_context(database(state_kind, tmp_path, "state"))
-        district = make_engine(district_url, must_exist=False)
-        stack.callback(district.dispose)
-        state = make_engine(state_url, must_exist=False)
-        stack.callback(state.dispose)
-        _schemas(district, state)
-        fill(district, state)
-        yield Pair(district_kind, state_kind, state_url, district, state)
+        made = new_pair(stack, *request.param, tmp_path)
+        fill(made.district, made.state)
+        yield made
 
 
 # ------------------------------------------------------------------ byte-level reads
@@ -403,17 +409,11 @@ _TO_CHAR = {
 def char_pair(request, tmp_path):
     """A state whose ``state_id`` is CHAR(12) (PostgreSQL keeps and returns the padding,
     MariaDB keeps it and strips it on read), the keys' persons at both sides."""
-    district_kind, state_kind = request.param
     with ExitStack() as stack:
-        district_url = stack.enter_context(database(district_kind, tmp_path, "district"))
-        state_url = stack.enter_context(database(state_kind, tmp_path, "state"))
-        district = make_engine(district_url, must_exist=False)
-        stack.callback(district.dispose)
-        state = make_engine(state_url, must_exist=False)
-        stack.callback(state.dispose)
-        _schemas(district, state)
+        made = new_pair(stack, *request.param, tmp_path)
+        district, state = made.district, made.state
         with state.begin() as conn:
-            conn.exec_driver_sql(_TO_CHAR[state_kind])
+            conn.exec_driver_sql(_TO_CHAR[made.state_kind])
         persons = [{**_person(k), "state_id": CHAR_STATE_ID[k][0]} for k in CHAR_KEYS]
         identities = [_identity(k * 10 + 1, k, f"Name{k}") for k in CHAR_KEYS]
         with district.begin() as conn:
@@ -434,7 +434,7 @@ def char_pair(request, tmp_path):
                 text("UPDATE state_identity SET last_name = 'Other' WHERE identity_id = :i"),
                 {"i": CHAR_AND_NAME * 10 + 1},
             )
-        yield Pair(district_kind, state_kind, state_url, district, state)
+        yield made
 
 
 def _char_state_ids(pair: Pair) -> dict[int, str]:

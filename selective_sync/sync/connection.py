@@ -13,7 +13,7 @@ from selective_sync.errors import TransientFault
 from selective_sync.text import first_line
 
 from .faults import is_transient
-from .plan import Padded, padded_columns
+from .plan import NO_PADDING, Padded, padded_columns, vendor_pads
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ class StateConnection:
     def padded(self) -> Padded:
         """The state's padded CHAR columns (``plan.padded_columns``), read once a request;
         call it outside the key's transaction."""
+        if self._padded is None and not vendor_pads(self.engine.dialect.name):
+            self._padded = NO_PADDING  # SQLite: no query, no connection
         if self._padded is None:
             with self.guard("reading the state's column types"):
                 conn = self.get()

@@ -483,6 +483,11 @@ whatever the declared type."""
 _CHAR_COLUMNS["mariadb"] = _CHAR_COLUMNS["mysql"]
 
 
+def vendor_pads(dialect: str) -> bool:
+    """Whether this vendor pads CHAR(n) columns (``padded_columns`` has anything to find)."""
+    return dialect in _CHAR_COLUMNS
+
+
 def padded_columns(conn: Connection) -> Padded:
     """The state's CHAR(n) columns where the vendor pads them (PostgreSQL keeps and returns
     the padding, MariaDB keeps it and strips it on read): one query of information_schema.

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-import flows.cli  # noqa: F401  (the in-process CLI gets its Prefect backend, as the entry point does)
+from prefect_db import small_ca_file
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Every Prefect client loads its CA file (certifi's 150 roots: 27 ms of CPU) though the
+# tests' APIs are plain http on loopback; the suite makes thousands of clients. Set before
+# Prefect is imported; subprocesses inherit it.
+os.environ.setdefault("PREFECT_API_SSL_CERT_FILE", str(small_ca_file()))
+
+import flows.cli  # noqa: E402, F401  (the in-process CLI gets its Prefect backend, as the entry point does)
 
 DEMO_PERSONS = 400
 ADMIN = "test-admin"
@@ -91,25 +96,49 @@ def admin(demo) -> str:
 
 
 @pytest.fixture(scope="session")
-def prefect_api():
-    """A real Prefect API for the whole session (starting one costs ~20 s)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(tmp_path_factory, migrated_prefect_db):
+    """A real Prefect API for the whole session: Prefect's ``prefect_test_harness``, its
+    server started on a copy of an already migrated database (migrating a new one costs its
+    server about 20 CPU-s), with no flow-run heartbeats (each in-process run would wait up to
+    a second at its end for the heartbeat thread; nothing here watches for zombies)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing import utilities
+    from prefect_db import HARNESS_DB_FILE, seed_file
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    folder = tmp_path_factory.mktemp("prefect-api")
+    seed_file(migrated_prefect_db, folder / HARNESS_DB_FILE)
+    patch = pytest.MonkeyPatch()
+    # The harness makes its database in a new temporary folder: this one, already seeded.
+    patch.setattr(utilities, "mkdtemp", lambda: str(folder))
+    try:
+        with (
+            utilities.prefect_test_harness(server_startup_timeout=120),
+            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        ):
+            yield
+    finally:
+        patch.undo()
 
 
 @pytest.fixture(scope="session")
-def seed_prefect_home(tmp_path_factory):
-    """``seed_prefect_home(home)`` puts an empty, already migrated Prefect database in
-    ``home`` before a test starts a Prefect server there (tests/prefect_db.py)."""
-    from prefect_db import migrated_template, seed_home
+def migrated_prefect_db(tmp_path_factory) -> Path:
+    """An empty Prefect database already migrated, made once for the whole run
+    (tests/prefect_db.py)."""
+    from prefect_db import migrated_template
 
     base = tmp_path_factory.getbasetemp()
     # pytest-xdist workers each have a folder of their own in the run's folder.
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    template = migrated_template(shared)
-    return lambda home: seed_home(template, Path(home))
+    return migrated_template(shared)
+
+
+@pytest.fixture(scope="session")
+def seed_prefect_home(migrated_prefect_db):
+    """``seed_prefect_home(home)`` puts an empty, already migrated Prefect database in
+    ``home`` before a test starts a Prefect server there (tests/prefect_db.py)."""
+    from prefect_db import seed_home
+
+    return lambda home: seed_home(migrated_prefect_db, Path(home))
 
 
 # Folders whose tests are slow (real servers, kills, whole matrices): `pytest -m "not slow"`

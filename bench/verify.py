@@ -52,7 +52,7 @@ from selective_sync.demo import DemoManifest
 from selective_sync.registry import get_object
 from selective_sync.settings import sqlite_url
 from selective_sync.verification.digest import token_select
-from selective_sync.verification.engine import _compile, _raw_cursor, _side_chunks, verify_object
+from selective_sync.verification.engine import _raw_cursor, _side_chunks, _sql_for, verify_object
 from selective_sync.verification.normalise import compared_select, key_column
 
 RELADIFF_VIEW = "bench_whole_object"
@@ -242,7 +242,8 @@ def read_baseline(district_engine, state_engine, spec, district_number, chunk_ro
     def chunks(side: str):
         engine = engines[side]
         stmt = packed_compared_select(spec, side, district_number, engine.dialect.name)
-        sql, params = _compile(engine, stmt.order_by(key_column(spec, side)))
+        ordered = stmt.order_by(key_column(spec, side))
+        sql, params = _sql_for(ordered.compile(dialect=engine.dialect))
         with engine.connect() as conn, _raw_cursor(conn, server_side=True) as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(chunk_rows):

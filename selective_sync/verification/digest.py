@@ -44,7 +44,7 @@ from typing import Any
 
 from sqlalchemy import Date, Integer, Select, String, and_, case, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import GenericFunction
 
 from selective_sync.models import ColumnDiff
@@ -56,6 +56,16 @@ from selective_sync.verification.normalise import (
     normalised,
     same_district,
 )
+
+Keys = Sequence[int] | BindParameter
+"""The keys a select is limited to: the keys themselves, or an expanding bound parameter that
+stands for them (a statement compiled once and run for batch after batch: ``engine``)."""
+
+
+def in_list(keys: Keys) -> Sequence[int] | BindParameter:
+    """``keys`` as the right side of an ``IN``."""
+    return keys if isinstance(keys, BindParameter) else list(keys)
+
 
 MARK = "\x1f"
 VALUE_END = MARK + ";"
@@ -195,7 +205,7 @@ def child_section(
     side: Side,
     district_number: int,
     dialect_name: str,
-    keys: Sequence[int] | None = None,
+    keys: Keys | None = None,
 ):
     """Subquery (k, section) for PostgreSQL objects with several child parts: per link key,
     its child rows' tokens in child id order (one GROUP BY pass over the part). Keys without
@@ -208,7 +218,7 @@ def child_section(
     if side == "state":
         conditions.append(table.c.district_number == district_number)
     if keys is not None:
-        conditions.append(link.in_(list(keys)))
+        conditions.append(link.in_(in_list(keys)))
     section = _OrderedConcat(_row_text(child, table, dialect_name), table.c[child.part.id_column])
     return (
         select(link.label("k"), section.label("section"))
@@ -277,7 +287,7 @@ def _grouped_select(
     spec: ObjectSpec,
     side: Side,
     district_number: int,
-    keys: Sequence[int] | None,
+    keys: Keys | None,
     hashed: bool,
 ) -> Select:
     """PostgreSQL's form of ``token_select`` for a ``_groupable`` object: the same
@@ -320,7 +330,7 @@ def _grouped_select(
     if side == "state":
         stmt = stmt.where(root.c.district_number == district_number)
     if keys is not None:
-        stmt = stmt.where(root_key.in_(list(keys)))
+        stmt = stmt.where(root_key.in_(in_list(keys)))
     return stmt
 
 
@@ -355,7 +365,7 @@ def token_select(
     side: Side,
     district_number: int,
     dialect_name: str,
-    keys: Sequence[int] | None = None,
+    keys: Keys | None = None,
     *,
     hashed: bool = True,
 ) -> Select:
@@ -375,7 +385,7 @@ def _joined_select(
     side: Side,
     district_number: int,
     dialect_name: str,
-    keys: Sequence[int] | None,
+    keys: Keys | None,
     hashed: bool,
 ) -> Select:
     """``token_select`` as compared_select's FROM joined to one child section per part."""
@@ -405,7 +415,7 @@ def _joined_select(
         digest = func.md5(_Utf8(text), type_=String)
     stmt = base.with_only_columns(key, digest.label("token")).select_from(from_clause)
     if keys is not None:
-        stmt = stmt.where(root_key.in_(list(keys)))
+        stmt = stmt.where(root_key.in_(in_list(keys)))
     return stmt
 
 
@@ -485,7 +495,7 @@ def encode(values: Iterable[Any], normalisers: Iterable[str]) -> str:
 
 
 def child_select(
-    child: ChildPart, side: Side, district_number: int, dialect_name: str, keys: Sequence[int]
+    child: ChildPart, side: Side, district_number: int, dialect_name: str, keys: Keys
 ) -> Select:
     """SELECT link, normalised child columns… of ``keys``' child rows (by link, id)."""
     table = _table(side, child.part.table)
@@ -496,7 +506,7 @@ def child_select(
         if how == "int":
             value = cast(value, Integer)
         columns.append(value.label(name))
-    conditions = [link.in_(list(keys))]
+    conditions = [link.in_(in_list(keys))]
     if side == "state":
         conditions.append(table.c.district_number == district_number)
     return select(*columns).where(and_(*conditions)).order_by(link, table.c[child.part.id_column])

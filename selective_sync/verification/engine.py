@@ -26,10 +26,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select
+from sqlalchemy import Connection, Dialect, Engine, Select, bindparam
+from sqlalchemy.sql.compiler import SQLCompiler as Compiled
+from sqlalchemy.sql.elements import BindParameter
 
 from selective_sync.db import IN_LIST_SIZE, check_schema, chunked
 from selective_sync.errors import BadInput
@@ -66,13 +69,38 @@ Row = tuple[Any, ...]
 # ------------------------------------------------------------------ reading one side
 
 
-def _compile(engine: Engine, stmt: Select) -> tuple[str, Any]:
-    """SQL text and DBAPI parameters for ``stmt`` in the engine's dialect and paramstyle."""
-    compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.params
+_KEYS = "keys"
+_PREPARED_MAX = 256
+_prepared: dict[tuple, tuple[Dialect, Compiled]] = {}
+
+
+def _prepared_sql(engine: Engine, key: tuple, build: Callable[[BindParameter], Select]) -> Compiled:
+    """``build(keys)`` compiled for the engine's dialect, once: later calls with the same
+    ``key`` (a hashable description of the statement) reuse it for other keys.
+
+    Building and compiling a digest select costs 10-20 ms (PersonIdentity); a request reads
+    both sides in batches, and the flows verify before and after they write. ``keys`` is an
+    expanding bound parameter, filled in by ``_sql_for``. Keyed by the dialect object, as
+    compiled SQL may depend on a server's settings.
+    """
+    full = (id(engine.dialect), *key)
+    found = _prepared.get(full)
+    if found is not None and found[0] is engine.dialect:
+        return found[1]
+    compiled = build(bindparam(_KEYS, expanding=True)).compile(dialect=engine.dialect)
+    if len(_prepared) >= _PREPARED_MAX:
+        _prepared.clear()  # engines come and go (one per test database); keep it bounded
+    _prepared[full] = (engine.dialect, compiled)
+    return compiled
+
+
+def _sql_for(compiled: Compiled, keys: Sequence[int] | None = None) -> tuple[str, Any]:
+    """SQL text and DBAPI parameters of a compiled statement for ``keys``, in the dialect's
+    paramstyle."""
+    state = compiled.construct_expanded_state(None if keys is None else {_KEYS: list(keys)})
     if compiled.positional:
-        return compiled.string, tuple(params[name] for name in compiled.positiontup)
-    return compiled.string, params
+        return state.statement, tuple(state.positional_parameters)
+    return state.statement, state.parameters
 
 
 @contextmanager
@@ -135,21 +163,25 @@ def _side_chunks(
     match a server's md5), or with ``packed=False`` the typed ``(key, *compared values)``."""
     dialect = engine.dialect.name
     key_col = key_column(spec, side)
+    every = keys is None
 
-    def build(batch: list[int] | None) -> Select:
+    def build(batch: BindParameter) -> Select:
         if not packed:
             stmt = compared_select(spec, side, district_number, dialect)
-            return stmt if batch is None else stmt.where(key_col.in_(batch))
-        return token_select(spec, side, district_number, dialect, batch)
+            stmt = stmt if every else stmt.where(key_col.in_(batch))
+        else:
+            stmt = token_select(spec, side, district_number, dialect, None if every else batch)
+        return stmt.order_by(key_col)
+
+    compiled = _prepared_sql(engine, ("side", spec, side, district_number, packed, every), build)
 
     def finish(rows: list[Row]) -> list[Row]:
         return [(key, hash_text(text)) for key, text in rows] if hash_here else rows
 
     with engine.connect() as conn:
         if keys is None:
-            sql, params = _compile(engine, build(None).order_by(key_col))
             with _raw_cursor(conn, server_side=True) as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(*_sql_for(compiled))
                 while rows := cursor.fetchmany(chunk_rows):
                     yield finish(rows)
             return
@@ -157,8 +189,7 @@ def _side_chunks(
         pending: list[Row] = []
         with _raw_cursor(conn, server_side=False) as cursor:
             for batch in chunked(keys):
-                sql, params = _compile(engine, build(batch).order_by(key_col))
-                cursor.execute(sql, params)
+                cursor.execute(*_sql_for(compiled, batch))
                 pending.extend(cursor.fetchall())
                 if len(pending) >= chunk_rows:
                     yield finish(pending)
@@ -592,9 +623,13 @@ def fetch_object_rows(
         with engine.connect() as conn, _raw_cursor(conn, server_side=False) as cursor:
             for child in parts:
                 id_at = 1 + [name for name, _ in child.columns].index(child.part.id_column)
+                compiled = _prepared_sql(
+                    engine,
+                    ("child", child, side, district_number),
+                    partial(child_select, child, side, district_number, engine.dialect.name),
+                )
                 for batch in chunked(found):
-                    stmt = child_select(child, side, district_number, engine.dialect.name, batch)
-                    cursor.execute(*_compile(engine, stmt))
+                    cursor.execute(*_sql_for(compiled, batch))
                     for row in cursor.fetchall():
                         rows = children[row[0]].setdefault(child.label, {})
                         rows[row[id_at]] = tuple(row[1:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.prefect_api)
         if "matrix" in folders or "integration" in folders or _module_uses_servers(path):
             item.add_marker(pytest.mark.servers)
+    # The longest files first (pytest-xdist, with --no-loadscope-reorder in pyproject, hands
+    # files out in this order): otherwise the files with one long test come last and the
+    # run ends on one worker waiting for them.
+    here = Path(__file__).parent
+    files = [Path(str(item.fspath)).relative_to(here).as_posix() for item in items]
+    counts = Counter(files)
+    weight = {f: LONG_FILES.get(f, counts[f]) for f in counts}
+    order = sorted(range(len(items)), key=lambda i: -weight[files[i]])
+    items[:] = [items[i] for i in order]
+
+
+# Seconds a file took on four workers (7 December 2026, --durations); others count 1 s a test.
+LONG_FILES = {
+    "security/test_rights_matrix.py": 300,
+    "integration/test_browser.py": 200,
+    "test_history.py": 170,
+    "reliability/test_transient_faults.py": 160,
+    "reliability/test_crash.py": 130,
+    "integration/test_deployments.py": 120,
+    "reliability/test_concurrency.py": 120,
+    "integration/test_alerts.py": 110,
+    "test_flow_sync.py": 90,
+    "test_cli_sync.py": 80,
+    "integration/test_nightly_pool.py": 60,
+    "reliability/test_database_down.py": 40,
+    "integration/test_serve.py": 40,
+    "integration/test_warm_start.py": 40,
+    "security/test_gateway.py": 50,
+    "integration/test_prefect_on_postgres.py": 35,
+    "security/test_masking.py": 30,
+}
 
 
 def pytest_sessionfinish(session):

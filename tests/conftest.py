@@ -101,7 +101,10 @@ def prefect_api(tmp_path_factory, migrated_prefect_db):
     """A real Prefect API for the whole session: Prefect's ``prefect_test_harness``, its
     server started on a copy of an already migrated database (migrating a new one costs its
     server about 20 CPU-s), with no flow-run heartbeats (each in-process run would wait up to
-    a second at its end for the heartbeat thread; nothing here watches for zombies)."""
+    a second at its end for the heartbeat thread; nothing here watches for zombies).
+
+    Yields the path of the server's SQLite database, for tests that check what Prefect
+    stored without asking its API."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing import utilities
     from prefect_db import HARNESS_DB_FILE, seed_file
@@ -116,7 +119,7 @@ def prefect_api(tmp_path_factory, migrated_prefect_db):
             utilities.prefect_test_harness(server_startup_timeout=120),
             temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
         ):
-            yield
+            yield folder / HARNESS_DB_FILE
     finally:
         patch.undo()
 

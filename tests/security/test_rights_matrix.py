@@ -26,12 +26,13 @@ with no artifact, no write and no history entry.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import threading
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -145,9 +146,9 @@ CELLS = [
 @dataclass
 class World:
     dir: Path
-    started: datetime
     keys: dict[int, int]  # a key differing between each district and the state
     server_url: str
+    prefect_db: Path  # the Prefect API's database (what it stored, read without the API)
     last: dict | None = None  # the snapshot after the last refusal (nothing changed since)
     entries: dict[int, str] = field(default_factory=dict)
 
@@ -188,7 +189,7 @@ def world(two_district_template, tmp_path_factory, prefect_api):
     server = make_server("127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield World(directory, datetime.now(UTC), keys, server.url)
+    yield World(directory, keys, server.url, prefect_api)
     server.shutdown()
     server.server_close()
     patch.undo()
@@ -227,41 +228,34 @@ def history(district: int) -> list[dict]:
     return [e.as_dict(with_outcomes=False) for e in list_entries(district, limit=50, user=ADMIN)]
 
 
+def prefect_stored(prefect_db: Path) -> tuple[dict[str, str], list[str]]:
+    """What Prefect stored, read from its database (the harness server's SQLite file): the
+    state of every selective-sync run, and every artifact of the product (keyed ones:
+    history, progress, reports; a failed run's unkeyed result record, Prefect persisting
+    the exception, is not). Read directly, as the API would page through every run and
+    artifact of the module after every refusal."""
+    with closing(sqlite3.connect(f"file:{prefect_db}?mode=ro", uri=True, timeout=30)) as conn:
+        runs = conn.execute(
+            "SELECT flow_run.id, flow_run.state_type FROM flow_run"
+            " JOIN flow ON flow.id = flow_run.flow_id WHERE flow.name = 'selective-sync'"
+        ).fetchall()
+        artifacts = conn.execute(
+            "SELECT id FROM artifact WHERE key IS NOT NULL OR type IS NOT NULL"
+        ).fetchall()
+    return {run_id: state for run_id, state in runs}, sorted(a for (a,) in artifacts)
+
+
 def snapshot(world: World) -> dict:
     """Everything a refusal must leave alone."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterExpectedStartTime
-
-    from flows.history_store import _artifacts
-
-    with get_client(sync_client=True) as client:
-        runs, offset = [], 0
-        while True:
-            page = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    expected_start_time=FlowRunFilterExpectedStartTime(after_=world.started)
-                ),
-                limit=200,
-                offset=offset,
-            )
-            runs.extend(page)
-            if len(page) < 200:
-                break
-            offset += 200
-        flows = {f.id: f.name for f in client.read_flows()}
-        artifacts = _artifacts(client, [r.id for r in runs])
+    sync_runs, artifacts = prefect_stored(world.prefect_db)
     return {
         "state": whole_database_checksum(world.state_url),
         "district 275": whole_database_checksum(world.district_url(OWN)),
         "district 312": whole_database_checksum(world.district_url(OTHER)),
         # A refusal records itself in the refusal audit: checked apart.
         "rights": whole_database_checksum(world.rights_url, refusals=False),
-        "sync_runs": {
-            str(r.id): r.state_type.value for r in runs if flows[r.flow_id] == "selective-sync"
-        },
-        # Keyed artifacts are the product's (history, progress, reports); a failed run's
-        # unkeyed result record (Prefect persisting the exception) is not.
-        "artifacts": sorted(str(a.id) for a in artifacts if a.key or a.type),
+        "sync_runs": sync_runs,
+        "artifacts": artifacts,
         "reports": sorted(str(p.relative_to(world.dir)) for p in world.dir.glob("reports/**/*.*")),
         "history 275": history(OWN),
         "history 312": history(OTHER),

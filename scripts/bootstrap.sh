@@ -28,10 +28,12 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   # uv installs the same packages as pip in a quarter of the time (4-6 s against 18 s
-  # here, downloads included); pip does it where uv cannot be had.
-  if .venv/bin/python -m pip install -q uv >&2; then
-    .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev,dask]' >&2
+  # here, downloads included); pip does it where uv cannot be had or cannot install.
+  if .venv/bin/python -m pip install -q uv >&2 &&
+    .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev,dask]' >&2; then
+    :
   else
+    echo "bootstrap: installing with pip instead of uv" >&2
     .venv/bin/python -m pip install -q --upgrade pip >&2
     .venv/bin/python -m pip install -q --no-compile -e '.[dev,dask]' >&2
   fi
